@@ -1,0 +1,137 @@
+// The one reader of process.env: every setting validated once (env-schema + TypeBox), typed, frozen.
+// A bad or missing value stops start-up with one message that names every offending variable.
+import envSchema from 'env-schema';
+import { Type, type Static } from 'typebox';
+
+const EnvSchema = Type.Object({
+  NODE_ENV: Type.Union([Type.Literal('development'), Type.Literal('production'), Type.Literal('test')], {
+    default: 'development',
+  }),
+  PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 3000 }),
+  HOST: Type.String({ minLength: 1, default: '127.0.0.1' }),
+  METRICS_PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 9464 }),
+  REDIS_URL: Type.String({ pattern: '^rediss?://', default: 'redis://127.0.0.1:6379' }),
+  REDIS_CLUSTER_NODES: Type.Optional(Type.String({ pattern: '^[^,:\\s]+:\\d+(,[^,:\\s]+:\\d+)*$' })),
+  // Namespace of every Redis key and BullMQ queue, so several deployments (or test files) share a Redis.
+  REDIS_PREFIX: Type.String({ pattern: '^[A-Za-z0-9_-]{1,32}$', default: 'fs' }),
+  DATABASE_URL: Type.String({
+    pattern: '^postgres(ql)?://',
+    default: 'postgres://postgres@127.0.0.1:5432/flashsale',
+  }),
+  JWT_SECRET: Type.Optional(Type.String({ minLength: 16 })),
+  RATE_LIMIT_USER_PER_SEC: Type.Integer({ minimum: 0, default: 10 }),
+  RATE_LIMIT_IP_PER_SEC: Type.Integer({ minimum: 0, default: 0 }),
+  TRUST_PROXY: Type.Optional(Type.String({ minLength: 1 })),
+  LOG_LEVEL: Type.Union(
+    ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)),
+    { default: 'info' },
+  ),
+  // How long a graceful shutdown may take before the process exits anyway.
+  SHUTDOWN_TIMEOUT_MS: Type.Integer({ minimum: 100, default: 10_000 }),
+});
+
+type Env = Static<typeof EnvSchema>;
+
+export type Role = 'api' | 'worker' | 'all';
+
+export interface Config {
+  readonly env: Env['NODE_ENV'];
+  readonly http: { readonly host: string; readonly port: number };
+  readonly metrics: { readonly host: string; readonly port: number };
+  readonly redis: {
+    readonly url: string;
+    readonly clusterNodes: readonly { readonly host: string; readonly port: number }[] | undefined;
+    readonly prefix: string;
+  };
+  readonly databaseUrl: string;
+  readonly jwtSecret: string;
+  readonly rateLimit: { readonly userPerSecond: number; readonly ipPerSecond: number };
+  readonly trustProxy: string | undefined;
+  readonly logLevel: string;
+  readonly shutdownTimeoutMs: number;
+}
+
+// Development gets a fixed secret so `npm start` works out of the box; nowhere else.
+const DEVELOPMENT_JWT_SECRET = 'development-only-secret-do-not-use';
+
+export class ConfigError extends Error {
+  constructor(readonly problems: readonly string[]) {
+    super(`Invalid configuration: ${problems.join('; ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+interface AjvIssue {
+  instancePath: string;
+  message?: string;
+  params: Record<string, unknown>;
+}
+
+// A failed union reports every branch: keep one message per variable.
+function describe(issues: readonly AjvIssue[]): string[] {
+  const byVariable = new Map<string, string>();
+  for (const issue of issues) {
+    const variable = issue.instancePath.replace(/^\//, '') || String(issue.params.missingProperty ?? 'environment');
+    const text = issue.params.allowedValue !== undefined ? 'must be one of the allowed values' : issue.message;
+    if (!byVariable.has(variable)) byVariable.set(variable, `${variable} ${text ?? 'is invalid'}`);
+  }
+  return [...byVariable.values()];
+}
+
+export function loadConfig(source: Record<string, string | undefined> = process.env): Config {
+  const problems: string[] = [];
+  let env: Env | undefined;
+  try {
+    // An empty variable (`TRUST_PROXY=` in an env file) means "not set".
+    const given = Object.fromEntries(Object.entries(source).filter(([, value]) => value !== undefined && value !== ''));
+    env = envSchema<Env>({ schema: EnvSchema, data: given, env: false });
+  } catch (error) {
+    const issues = (error as { errors?: AjvIssue[] }).errors ?? [];
+    problems.push(...(issues.length > 0 ? describe(issues) : [(error as Error).message]));
+  }
+  const nodeEnv = env?.NODE_ENV ?? source.NODE_ENV ?? 'development';
+  const jwtSecret = env?.JWT_SECRET ?? (nodeEnv === 'development' ? DEVELOPMENT_JWT_SECRET : undefined);
+  if (jwtSecret === undefined && !problems.some((p) => p.startsWith('JWT_SECRET'))) {
+    problems.push('JWT_SECRET is required outside development');
+  }
+  if (env === undefined || jwtSecret === undefined || problems.length > 0) throw new ConfigError(problems);
+
+  const config: Config = {
+    env: env.NODE_ENV,
+    http: { host: env.HOST, port: env.PORT },
+    metrics: { host: env.HOST, port: env.METRICS_PORT },
+    redis: {
+      url: env.REDIS_URL,
+      clusterNodes: env.REDIS_CLUSTER_NODES?.split(',').map((seed) => {
+        const [host = '', port = '0'] = seed.split(':');
+        return { host, port: Number(port) };
+      }),
+      prefix: env.REDIS_PREFIX,
+    },
+    databaseUrl: env.DATABASE_URL,
+    jwtSecret,
+    rateLimit: { userPerSecond: env.RATE_LIMIT_USER_PER_SEC, ipPerSecond: env.RATE_LIMIT_IP_PER_SEC },
+    trustProxy: env.TRUST_PROXY,
+    logLevel: env.LOG_LEVEL,
+    shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
+  };
+  return deepFreeze(config);
+}
+
+function deepFreeze<T extends object>(value: T): T {
+  for (const inner of Object.values(value)) {
+    if (inner !== null && typeof inner === 'object') deepFreeze(inner as object);
+  }
+  return Object.freeze(value);
+}
+
+/** For entry points: the config, or one line on stderr naming every bad variable and exit code 1. */
+export function loadConfigOrExit(): Config {
+  try {
+    return loadConfig();
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    process.stderr.write(`${error.message}\n`);
+    process.exit(1);
+  }
+}
