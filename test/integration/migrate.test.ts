@@ -1,0 +1,103 @@
+// The migration runner's promises: creates the database, applies once, is safe when run
+// concurrently, leaves nothing half-applied on failure, and refuses a database ahead of the code.
+import { execFile } from 'node:child_process';
+import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import pg from 'pg';
+import { MIGRATIONS_DIR, MigrationError, migrate } from '../../src/db/migrate.ts';
+import { databaseUrl } from '../support/global-setup.ts';
+
+const services = inject('services');
+let counter = 0;
+const freshDatabaseUrl = () => databaseUrl(services.postgresUrl, `${services.runId}_migrate_${process.pid}_${counter++}`);
+
+async function query<T extends pg.QueryResultRow>(url: string, sql: string, params: unknown[] = []): Promise<T[]> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return (await client.query<T>(sql, params)).rows;
+  } finally {
+    await client.end();
+  }
+}
+
+let brokenDir: string;
+beforeAll(async () => {
+  brokenDir = await mkdtemp(path.join(tmpdir(), 'fs-migrations-'));
+  await cp(MIGRATIONS_DIR, brokenDir, { recursive: true });
+  await writeFile(
+    path.join(brokenDir, '0002_broken.sql'),
+    'CREATE TABLE half_done (id int);\nINSERT INTO half_done VALUES (1);\nSELECT * FROM no_such_table;\n',
+  );
+});
+afterAll(async () => rm(brokenDir, { recursive: true, force: true }));
+
+describe('migrate', () => {
+  it('when the database does not exist, then it is created and every migration applied', async () => {
+    const url = freshDatabaseUrl();
+    expect(await migrate({ databaseUrl: url })).toEqual(['0001_init.sql']);
+    const tables = await query<{ table_name: string }>(url, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1");
+    expect(tables.map((t) => t.table_name)).toEqual(['orders', 'sale_items', 'sales', 'schema_migrations']);
+  });
+
+  it('when run twice, then the second run applies nothing', async () => {
+    const url = freshDatabaseUrl();
+    await migrate({ databaseUrl: url });
+    expect(await migrate({ databaseUrl: url })).toEqual([]);
+    expect(await query(url, 'SELECT id FROM schema_migrations')).toHaveLength(1);
+  });
+
+  it('when several runners start at once, then each migration is applied exactly once', async () => {
+    const url = freshDatabaseUrl();
+    const results = await Promise.all(Array.from({ length: 5 }, () => migrate({ databaseUrl: url })));
+    expect(results.flat()).toEqual(['0001_init.sql']);
+    expect(await query(url, 'SELECT id FROM schema_migrations')).toHaveLength(1);
+  });
+
+  it('when a migration fails, then it leaves nothing half-applied and later runs retry it', async () => {
+    const url = freshDatabaseUrl();
+    await expect(migrate({ databaseUrl: url, dir: brokenDir })).rejects.toThrow(/0002_broken.sql failed/);
+    const ledger = await query<{ name: string }>(url, 'SELECT name FROM schema_migrations');
+    expect(ledger.map((row) => row.name)).toEqual(['0001_init.sql']);
+    expect(await query(url, "SELECT to_regclass('half_done') AS t")).toEqual([{ t: null }]);
+    await expect(migrate({ databaseUrl: url, dir: brokenDir })).rejects.toBeInstanceOf(MigrationError);
+  });
+
+  it('when the database has a migration this code does not know, then it is refused', async () => {
+    const url = freshDatabaseUrl();
+    await migrate({ databaseUrl: url });
+    await query(url, "INSERT INTO schema_migrations (id, name) VALUES (9999, '9999_from_the_future.sql')");
+    await expect(migrate({ databaseUrl: url })).rejects.toThrow(/9999_from_the_future.sql.*does not know/);
+  });
+
+  it('when `npm run migrate` fails, then it exits non-zero', async () => {
+    const url = freshDatabaseUrl();
+    await migrate({ databaseUrl: url });
+    await query(url, "INSERT INTO schema_migrations (id, name) VALUES (9999, '9999_from_the_future.sql')");
+    const run = promisify(execFile)('npx', ['tsx', 'src/cli/migrate.ts'], {
+      env: { PATH: process.env.PATH, DATABASE_URL: url, NODE_ENV: 'development' },
+    });
+    await expect(run).rejects.toMatchObject({ code: 1 });
+  });
+});
+
+describe('schema constraints', () => {
+  it('when rows break the contract, then Postgres refuses them (quantity, status, sold ≤ stock)', async () => {
+    const url = freshDatabaseUrl();
+    await migrate({ databaseUrl: url });
+    await query(url, "INSERT INTO sales (id, name, starts_at, ends_at, currency) VALUES ('s1', 'S', now(), now() + interval '1 hour', 'CNY')");
+    await query(url, "INSERT INTO sale_items (sale_id, sku, name, unit_price, initial_stock, per_user_limit) VALUES ('s1', 'a', 'A', 100, 2, 1)");
+    const order = (quantity: number, status: string) =>
+      query(url, `INSERT INTO orders (id, sale_id, sku, user_id, quantity, unit_price, amount, status, created_at, expires_at)
+                  VALUES (gen_random_uuid(), 's1', 'a', 'u1', $1, 100, 100 * $1, $2, now(), now())`, [quantity, status]);
+    await expect(order(0, 'pending_payment')).rejects.toThrow(/check constraint/);
+    await expect(order(1, 'shipped')).rejects.toThrow(/check constraint/);
+    await expect(order(1, 'paid')).rejects.toThrow(/orders_paid_has_time/);
+    await expect(order(1, 'pending_payment')).resolves.toBeDefined();
+    await expect(query(url, "UPDATE sale_items SET sold = 3 WHERE sku = 'a'")).rejects.toThrow(/sale_items_sold_within_stock/);
+    await expect(query(url, "UPDATE sale_items SET sold = 2 WHERE sku = 'a'")).resolves.toBeDefined();
+  });
+});
