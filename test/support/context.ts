@@ -1,0 +1,88 @@
+// Per-test-file isolation: a fresh database cloned from the migrated template and a Redis key
+// prefix of its own, so files run in parallel without FLUSHALL or truncation.
+import { randomBytes } from 'node:crypto';
+import { inject } from 'vitest';
+import pg from 'pg';
+import { Redis } from 'ioredis';
+import { loadConfig, type Config } from '../../src/config.ts';
+import { databaseUrl } from './global-setup.ts';
+
+export const TEST_JWT_SECRET = 'test-secret-with-at-least-16-chars';
+
+export interface TestContext {
+  readonly config: Config;
+  readonly databaseUrl: string;
+  readonly redisUrl: string;
+  readonly prefix: string;
+  /** Builds a config for this file's database and namespace, with overrides (e.g. a private server). */
+  configWith(overrides: Record<string, string>): Config;
+  /** Drops this file's keys and database. */
+  cleanup(): Promise<void>;
+}
+
+const CLONE_RETRIES = 20;
+
+async function cloneTemplate(postgresUrl: string, template: string, database: string): Promise<void> {
+  const admin = new pg.Client({ connectionString: databaseUrl(postgresUrl, 'postgres') });
+  await admin.connect();
+  try {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await admin.query(`CREATE DATABASE ${pg.escapeIdentifier(database)} TEMPLATE ${pg.escapeIdentifier(template)}`);
+        return;
+      } catch (error) {
+        // 55006: another file is cloning the template at this instant; take turns.
+        if ((error as { code?: string }).code !== '55006' || attempt >= CLONE_RETRIES) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 50 * attempt));
+      }
+    }
+  } finally {
+    await admin.end();
+  }
+}
+
+export async function deleteKeys(redisUrl: string, pattern: string): Promise<void> {
+  const redis = new Redis(redisUrl);
+  try {
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+      if (keys.length > 0) await redis.unlink(...keys);
+      cursor = next;
+    } while (cursor !== '0');
+  } finally {
+    redis.disconnect();
+  }
+}
+
+export async function createTestContext(): Promise<TestContext> {
+  const services = inject('services');
+  const suffix = randomBytes(4).toString('hex');
+  const database = `${services.runId}_${suffix}`;
+  await cloneTemplate(services.postgresUrl, services.templateDatabase, database);
+  const prefix = `t${suffix}`;
+  const base = {
+    NODE_ENV: 'test',
+    LOG_LEVEL: 'silent',
+    JWT_SECRET: TEST_JWT_SECRET,
+    REDIS_URL: services.redisUrl,
+    REDIS_PREFIX: prefix,
+    DATABASE_URL: databaseUrl(services.postgresUrl, database),
+    PORT: '0',
+    METRICS_PORT: '0',
+  };
+  const configWith = (overrides: Record<string, string>) => loadConfig({ ...base, ...overrides });
+  return {
+    config: configWith({}),
+    databaseUrl: base.DATABASE_URL,
+    redisUrl: services.redisUrl,
+    prefix,
+    configWith,
+    async cleanup() {
+      await deleteKeys(services.redisUrl, `${prefix}:*`);
+      const admin = new pg.Client({ connectionString: databaseUrl(services.postgresUrl, 'postgres') });
+      await admin.connect();
+      await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(database)} WITH (FORCE)`).finally(() => admin.end());
+    },
+  };
+}
