@@ -1,0 +1,161 @@
+// The container deployment's promises, read from docker-compose.yml, the Dockerfile and
+// .dockerignore: durable Redis, health-gated start order, and each role's configuration.
+import { readFileSync } from 'node:fs';
+import { parse } from 'yaml';
+import { describe, expect, it } from 'vitest';
+
+const root = new URL('../../', import.meta.url);
+const read = (file: string): string => readFileSync(new URL(file, root), 'utf8');
+
+// The configuration table of API.md, plus settings the config module also reads.
+const CONTRACT_VARIABLES = [
+  'PORT',
+  'HOST',
+  'METRICS_PORT',
+  'REDIS_URL',
+  'REDIS_CLUSTER_NODES',
+  'DATABASE_URL',
+  'JWT_SECRET',
+  'RATE_LIMIT_USER_PER_SEC',
+  'RATE_LIMIT_IP_PER_SEC',
+  'TRUST_PROXY',
+  'LOG_LEVEL',
+];
+const EXTRA_VARIABLES = ['NODE_ENV', 'REDIS_PREFIX', 'SHUTDOWN_TIMEOUT_MS'];
+const NODE_SERVICES = ['migrate', 'api', 'worker'] as const;
+
+type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
+type JsonObject = { [key: string]: Json };
+
+function isObject(value: Json | undefined): value is JsonObject {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function objectAt(value: Json | undefined, path: string): JsonObject {
+  if (!isObject(value)) throw new Error(`${path} should be a mapping`);
+  return value;
+}
+
+// Compose supports YAML merge keys (<<); the yaml package resolves them only when asked.
+const compose = objectAt(parse(read('docker-compose.yml'), { merge: true }) as Json, 'docker-compose.yml');
+const services = objectAt(compose['services'], 'services');
+const service = (name: string): JsonObject => objectAt(services[name], `services.${name}`);
+
+function environment(name: string): Record<string, string> {
+  const env = objectAt(service(name)['environment'], `services.${name}.environment`);
+  return Object.fromEntries(Object.entries(env).map(([key, value]) => [key, String(value)]));
+}
+
+function commandText(name: string): string {
+  const command = service(name)['command'];
+  return Array.isArray(command) ? command.map(String).join(' ') : String(command);
+}
+
+function healthcheckText(name: string): string {
+  const test = objectAt(service(name)['healthcheck'], `services.${name}.healthcheck`)['test'];
+  return Array.isArray(test) ? test.map(String).join(' ') : String(test);
+}
+
+function dependsOn(name: string): Record<string, string> {
+  const deps = objectAt(service(name)['depends_on'], `services.${name}.depends_on`);
+  return Object.fromEntries(
+    Object.entries(deps).map(([dep, spec]) => [dep, String(objectAt(spec, `${name}.depends_on.${dep}`)['condition'])]),
+  );
+}
+
+describe('docker-compose.yml', () => {
+  it('when read, then it defines redis, postgres, migrate, api and worker', () => {
+    expect(Object.keys(services).sort()).toEqual(['api', 'migrate', 'postgres', 'redis', 'worker']);
+  });
+
+  it('when Redis starts, then it keeps an AOF fsynced every second and refuses to evict keys', () => {
+    const command = commandText('redis');
+    expect(service('redis')['image']).toMatch(/^redis:7/);
+    expect(command).toMatch(/--appendonly yes/);
+    expect(command).toMatch(/--appendfsync everysec/);
+    expect(command).toMatch(/--maxmemory-policy noeviction/);
+  });
+
+  it('when the stores start, then each has a healthcheck that asks the server itself', () => {
+    expect(healthcheckText('redis')).toMatch(/redis-cli ping/);
+    expect(healthcheckText('postgres')).toMatch(/pg_isready/);
+    expect(service('postgres')['image']).toMatch(/^postgres:15/);
+    expect(objectAt(service('postgres')['environment'], 'postgres.environment')['POSTGRES_DB']).toBe('flashsale');
+  });
+
+  it('when api and worker start, then they wait for healthy stores and a completed migration', () => {
+    for (const name of ['api', 'worker']) {
+      expect(dependsOn(name)).toEqual({
+        redis: 'service_healthy',
+        postgres: 'service_healthy',
+        migrate: 'service_completed_successfully',
+      });
+    }
+    expect(dependsOn('migrate')).toEqual({ redis: 'service_healthy', postgres: 'service_healthy' });
+    expect(service('migrate')['restart']).toBe('no');
+  });
+
+  it('when the node services are built, then all come from the Dockerfile and run their npm script', () => {
+    for (const name of NODE_SERVICES) {
+      const build = objectAt(service(name)['build'], `services.${name}.build`);
+      expect(build['dockerfile']).toBe('Dockerfile');
+      expect(build['context']).toBe('.');
+    }
+    expect(commandText('migrate')).toBe('npm run migrate');
+    expect(commandText('api')).toBe('npm run start:api');
+    expect(commandText('worker')).toBe('npm run start:worker');
+  });
+
+  it('when the node services are configured, then each sets what it needs and nothing outside the contract', () => {
+    for (const name of NODE_SERVICES) {
+      const env = environment(name);
+      expect(env['REDIS_URL']).toBe('redis://redis:6379');
+      expect(env['DATABASE_URL']).toMatch(/^postgres:\/\/postgres(:[^@]+)?@postgres:5432\/flashsale$/);
+      // A secret must come from the operator, never a literal in the file.
+      expect(env['JWT_SECRET']).toMatch(/^\$\{JWT_SECRET:\?.+\}$/);
+      expect(env['NODE_ENV']).toBe('production');
+      for (const key of Object.keys(env)) expect([...CONTRACT_VARIABLES, ...EXTRA_VARIABLES]).toContain(key);
+    }
+    for (const name of ['api', 'worker']) {
+      const env = environment(name);
+      expect(env['HOST']).toBe('0.0.0.0');
+      expect(env['METRICS_PORT']).toMatch(/^\d+$/);
+    }
+    expect(environment('api')['PORT']).toBe('3000');
+  });
+
+  it('when api and worker run side by side, then their metrics ports differ', () => {
+    expect(environment('api')['METRICS_PORT']).not.toBe(environment('worker')['METRICS_PORT']);
+  });
+
+  it('when the api runs, then it publishes port 3000 and is healthy only when ready', () => {
+    expect(service('api')['ports']).toContain('3000:3000');
+    expect(healthcheckText('api')).toMatch(/\/health\/ready/);
+  });
+});
+
+describe('Dockerfile', () => {
+  const dockerfile = read('Dockerfile');
+
+  it('when built, then it starts from Node 20, installs from the lockfile and runs in production mode', () => {
+    expect(dockerfile).toMatch(/^FROM node:20(-slim)?(@sha256:[0-9a-f]+)?\s*$/m);
+    expect(dockerfile).toMatch(/^RUN npm ci\b/m);
+    expect(dockerfile).toMatch(/^ENV NODE_ENV=production\s*$/m);
+  });
+
+  it('when run, then the process is not root', () => {
+    const user = /^USER\s+(\S+)\s*$/m.exec(dockerfile)?.[1];
+    expect(user).toBeDefined();
+    expect(['root', '0']).not.toContain(user);
+  });
+});
+
+describe('.dockerignore', () => {
+  it('when building, then local state and dependencies stay out of the context', () => {
+    const ignored = read('.dockerignore')
+      .split('\n')
+      .map((line) => line.trim())
+      .filter((line) => line !== '' && !line.startsWith('#'));
+    for (const entry of ['node_modules', '.git', '.data', 'reports']) expect(ignored).toContain(entry);
+  });
+});
