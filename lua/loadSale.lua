@@ -1,0 +1,36 @@
+--[[
+  loadSale: loads a new sale and all its items into Redis in one atomic step, or nothing.
+  The one script with a variable key count: one key for the sale, then one per item.
+
+  KEYS[1]    sale hash   fs:{d11}:sale
+  KEYS[2..n] item hashes fs:{d11}:item:<sku>, in the order of ARGV[3..n]
+
+  ARGV[1] sale as JSON  {startsAt, endsAt (ms), paymentWindowMs}
+  ARGV[2] nowMs
+  ARGV[3..n] one item per key, as JSON {sku, stock, unitPrice, perUserLimit, lowUnits?, lowPct?}
+
+  Returns {'OK'} or {'SALE_EXISTS'} (nothing is written then).
+  An item whose stock already sits at or below its low-stock level starts delisted.
+]]
+if redis.call('EXISTS', KEYS[1]) == 1 then return {'SALE_EXISTS'} end
+local sale = cjson.decode(ARGV[1])
+local now = tonumber(ARGV[2])
+for i = 2, #KEYS do
+  local item = cjson.decode(ARGV[i + 1])
+  redis.call('DEL', KEYS[i])
+  redis.call('HSET', KEYS[i], 'sku', item.sku, 'available', item.stock, 'total', item.stock,
+    'unitPrice', item.unitPrice, 'perUserLimit', item.perUserLimit, 'delisted', '')
+  local low = false
+  if item.lowUnits then
+    redis.call('HSET', KEYS[i], 'lowUnits', item.lowUnits)
+    low = item.stock <= item.lowUnits
+  elseif item.lowPct then
+    redis.call('HSET', KEYS[i], 'lowPct', item.lowPct)
+    low = item.stock * 100 <= item.lowPct * item.stock
+  end
+  if low then redis.call('HSET', KEYS[i], 'delisted', 'low_stock', 'delistedAt', now) end
+  if item.stock == 0 then redis.call('HSET', KEYS[i], 'soldOutAt', now) end
+end
+redis.call('HSET', KEYS[1], 'startsAt', sale.startsAt, 'endsAt', sale.endsAt,
+  'paymentWindowMs', sale.paymentWindowMs, 'closedAt', '')
+return {'OK'}

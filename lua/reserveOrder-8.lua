@@ -1,0 +1,101 @@
+--[[
+  reserveOrder: decides one order attempt atomically and, when it is accepted, records it.
+  One round trip does every check and every write: sale window, listed, stock, the user's live
+  quantity against perUserLimit, idempotency, decrement, order record + outbox entry, and the
+  automatic low-stock delist / sold-out marks.
+
+  KEYS[1] sale hash         fs:{d11}:sale             startsAt, endsAt, closedAt (ms), paymentWindowMs,
+                                                      ordersAccepted (counter)
+  KEYS[2] item hash         fs:{d11}:item:phone-x     available, total, unitPrice, perUserLimit,
+                                                      lowUnits | lowPct, delisted, soldOutAt, delistedAt
+  KEYS[3] live qty by user  fs:{d11}:users:phone-x    hash userId -> live quantity
+  KEYS[4] idempotency key   fs:{d11}:idem:u-42:abc    "orderId|sku|quantity" (unused when ARGV[7] = '')
+  KEYS[5] order hash        fs:{d11}:order:<orderId>
+  KEYS[6] outbox stream     fs:{d11}:outbox           the order's full state, read by the relay into BullMQ
+  KEYS[7] deadlines zset    fs:{d11}:deadlines        orderId scored by expiresAt (ms)
+  KEYS[8] user's orders     fs:{d11}:user-orders:u-42 orderId scored by createdAt (ms)
+
+  ARGV[1] saleId            ARGV[5] quantity (integer >= 1)
+  ARGV[2] sku               ARGV[6] nowMs (ms since epoch)
+  ARGV[3] orderId (UUIDv7)  ARGV[7] idempotency key, '' for none
+  ARGV[4] userId            ARGV[8] idempotency TTL (seconds)
+  ARGV[9] how long the order record outlives its payment deadline (ms): a bound on memory even
+          if the pipeline stalls; the worker shortens it once a final status is persisted
+
+  Returns
+    {'OK', availableAfter, unitPrice, expiresAtMs, delistedNow (0|1), soldOutNow (0|1)}
+    {'REPLAY', orderId}                     the key already made this very order
+    {'SALE_NOT_FOUND'} {'ITEM_NOT_FOUND'} {'SALE_NOT_STARTED'} {'SALE_ENDED'} {'ITEM_DELISTED'}
+    {'SOLD_OUT'} {'INSUFFICIENT_STOCK', available} {'PER_USER_LIMIT_EXCEEDED', liveQuantity}
+    {'IDEMPOTENCY_KEY_REUSED'}              the key made an order with a different body
+  Refusals are checked in this order and write nothing.
+]]
+local sale = redis.call('HMGET', KEYS[1], 'startsAt', 'endsAt', 'closedAt', 'paymentWindowMs')
+if not sale[1] then return {'SALE_NOT_FOUND'} end
+local item = redis.call('HMGET', KEYS[2], 'available', 'total', 'unitPrice', 'perUserLimit', 'lowUnits', 'lowPct', 'delisted')
+if not item[1] then return {'ITEM_NOT_FOUND'} end
+
+local saleId, sku, orderId, userId = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local quantity, now, idempotencyKey = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
+
+-- A replay wins over every later change (sold out, ended): the order was already made.
+local fingerprint = sku .. '|' .. quantity
+local keyReused = false
+if idempotencyKey ~= '' then
+  local prior = redis.call('GET', KEYS[4])
+  if prior then
+    local priorOrder, priorFingerprint = string.match(prior, '^([^|]*)|(.*)$')
+    if priorFingerprint == fingerprint then return {'REPLAY', priorOrder} end
+    keyReused = true
+  end
+end
+
+if now < tonumber(sale[1]) then return {'SALE_NOT_STARTED'} end
+if now >= tonumber(sale[2]) or (sale[3] and sale[3] ~= '') then return {'SALE_ENDED'} end
+if item[7] and item[7] ~= '' then return {'ITEM_DELISTED'} end
+local available = tonumber(item[1])
+if available <= 0 then return {'SOLD_OUT'} end
+if available < quantity then return {'INSUFFICIENT_STOCK', available} end
+local live = tonumber(redis.call('HGET', KEYS[3], userId) or '0')
+if live + quantity > tonumber(item[4]) then return {'PER_USER_LIMIT_EXCEEDED', live} end
+if keyReused then return {'IDEMPOTENCY_KEY_REUSED'} end
+
+local total, unitPrice = tonumber(item[2]), tonumber(item[3])
+local lowUnits, lowPct = tonumber(item[5]), tonumber(item[6])
+local function atOrBelowLowStock(units)
+  if lowUnits then return units <= lowUnits end
+  if lowPct then return units * 100 <= lowPct * total end
+  return false
+end
+
+local after = redis.call('HINCRBY', KEYS[2], 'available', -quantity)
+redis.call('HINCRBY', KEYS[3], userId, quantity)
+local expiresAt = now + tonumber(sale[4])
+local amount = unitPrice * quantity
+redis.call('HSET', KEYS[5],
+  'id', orderId, 'saleId', saleId, 'sku', sku, 'userId', userId, 'quantity', quantity,
+  'unitPrice', unitPrice, 'amount', amount, 'status', 'pending_payment',
+  'createdAt', now, 'expiresAt', expiresAt, 'idempotencyKey', idempotencyKey)
+redis.call('PEXPIREAT', KEYS[5], expiresAt + tonumber(ARGV[9]))
+redis.call('ZADD', KEYS[7], expiresAt, orderId)
+redis.call('ZADD', KEYS[8], now, orderId)
+redis.call('PEXPIREAT', KEYS[8], expiresAt + tonumber(ARGV[9]))
+redis.call('HINCRBY', KEYS[1], 'ordersAccepted', 1)
+redis.call('XADD', KEYS[6], '*', 'id', orderId, 'sku', sku, 'userId', userId, 'quantity', quantity,
+  'unitPrice', unitPrice, 'amount', amount, 'status', 'pending_payment', 'createdAt', now,
+  'expiresAt', expiresAt, 'idempotencyKey', idempotencyKey)
+if idempotencyKey ~= '' then
+  redis.call('SET', KEYS[4], orderId .. '|' .. fingerprint, 'EX', tonumber(ARGV[8]))
+end
+
+local soldOutNow, delistedNow = 0, 0
+if after == 0 then
+  soldOutNow = 1
+  redis.call('HSETNX', KEYS[2], 'soldOutAt', now)
+end
+-- The rule fires when stock falls to the level; an operator's relist below it is respected.
+if atOrBelowLowStock(after) and not atOrBelowLowStock(available) then
+  delistedNow = 1
+  redis.call('HSET', KEYS[2], 'delisted', 'low_stock', 'delistedAt', now)
+end
+return {'OK', after, unitPrice, expiresAt, delistedNow, soldOutNow}

@@ -1,0 +1,130 @@
+// Builds the Fastify app from its dependencies; it never listens (src/main.ts does, tests inject).
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import rateLimit from '@fastify/rate-limit';
+import underPressure from '@fastify/under-pressure';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { Config } from '../config.ts';
+import type { Logger } from '../logger.ts';
+import type { Metrics } from '../metrics.ts';
+import type { OrderStore } from '../orders/order-store.ts';
+import type { RedisClient } from '../redis/connection.ts';
+import type { SaleReporter } from '../sales/report.ts';
+import type { SalesService } from '../sales/sales-service.ts';
+import type { Reservations } from '../stock/reservations.ts';
+import { createAuthenticator } from './auth.ts';
+import { OverloadedError, apiErrorBody, installErrorHandling } from './errors.ts';
+import { adminRoutes } from './routes/admin.ts';
+import { healthRoutes, type ReadinessCheck } from './routes/health.ts';
+import { orderRoutes } from './routes/orders.ts';
+import { saleRoutes } from './routes/sales.ts';
+
+export interface AppDeps {
+  readonly config: Config;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly readiness: ReadinessCheck;
+  /** Shared counters of the rate limits live here, so they hold across API processes. */
+  readonly redis: RedisClient;
+  readonly sales: SalesService;
+  readonly reservations: Reservations;
+  readonly orders: OrderStore;
+  readonly reporter: SaleReporter;
+  /** Event-loop delay above which requests are shed with 503 OVERLOADED (0 = never). */
+  readonly maxEventLoopDelayMs?: number;
+}
+
+export type App = FastifyInstance<Server, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxTypeProvider>;
+
+const BODY_LIMIT_BYTES = 16 * 1024;
+// Echo a caller's request id only when it is a sane token; otherwise mint one.
+const REQUEST_ID_PATTERN = /^[\x21-\x7e]{1,128}$/;
+const RETRY_AFTER_SECONDS = 1;
+
+export async function buildApp(deps: AppDeps): Promise<App> {
+  const { config, metrics } = deps;
+  const loggerInstance: FastifyBaseLogger = deps.logger;
+  const app: App = Fastify({
+    loggerInstance,
+    bodyLimit: BODY_LIMIT_BYTES,
+    trustProxy: config.trustProxy ?? false,
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID_PATTERN.test(given) ? given : randomUUID();
+    },
+    // Bodies are taken as sent: "1" is not a quantity, unknown properties are refused.
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
+    return503OnClosing: true,
+    // Per-request log lines would cost more than the reservation itself at rush rates; the
+    // http_request_duration_seconds histogram counts every request, errors are logged.
+    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'requestId' }),
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  installErrorHandling(app);
+
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    metrics.httpDuration.observe(
+      { method: request.method, route: request.routeOptions.url ?? 'unmatched', status_code: reply.statusCode },
+      reply.elapsedTime / 1000,
+    );
+  });
+
+  // Shed load before any work (auth, Redis) when the event loop falls behind; probes still answer.
+  await app.register(underPressure, {
+    maxEventLoopDelay: deps.maxEventLoopDelayMs ?? 1_000,
+    retryAfter: RETRY_AFTER_SECONDS,
+    // A rejected promise reaches the error handler, which answers 503 OVERLOADED.
+    pressureHandler: async (request, reply) => {
+      if (request.url.startsWith('/health/')) return;
+      reply.header('retry-after', RETRY_AFTER_SECONDS);
+      throw new OverloadedError();
+    },
+  });
+
+  await app.register(rateLimit, {
+    global: config.rateLimit.ipPerSecond > 0,
+    max: config.rateLimit.ipPerSecond,
+    timeWindow: 1_000,
+    redis: deps.redis,
+    nameSpace: `${config.redis.prefix}:rate-ip:`,
+    skipOnError: true,
+    allowList: (request) => request.url.startsWith('/health/'),
+    errorResponseBuilder: () => apiErrorBody('RATE_LIMITED', 'Too many requests from this address; retry later'),
+  });
+  const userRateLimit =
+    config.rateLimit.userPerSecond > 0
+      ? app.createRateLimit({
+          max: config.rateLimit.userPerSecond,
+          timeWindow: 1_000,
+          keyGenerator: (request) => `user:${request.principal?.userId ?? request.ip}`,
+        })
+      : undefined;
+
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'Flash-sale order service', version: '1.0.0' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+
+  const auth = createAuthenticator(config.jwtSecret);
+  await app.register(healthRoutes, { readiness: deps.readiness });
+  await app.register(saleRoutes, { sales: deps.sales });
+  await app.register(orderRoutes, {
+    auth,
+    reservations: deps.reservations,
+    orders: deps.orders,
+    metrics,
+    logger: deps.logger,
+    userRateLimit,
+  });
+  await app.register(adminRoutes, { auth, sales: deps.sales, reporter: deps.reporter });
+  return app;
+}

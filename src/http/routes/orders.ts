@@ -1,0 +1,115 @@
+// Shopper routes for orders: the reserve decision (one Lua round trip, or none when the item is
+// known closed), reading an order back (read-your-writes) and the shopper's own history.
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import type { FastifyRequest } from 'fastify';
+import type { Logger } from '../../logger.ts';
+import type { Metrics } from '../../metrics.ts';
+import type { OrderStore } from '../../orders/order-store.ts';
+import type { Reservation, Reservations } from '../../stock/reservations.ts';
+import { principal, type Authenticator } from '../auth.ts';
+import { sendError } from '../errors.ts';
+import { presentOrder } from '../present.ts';
+import { ErrorBody, Identifier, OrderBody, OrderParams, ReserveBody, ReserveHeaders, SaleParams } from '../schemas.ts';
+
+export interface OrderRouteOptions {
+  readonly auth: Authenticator;
+  readonly reservations: Reservations;
+  readonly orders: OrderStore;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  /** Per-shopper attempt limit; undefined when off. */
+  readonly userRateLimit: ((request: FastifyRequest) => Promise<{ isAllowed: true } | { isAllowed: false; ttlInSeconds: number }>) | undefined;
+}
+
+function observe(metrics: Metrics, logger: Logger, saleId: string, sku: string, reservation: Reservation): void {
+  const result = reservation.kind === 'accepted' ? 'ok' : reservation.kind === 'replayed' ? 'replayed' : reservation.code.toLowerCase();
+  metrics.reservations.inc({ sale: saleId, sku, result });
+  if (reservation.kind !== 'accepted') return;
+  metrics.stockAvailable.set({ sale: saleId, sku }, reservation.availableAfter);
+  if (reservation.delistedNow) {
+    metrics.itemsDelisted.inc({ sale: saleId, sku, reason: 'low_stock' });
+    logger.warn({ event: 'item_delisted', saleId, sku, reason: 'low_stock', available: reservation.availableAfter }, 'item delisted: stock fell to its low-stock level');
+  }
+  if (reservation.soldOutNow) {
+    metrics.itemsSoldOut.inc({ sale: saleId, sku });
+    logger.warn({ event: 'item_sold_out', saleId, sku }, 'item sold out');
+  }
+}
+
+export const orderRoutes: FastifyPluginAsyncTypebox<OrderRouteOptions> = async (app, options) => {
+  const { auth, reservations, orders, metrics, logger, userRateLimit } = options;
+
+  app.post(
+    '/v1/sales/:saleId/orders',
+    {
+      onRequest: auth.shopper,
+      preHandler: async (request, reply) => {
+        if (!userRateLimit) return;
+        const limit = await userRateLimit(request);
+        if (limit.isAllowed) return;
+        reply.header('retry-after', Math.max(1, limit.ttlInSeconds));
+        return sendError(reply, 'RATE_LIMITED', 'Too many order attempts from this shopper; retry later');
+      },
+      schema: {
+        tags: ['storefront'],
+        summary: 'Attempt to order an item of a flash sale',
+        security: [{ bearer: [] }],
+        params: SaleParams,
+        headers: ReserveHeaders,
+        body: ReserveBody,
+        response: { 201: OrderBody, 401: ErrorBody, 404: ErrorBody, 409: ErrorBody, 422: ErrorBody, 429: ErrorBody, 503: ErrorBody },
+      },
+    },
+    async (request, reply) => {
+      const { saleId } = request.params;
+      const { sku, quantity } = request.body;
+      const { userId } = principal(request);
+      const reservation = await reservations.reserve({ saleId, sku, userId, quantity, idempotencyKey: request.headers['idempotency-key'] });
+      observe(metrics, logger, saleId, sku, reservation);
+      switch (reservation.kind) {
+        case 'accepted':
+          return reply.code(201).header('location', `/v1/orders/${reservation.order.id}`).send(presentOrder(reservation.order));
+        case 'replayed': {
+          const order = await orders.find(reservation.orderId);
+          if (!order) throw new Error(`idempotent replay names order ${reservation.orderId}, which cannot be found`);
+          return reply.code(201).header('location', `/v1/orders/${order.id}`).header('idempotent-replayed', 'true').send(presentOrder(order));
+        }
+        case 'refused':
+          return sendError(reply, reservation.code);
+      }
+    },
+  );
+
+  app.get(
+    '/v1/orders/:orderId',
+    {
+      onRequest: auth.shopper,
+      schema: { tags: ['storefront'], security: [{ bearer: [] }], params: OrderParams, response: { 200: OrderBody, 401: ErrorBody, 404: ErrorBody } },
+    },
+    async (request, reply) => {
+      const caller = principal(request);
+      const order = await orders.find(request.params.orderId);
+      // Another user's order is indistinguishable from a missing one.
+      if (!order || (order.userId !== caller.userId && !caller.admin)) return sendError(reply, 'ORDER_NOT_FOUND');
+      return presentOrder(order);
+    },
+  );
+
+  app.get(
+    '/v1/users/me/orders',
+    {
+      onRequest: auth.shopper,
+      schema: {
+        tags: ['storefront'],
+        security: [{ bearer: [] }],
+        querystring: Type.Object({ saleId: Type.Optional(Identifier) }, { additionalProperties: false }),
+        response: { 200: Type.Object({ orders: Type.Array(OrderBody) }), 401: ErrorBody },
+      },
+    },
+    async (request) => {
+      const list = await orders.listByUser(principal(request).userId, request.query.saleId);
+      return { orders: list.map(presentOrder) };
+    },
+  );
+};

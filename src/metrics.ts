@@ -1,0 +1,124 @@
+// The prom-client registry and the service's metrics, plus the internal listener that serves them.
+// Names are flashsale_* in seconds and _total; labels never carry user or order ids.
+import { createServer, type Server } from 'node:http';
+import { once } from 'node:events';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { REFUSAL_CODES } from './stock/reserve-outcome.ts';
+
+/** Every result a reservation can have, as the `result` label spells it. */
+export const RESERVATION_RESULTS = ['ok', 'replayed', ...REFUSAL_CODES.map((code) => code.toLowerCase())];
+
+// Sub-millisecond buckets: a reservation answered from memory takes ~100 µs.
+const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
+
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  return {
+    registry,
+    httpDuration: new Histogram({
+      name: 'http_request_duration_seconds',
+      help: 'HTTP request duration by method, route and status code',
+      labelNames: ['method', 'route', 'status_code'] as const,
+      buckets: LATENCY_BUCKETS,
+      registers: [registry],
+    }),
+    reservations: new Counter({
+      name: 'flashsale_reservations_total',
+      help: 'Order attempts decided, by sale, SKU and result (ok, replayed, or the refusal code)',
+      labelNames: ['sale', 'sku', 'result'] as const,
+      registers: [registry],
+    }),
+    stockAvailable: new Gauge({
+      name: 'flashsale_stock_available',
+      help: 'Units available for sale as last seen by this process',
+      labelNames: ['sale', 'sku'] as const,
+      registers: [registry],
+    }),
+    itemsDelisted: new Counter({
+      name: 'flashsale_items_delisted_total',
+      help: 'Items taken off sale, by reason (low_stock, operator)',
+      labelNames: ['sale', 'sku', 'reason'] as const,
+      registers: [registry],
+    }),
+    ordersPersisted: new Counter({
+      name: 'flashsale_orders_persisted_total',
+      help: 'Orders inserted into Postgres (redeliveries not counted)',
+      registers: [registry],
+    }),
+    persistBatchSize: new Histogram({
+      name: 'flashsale_persist_batch_size',
+      help: 'Orders written to Postgres per batch',
+      buckets: [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500],
+      registers: [registry],
+    }),
+    persistLag: new Histogram({
+      name: 'flashsale_order_persist_lag_seconds',
+      help: 'From the order being accepted (201) to its row committed in Postgres',
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+      registers: [registry],
+    }),
+    persistFailures: new Counter({
+      name: 'flashsale_persist_failures_total',
+      help: 'Batches that failed to persist, by reason (guard: would oversell; malformed; error: retried)',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
+    itemsSoldOut: new Counter({
+      name: 'flashsale_items_sold_out_total',
+      help: 'Items whose available stock reached zero',
+      labelNames: ['sale', 'sku'] as const,
+      registers: [registry],
+    }),
+  };
+}
+
+/** `flashsale_queue_jobs{state}`, read from BullMQ at scrape time. */
+export function registerQueueGauge(metrics: Metrics, jobCounts: () => Promise<Record<string, number>>): void {
+  new Gauge({
+    name: 'flashsale_queue_jobs',
+    help: 'Jobs in the persist queue, by state',
+    labelNames: ['state'] as const,
+    registers: [metrics.registry],
+    async collect() {
+      const counts = await jobCounts().catch(() => ({}) as Record<string, number>);
+      for (const [state, count] of Object.entries(counts)) this.set({ state }, count);
+    },
+  });
+}
+
+/** Creates the series of a sale's items at 0, so dashboards and alerts see them before the rush. */
+export function initialiseItemSeries(metrics: Metrics, saleId: string, skus: readonly string[]): void {
+  for (const sku of skus) {
+    for (const result of RESERVATION_RESULTS) metrics.reservations.inc({ sale: saleId, sku, result }, 0);
+    for (const reason of ['low_stock', 'operator']) metrics.itemsDelisted.inc({ sale: saleId, sku, reason }, 0);
+    metrics.itemsSoldOut.inc({ sale: saleId, sku }, 0);
+  }
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;
+
+export interface MetricsServer {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+export async function startMetricsServer(registry: Registry, host: string, port: number): Promise<MetricsServer> {
+  const server: Server = createServer((req, res) => {
+    if (req.method !== 'GET' || req.url?.split('?')[0] !== '/metrics') {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+      return;
+    }
+    registry.metrics().then(
+      (body) => res.writeHead(200, { 'content-type': registry.contentType }).end(body),
+      () => res.writeHead(500, { 'content-type': 'text/plain' }).end('metrics collection failed\n'),
+    );
+  });
+  server.listen(port, host);
+  await once(server, 'listening');
+  const address = server.address();
+  return {
+    port: typeof address === 'object' && address ? address.port : port,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}

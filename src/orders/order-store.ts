@@ -1,0 +1,47 @@
+// Reading orders with read-your-writes: Redis holds the live record (its status changes land
+// there first) until it expires after reaching Postgres; Postgres answers for the rest.
+import type { RedisClient } from '../redis/connection.ts';
+import { saleKeys } from '../stock/keys.ts';
+import { orderFromHash, type Order } from './order.ts';
+import type { OrderRepository } from './repository.ts';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const HISTORY_LIMIT = 200;
+
+export class OrderStore {
+  constructor(
+    private readonly redis: RedisClient,
+    private readonly prefix: string,
+    private readonly repository: OrderRepository,
+    /** Sales whose orders may still be only in Redis (the caller keeps this list current). */
+    private readonly liveSaleIds: () => Promise<readonly string[]>,
+  ) {}
+
+  async fromRedis(saleId: string, orderId: string): Promise<Order | undefined> {
+    return orderFromHash(await this.redis.hgetall(saleKeys(this.prefix, saleId).order(orderId)));
+  }
+
+  async find(orderId: string): Promise<Order | undefined> {
+    if (!UUID.test(orderId)) return undefined;
+    const persisted = await this.repository.find(orderId);
+    if (persisted) return (await this.fromRedis(persisted.saleId, orderId)) ?? persisted;
+    // Not in Postgres yet: it can only be a recent order of a live sale.
+    const candidates = await Promise.all((await this.liveSaleIds()).map((saleId) => this.fromRedis(saleId, orderId)));
+    return candidates.find((order) => order !== undefined);
+  }
+
+  /** The user's orders, newest first: those still in Redis merged over those in Postgres. */
+  async listByUser(userId: string, saleId?: string): Promise<Order[]> {
+    const saleIds = saleId ? [saleId] : await this.liveSaleIds();
+    const [persisted, ...recentIds] = await Promise.all([
+      this.repository.listByUser(userId, saleId, HISTORY_LIMIT),
+      ...saleIds.map((id) => this.redis.zrevrange(saleKeys(this.prefix, id).userOrders(userId), 0, HISTORY_LIMIT - 1)),
+    ]);
+    const byId = new Map(persisted.map((order) => [order.id, order]));
+    const recent = await Promise.all(
+      saleIds.flatMap((id, index) => (recentIds[index] ?? []).map((orderId) => this.fromRedis(id, orderId))),
+    );
+    for (const order of recent) if (order) byId.set(order.id, order);
+    return [...byId.values()].sort((a, b) => b.createdAt - a.createdAt || (a.id < b.id ? 1 : -1)).slice(0, HISTORY_LIMIT);
+  }
+}

@@ -1,0 +1,54 @@
+// The order as the service knows it, and its parsing from a Redis hash (the seam is typed here).
+export const ORDER_STATUSES = ['pending_payment', 'paid', 'cancelled', 'expired'] as const;
+export type OrderStatus = (typeof ORDER_STATUSES)[number];
+
+export interface Order {
+  readonly id: string;
+  readonly saleId: string;
+  readonly sku: string;
+  readonly userId: string;
+  readonly quantity: number;
+  readonly unitPrice: number;
+  readonly amount: number;
+  readonly status: OrderStatus;
+  readonly idempotencyKey: string | null;
+  /** Times in ms since the epoch. */
+  readonly createdAt: number;
+  readonly expiresAt: number;
+  readonly paidAt?: number;
+  readonly paymentRef?: string;
+  readonly cancelledAt?: number;
+  readonly expiredAt?: number;
+}
+
+function isStatus(value: string | undefined): value is OrderStatus {
+  return (ORDER_STATUSES as readonly (string | undefined)[]).includes(value);
+}
+
+function optionalNumber(value: string | undefined): number | undefined {
+  return value === undefined || value === '' ? undefined : Number(value);
+}
+
+/** Parses HGETALL of an order hash; undefined for a missing or malformed record. */
+export function orderFromHash(hash: Record<string, string>): Order | undefined {
+  const { id, saleId, sku, userId, status } = hash;
+  if (!id || !saleId || !sku || !userId || !isStatus(status)) return undefined;
+  const order: Order = {
+    id,
+    saleId,
+    sku,
+    userId,
+    quantity: Number(hash.quantity),
+    unitPrice: Number(hash.unitPrice),
+    amount: Number(hash.amount),
+    status,
+    idempotencyKey: hash.idempotencyKey ? hash.idempotencyKey : null,
+    createdAt: Number(hash.createdAt),
+    expiresAt: Number(hash.expiresAt),
+    paidAt: optionalNumber(hash.paidAt),
+    paymentRef: hash.paymentRef || undefined,
+    cancelledAt: optionalNumber(hash.cancelledAt),
+    expiredAt: optionalNumber(hash.expiredAt),
+  };
+  return order;
+}

@@ -1,0 +1,129 @@
+// Sales in Postgres, the system of record: what operators created, restocked and closed.
+import type { Pool } from '../db/pool.ts';
+import type { SaleDefinition, SaleItemDefinition } from './sale.ts';
+
+export interface StoredSale extends SaleDefinition {
+  readonly closedAt: number | null;
+  readonly items: readonly (SaleItemDefinition & { readonly restocked: number })[];
+}
+
+interface SaleRow {
+  id: string;
+  name: string;
+  starts_at: Date;
+  ends_at: Date;
+  currency: string;
+  payment_window_seconds: number;
+  closed_at: Date | null;
+}
+
+interface ItemRow {
+  sale_id: string;
+  sku: string;
+  name: string;
+  unit_price: string;
+  initial_stock: number;
+  restocked: number;
+  per_user_limit: number;
+  low_stock_percent: string | null;
+  low_stock_units: number | null;
+}
+
+function itemFromRow(row: ItemRow): SaleItemDefinition & { restocked: number } {
+  const lowStock =
+    row.low_stock_units !== null ? { units: row.low_stock_units } : row.low_stock_percent !== null ? { percent: Number(row.low_stock_percent) } : undefined;
+  return {
+    sku: row.sku,
+    name: row.name,
+    unitPrice: Number(row.unit_price),
+    stock: row.initial_stock,
+    restocked: row.restocked,
+    perUserLimit: row.per_user_limit,
+    lowStock,
+  };
+}
+
+export class SaleRepository {
+  constructor(private readonly pool: Pool) {}
+
+  /** Inserts a sale with its items in one transaction; false when the id is taken. */
+  async insert(sale: SaleDefinition): Promise<boolean> {
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      const inserted = await client.query(
+        `INSERT INTO sales (id, name, starts_at, ends_at, currency, payment_window_seconds)
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING`,
+        [sale.id, sale.name, new Date(sale.startsAt), new Date(sale.endsAt), sale.currency, sale.paymentWindowSeconds],
+      );
+      if (inserted.rowCount === 0) {
+        await client.query('ROLLBACK');
+        return false;
+      }
+      const items = sale.items;
+      await client.query(
+        `INSERT INTO sale_items (sale_id, sku, name, unit_price, initial_stock, per_user_limit, low_stock_percent, low_stock_units)
+         SELECT $1, * FROM unnest($2::text[], $3::text[], $4::bigint[], $5::int[], $6::int[], $7::numeric[], $8::int[])`,
+        [
+          sale.id,
+          items.map((i) => i.sku),
+          items.map((i) => i.name),
+          items.map((i) => i.unitPrice),
+          items.map((i) => i.stock),
+          items.map((i) => i.perUserLimit),
+          items.map((i) => (i.lowStock && 'percent' in i.lowStock ? i.lowStock.percent : null)),
+          items.map((i) => (i.lowStock && 'units' in i.lowStock ? i.lowStock.units : null)),
+        ],
+      );
+      await client.query('COMMIT');
+      return true;
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw error;
+    } finally {
+      client.release();
+    }
+  }
+
+  async find(saleId: string): Promise<StoredSale | undefined> {
+    const sales = await this.pool.query<SaleRow>('SELECT * FROM sales WHERE id = $1', [saleId]);
+    const row = sales.rows[0];
+    if (!row) return undefined;
+    const items = await this.pool.query<ItemRow>('SELECT * FROM sale_items WHERE sale_id = $1 ORDER BY sku', [saleId]);
+    return {
+      id: row.id,
+      name: row.name,
+      startsAt: row.starts_at.getTime(),
+      endsAt: row.ends_at.getTime(),
+      currency: row.currency,
+      paymentWindowSeconds: row.payment_window_seconds,
+      closedAt: row.closed_at?.getTime() ?? null,
+      items: items.rows.map(itemFromRow),
+    };
+  }
+
+  async list(): Promise<{ id: string; name: string; startsAt: number; endsAt: number; closedAt: number | null }[]> {
+    const { rows } = await this.pool.query<SaleRow>('SELECT * FROM sales ORDER BY starts_at DESC, id');
+    return rows.map((row) => ({
+      id: row.id,
+      name: row.name,
+      startsAt: row.starts_at.getTime(),
+      endsAt: row.ends_at.getTime(),
+      closedAt: row.closed_at?.getTime() ?? null,
+    }));
+  }
+
+  /** Records a restock (raising the per-item guard); false when the item is unknown. */
+  async addRestock(saleId: string, sku: string, quantity: number): Promise<boolean> {
+    const result = await this.pool.query('UPDATE sale_items SET restocked = restocked + $3 WHERE sale_id = $1 AND sku = $2', [
+      saleId,
+      sku,
+      quantity,
+    ]);
+    return result.rowCount === 1;
+  }
+
+  async markClosed(saleId: string, closedAt: number): Promise<void> {
+    await this.pool.query('UPDATE sales SET closed_at = $2 WHERE id = $1 AND closed_at IS NULL', [saleId, new Date(closedAt)]);
+  }
+}

@@ -1,0 +1,171 @@
+// Operator actions on sales, each recorded in Postgres and applied in Redis in the order that is
+// safe if the second step fails (Postgres's guard may be looser than Redis, never tighter), and
+// the shopper's view of a sale, cached for up to a second.
+import type { Logger } from '../logger.ts';
+import type { SaleCatalog } from './catalog.ts';
+import type { SaleRepository, StoredSale } from './repository.ts';
+import { itemState, saleStatus, type DelistReason, type ItemState, type ItemStock, type SaleDefinition, type SaleStatus } from './sale.ts';
+
+export interface ItemView {
+  readonly sku: string;
+  readonly name: string;
+  readonly unitPrice: number;
+  readonly perUserLimit: number;
+  readonly available: number;
+  readonly state: ItemState;
+  readonly stock: ItemStock;
+  readonly initialStock: number;
+}
+
+export interface SaleView {
+  readonly sale: StoredSale;
+  readonly status: SaleStatus;
+  readonly closedAt: number | null;
+  readonly items: readonly ItemView[];
+}
+
+export type SaleActionError = 'SALE_NOT_FOUND' | 'ITEM_NOT_FOUND';
+
+export interface SaleEvents {
+  onStock(saleId: string, sku: string, available: number): void;
+  onDelisted(saleId: string, sku: string, reason: DelistReason): void;
+  onSaleKnown(sale: StoredSale | SaleDefinition): void;
+}
+
+const VIEW_TTL_MS = 1_000;
+// Orders of a sale may sit only in Redis until shortly after its payment windows close.
+const LIVE_AFTER_END_MS = 24 * 60 * 60 * 1000;
+
+export class SalesService {
+  private readonly views = new Map<string, { view: SaleView; until: number }>();
+  private readonly definitions = new Map<string, StoredSale>();
+  private live: { ids: readonly string[]; until: number } | undefined;
+
+  constructor(
+    private readonly repository: SaleRepository,
+    private readonly catalog: SaleCatalog,
+    private readonly events: SaleEvents,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Creates a sale: Postgres first (the id's owner), then Redis. */
+  async create(sale: SaleDefinition): Promise<SaleView | 'SALE_EXISTS'> {
+    if (!(await this.repository.insert(sale))) return 'SALE_EXISTS';
+    await this.catalog.load(sale);
+    this.events.onSaleKnown(sale);
+    for (const item of sale.items) this.events.onStock(sale.id, item.sku, item.stock);
+    this.logger.info({ event: 'sale_created', saleId: sale.id, items: sale.items.length }, 'sale created');
+    const view = await this.view(sale.id, Date.now(), { fresh: true });
+    if (!view) throw new Error(`sale ${sale.id} vanished right after it was created`);
+    return view;
+  }
+
+  /** Static sale data from Postgres, kept in memory (it changes only by restock or close). */
+  private async definition(saleId: string, fresh = false): Promise<StoredSale | undefined> {
+    const cached = this.definitions.get(saleId);
+    if (cached && !fresh) return cached;
+    const stored = await this.repository.find(saleId);
+    if (stored) this.definitions.set(saleId, stored);
+    return stored;
+  }
+
+  async view(saleId: string, now = Date.now(), options: { fresh?: boolean } = {}): Promise<SaleView | undefined> {
+    const cached = this.views.get(saleId);
+    if (cached && cached.until > now && !options.fresh) return cached.view;
+    const sale = await this.definition(saleId, options.fresh);
+    if (!sale) return undefined;
+    const state = await this.catalog.state(saleId, sale.items.map((item) => item.sku));
+    if (!state) return undefined;
+    const items = sale.items.flatMap((item): ItemView[] => {
+      const stock = state.items.get(item.sku);
+      if (!stock) return [];
+      this.events.onStock(saleId, item.sku, stock.available);
+      return [
+        {
+          sku: item.sku,
+          name: item.name,
+          unitPrice: item.unitPrice,
+          perUserLimit: item.perUserLimit,
+          available: Math.max(0, stock.available),
+          state: itemState(stock),
+          stock,
+          initialStock: item.stock,
+        },
+      ];
+    });
+    const view: SaleView = { sale, status: saleStatus(sale, state.closedAt, now), closedAt: state.closedAt, items };
+    this.views.set(saleId, { view, until: now + VIEW_TTL_MS });
+    return view;
+  }
+
+  async list(now = Date.now()) {
+    const sales = await this.repository.list();
+    return sales.map((sale) => ({ ...sale, status: saleStatus(sale, sale.closedAt, now) }));
+  }
+
+  async close(saleId: string): Promise<SaleView | SaleActionError> {
+    const closed = await this.catalog.close(saleId);
+    if (!closed.ok) return 'SALE_NOT_FOUND';
+    await this.repository.markClosed(saleId, closed.closedAt);
+    this.logger.info({ event: 'sale_closed', saleId }, 'sale closed by an operator');
+    return (await this.view(saleId, Date.now(), { fresh: true })) ?? 'SALE_NOT_FOUND';
+  }
+
+  private async item(saleId: string, sku: string): Promise<SaleActionError | undefined> {
+    const sale = await this.definition(saleId);
+    if (!sale) return 'SALE_NOT_FOUND';
+    return sale.items.some((item) => item.sku === sku) ? undefined : 'ITEM_NOT_FOUND';
+  }
+
+  async delist(saleId: string, sku: string): Promise<ItemView | SaleActionError> {
+    const missing = await this.item(saleId, sku);
+    if (missing) return missing;
+    const result = await this.catalog.delist(saleId, sku);
+    if (!result.ok) return result.code;
+    this.events.onDelisted(saleId, sku, 'operator');
+    this.logger.info({ event: 'item_delisted', saleId, sku, reason: 'operator' }, 'item delisted by an operator');
+    return this.itemView(saleId, sku);
+  }
+
+  async relist(saleId: string, sku: string): Promise<ItemView | SaleActionError> {
+    const missing = await this.item(saleId, sku);
+    if (missing) return missing;
+    const result = await this.catalog.relist(saleId, sku);
+    if (!result.ok) return result.code;
+    this.logger.info({ event: 'item_relisted', saleId, sku }, 'item relisted by an operator');
+    return this.itemView(saleId, sku);
+  }
+
+  async restock(saleId: string, sku: string, quantity: number): Promise<ItemView | SaleActionError> {
+    const missing = await this.item(saleId, sku);
+    if (missing) return missing;
+    // Postgres first: should Redis fail now, the guard there is merely looser than the truth.
+    if (!(await this.repository.addRestock(saleId, sku, quantity))) return 'ITEM_NOT_FOUND';
+    const result = await this.catalog.restock(saleId, sku, quantity);
+    if (!result.ok) return result.code;
+    this.logger.info({ event: 'item_restocked', saleId, sku, quantity, relisted: result.relisted }, 'item restocked');
+    return this.itemView(saleId, sku);
+  }
+
+  private async itemView(saleId: string, sku: string): Promise<ItemView | SaleActionError> {
+    const view = await this.view(saleId, Date.now(), { fresh: true });
+    return view?.items.find((item) => item.sku === sku) ?? 'ITEM_NOT_FOUND';
+  }
+
+  /** Sales that may still have orders only in Redis (not ended a day ago), cached for a second. */
+  async liveSaleIds(now = Date.now()): Promise<readonly string[]> {
+    if (this.live && this.live.until > now) return this.live.ids;
+    const sales = await this.repository.list();
+    const ids = sales.filter((sale) => (sale.closedAt ?? sale.endsAt) + LIVE_AFTER_END_MS > now).map((sale) => sale.id);
+    this.live = { ids, until: now + VIEW_TTL_MS };
+    return ids;
+  }
+
+  /** Every sale Postgres knows, announced so that its metric series exist from start-up. */
+  async announceKnownSales(): Promise<void> {
+    for (const summary of await this.repository.list()) {
+      const sale = await this.definition(summary.id);
+      if (sale) this.events.onSaleKnown(sale);
+    }
+  }
+}

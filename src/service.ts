@@ -1,0 +1,138 @@
+// The composition root: builds the clients a role needs, starts it, and stops it in order —
+// readiness fails first, in-flight requests finish, then workers, Redis and Postgres close.
+import type { Config, Role } from './config.ts';
+import type { Logger } from './logger.ts';
+import { createMetrics, initialiseItemSeries, registerQueueGauge, startMetricsServer, type Metrics, type MetricsServer } from './metrics.ts';
+import { createPersistWorker } from './orders/persist-worker.ts';
+import { createPersistQueue } from './orders/queue.ts';
+import { OutboxRelay } from './orders/relay.ts';
+import { closeRedis, createRedis, type RedisClient } from './redis/connection.ts';
+import { createPool, type Pool } from './db/pool.ts';
+import { buildApp, type App } from './http/app.ts';
+import type { ReadinessReport } from './http/routes/health.ts';
+import { OrderRepository } from './orders/repository.ts';
+import { OrderStore } from './orders/order-store.ts';
+import { SaleReporter } from './sales/report.ts';
+import { SaleCatalog } from './sales/catalog.ts';
+import { SaleRepository } from './sales/repository.ts';
+import { SalesService, type SaleEvents } from './sales/sales-service.ts';
+import { ClosedItems } from './stock/closed-items.ts';
+import { stockEventsChannel } from './stock/keys.ts';
+import { Reservations } from './stock/reservations.ts';
+import { defineScripts, ensureScriptsLoaded } from './stock/scripts.ts';
+
+export interface RunningService {
+  readonly app: App | undefined;
+  readonly metrics: Metrics;
+  readonly metricsServer: MetricsServer;
+  readonly sales: SalesService;
+  readonly relay: OutboxRelay | undefined;
+  stop(): Promise<void>;
+}
+
+const PROBE_TIMEOUT_MS = 1_000;
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  return Promise.race([
+    promise,
+    new Promise<T>((_resolve, reject) => setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms).unref()),
+  ]);
+}
+
+async function probe(check: () => Promise<unknown>): Promise<boolean> {
+  try {
+    return (await withTimeout(check(), PROBE_TIMEOUT_MS)) !== false;
+  } catch {
+    return false;
+  }
+}
+
+function metricEvents(metrics: Metrics): SaleEvents {
+  return {
+    onStock: (saleId, sku, available) => metrics.stockAvailable.set({ sale: saleId, sku }, available),
+    onDelisted: (saleId, sku, reason) => metrics.itemsDelisted.inc({ sale: saleId, sku, reason }),
+    onSaleKnown: (sale) => initialiseItemSeries(metrics, sale.id, sale.items.map((item) => item.sku)),
+  };
+}
+
+/** Clears this process's sold-out marks when any process announces a reopening. */
+function subscribeToReopenings(subscriber: RedisClient, prefix: string, closedItems: ClosedItems, logger: Logger): Promise<unknown> {
+  subscriber.on('message', (_channel: string, message: string) => {
+    try {
+      const { saleId, sku } = JSON.parse(message) as { saleId: string; sku: string };
+      closedItems.reopen(saleId, sku);
+    } catch (err) {
+      logger.warn({ err, message }, 'ignored a malformed stock event');
+    }
+  });
+  return subscriber.subscribe(stockEventsChannel(prefix));
+}
+
+export async function startService(config: Config, logger: Logger, role: Role): Promise<RunningService> {
+  const metrics = createMetrics();
+  const prefix = config.redis.prefix;
+  const redis = createRedis(config, { name: `flashsale-${role}`, enableAutoPipelining: true });
+  const subscriber = createRedis(config, { name: `flashsale-${role}-events` });
+  const pool: Pool = createPool(config);
+  pool.on('error', (err) => logger.warn({ err }, 'idle Postgres client failed'));
+  for (const client of [redis, subscriber]) client.on('error', (err: Error) => logger.warn({ err: err.message }, 'Redis connection error'));
+
+  const scripts = defineScripts(redis);
+  const closedItems = new ClosedItems();
+  const reservations = new Reservations(redis, scripts, prefix, closedItems);
+  const sales = new SalesService(new SaleRepository(pool), new SaleCatalog(redis, scripts, prefix), metricEvents(metrics), logger);
+  const orders = new OrderStore(redis, prefix, new OrderRepository(pool), () => sales.liveSaleIds());
+  const persistQueue = createPersistQueue(config);
+  const reporter = new SaleReporter(sales, pool, redis, prefix, () => persistQueue.queue);
+
+  let stopping = false;
+  const readiness = async (): Promise<ReadinessReport> => {
+    const [redisOk, postgresOk, scriptsOk] = await Promise.all([
+      probe(() => redis.ping()),
+      probe(() => pool.query('SELECT 1')),
+      probe(() => ensureScriptsLoaded(redis)),
+    ]);
+    const checks = { redis: redisOk, postgres: postgresOk, scripts: scriptsOk, accepting: !stopping };
+    return { ready: Object.values(checks).every(Boolean), checks };
+  };
+
+  const metricsServer = await startMetricsServer(metrics.registry, config.metrics.host, config.metrics.port);
+  let app: App | undefined;
+  if (role === 'api' || role === 'all') {
+    await subscribeToReopenings(subscriber, prefix, closedItems, logger).catch((err: unknown) =>
+      logger.warn({ err }, 'stock events subscription failed; sold-out marks expire on their own'),
+    );
+    await sales.announceKnownSales().catch((err: unknown) => logger.warn({ err }, 'could not list sales at start-up'));
+    app = await buildApp({ config, logger, metrics, readiness, redis, sales, reservations, orders, reporter });
+    await app.listen({ host: config.http.host, port: config.http.port });
+  }
+  let relay: OutboxRelay | undefined;
+  const stopWorkers: (() => Promise<void>)[] = [];
+  if (role === 'worker' || role === 'all') {
+    const persistWorker = createPersistWorker({ config, pool, redis, metrics, logger });
+    relay = new OutboxRelay(redis, scripts, persistQueue.queue, prefix, () => sales.liveSaleIds(), logger);
+    registerQueueGauge(metrics, () => persistQueue.queue.getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed'));
+    relay.start();
+    // Stop taking new work first, then let in-flight jobs finish, then close the producer.
+    stopWorkers.push(() => relay!.stop(), () => persistWorker.close());
+  }
+  stopWorkers.push(() => persistQueue.close());
+  logger.info({ role, metricsPort: metricsServer.port }, 'service started');
+
+  return {
+    app,
+    metrics,
+    metricsServer,
+    sales,
+    relay,
+    async stop() {
+      stopping = true;
+      if (app) await app.close();
+      for (const stopWorker of stopWorkers) await stopWorker();
+      await Promise.all([closeRedis(redis), closeRedis(subscriber)]);
+      await pool.end();
+      await metricsServer.close();
+      logger.info({ role }, 'service stopped');
+    },
+  };
+}

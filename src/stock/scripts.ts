@@ -1,0 +1,72 @@
+// Loads lua/*.lua once and registers each with ioredis's defineCommand (EVALSHA with the
+// NOSCRIPT fallback). The key count comes from the file name: reserveOrder-8.lua has 8 keys;
+// a name without a count takes a variable number of keys, given first at the call.
+import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { RedisClient } from '../redis/connection.ts';
+
+export const LUA_DIR = fileURLToPath(new URL('../../lua/', import.meta.url));
+
+export interface ScriptFile {
+  readonly name: string;
+  /** undefined: the caller passes the key count first. */
+  readonly numberOfKeys: number | undefined;
+  readonly lua: string;
+}
+
+export function readScripts(dir: string = LUA_DIR): ScriptFile[] {
+  return readdirSync(dir)
+    .filter((file) => file.endsWith('.lua'))
+    .sort()
+    .map((file) => {
+      const match = /^([A-Za-z]+)(?:-(\d+))?\.lua$/.exec(file);
+      if (!match?.[1]) throw new Error(`Lua file ${file} must be named name-KEYCOUNT.lua or name.lua`);
+      const keys = match[2];
+      return {
+        name: match[1],
+        numberOfKeys: keys === undefined ? undefined : Number(keys),
+        lua: readFileSync(path.join(dir, file), 'utf8'),
+      };
+    });
+}
+
+const SCRIPTS = readScripts();
+
+type ScriptCall = (...keysAndArgs: (string | number)[]) => Promise<unknown>;
+
+/** The defined commands, by script name; the typed wrappers live with their callers. */
+export type ScriptCommands = Record<string, ScriptCall>;
+
+export function defineScripts(client: RedisClient): ScriptCommands {
+  const commands: ScriptCommands = {};
+  for (const script of SCRIPTS) {
+    if (!(script.name in client)) {
+      client.defineCommand(script.name, { lua: script.lua, numberOfKeys: script.numberOfKeys });
+    }
+    const method = (client as unknown as Record<string, ScriptCall>)[script.name];
+    if (!method) throw new Error(`script ${script.name} was not defined`);
+    commands[script.name] = method.bind(client);
+  }
+  return commands;
+}
+
+export function script(commands: ScriptCommands, name: string): ScriptCall {
+  const command = commands[name];
+  if (!command) throw new Error(`no Lua script named ${name}`);
+  return command;
+}
+
+/**
+ * Loads every script into Redis's script cache (again, after a SCRIPT FLUSH or a Redis restart),
+ * so no order pays for a NOSCRIPT retry; true when all are there (readiness).
+ */
+export async function ensureScriptsLoaded(client: RedisClient): Promise<boolean> {
+  const shas = SCRIPTS.map((s) => createHash('sha1').update(s.lua).digest('hex'));
+  const cached = (await client.script('EXISTS', ...shas)) as number[];
+  if (cached.every((flag) => flag === 1)) return true;
+  await Promise.all(SCRIPTS.map((s) => client.script('LOAD', s.lua)));
+  const exists = (await client.script('EXISTS', ...shas)) as number[];
+  return exists.every((flag) => flag === 1);
+}
