@@ -28,6 +28,8 @@ const EnvSchema = Type.Object({
   ),
   // How long a graceful shutdown may take before the process exits anyway.
   SHUTDOWN_TIMEOUT_MS: Type.Integer({ minimum: 100, default: 10_000 }),
+  // A persist job whose worker died is retried after this long (BullMQ lock duration).
+  QUEUE_LOCK_DURATION_MS: Type.Integer({ minimum: 1_000, default: 30_000 }),
 });
 
 type Env = Static<typeof EnvSchema>;
@@ -49,6 +51,7 @@ export interface Config {
   readonly trustProxy: string | undefined;
   readonly logLevel: string;
   readonly shutdownTimeoutMs: number;
+  readonly queueLockDurationMs: number;
 }
 
 // Development gets a fixed secret so `npm start` works out of the box; nowhere else.
@@ -114,6 +117,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     trustProxy: env.TRUST_PROXY,
     logLevel: env.LOG_LEVEL,
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
+    queueLockDurationMs: env.QUEUE_LOCK_DURATION_MS,
   };
   return deepFreeze(config);
 }

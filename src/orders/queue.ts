@@ -1,0 +1,47 @@
+// The BullMQ queue that carries batches of outbox entries to the Postgres writers. Its keys share
+// one hash tag so the queue works on Redis Cluster; producers and workers use separate connections.
+import { Queue, type ConnectionOptions } from 'bullmq';
+import type { Config } from '../config.ts';
+import { closeRedis, createRedis } from '../redis/connection.ts';
+import type { PersistBatch } from './outbox.ts';
+
+export const PERSIST_QUEUE = 'persist-orders';
+export const PERSIST_JOB = 'persist-batch';
+
+export function queuePrefix(config: Pick<Config, 'redis'>): string {
+  return `{${config.redis.prefix}:bull}`;
+}
+
+/** Attempts for transient failures (Postgres down): effectively "until it works", spaced out. */
+export const PERSIST_ATTEMPTS = 100_000;
+export const MAX_BACKOFF_MS = 10_000;
+
+export function persistBackoff(attemptsMade: number): number {
+  return Math.min(MAX_BACKOFF_MS, 200 * 2 ** Math.min(attemptsMade, 16));
+}
+
+export type PersistQueue = Queue<PersistBatch, void, typeof PERSIST_JOB>;
+
+/** The queue and its own connection (BullMQ leaves a connection it was given open on close). */
+export function createPersistQueue(config: Config): { queue: PersistQueue; close(): Promise<void> } {
+  // Producer connection: fail fast rather than queue commands while Redis is away.
+  const redis = createRedis(config, { name: 'flashsale-queue-producer', maxRetriesPerRequest: 1 });
+  const queue = new Queue<PersistBatch, void, typeof PERSIST_JOB>(PERSIST_QUEUE, {
+    connection: redis as unknown as ConnectionOptions,
+    prefix: queuePrefix(config),
+    defaultJobOptions: {
+      attempts: PERSIST_ATTEMPTS,
+      backoff: { type: 'capped' },
+      removeOnComplete: { age: 3600, count: 10_000 },
+      // Failed jobs stay for operators to see and retry.
+      removeOnFail: false,
+    },
+  });
+  return {
+    queue,
+    async close() {
+      await queue.close();
+      await closeRedis(redis);
+    },
+  };
+}

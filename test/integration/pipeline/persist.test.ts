@@ -1,0 +1,187 @@
+// The order pipeline end to end (outbox → relay → BullMQ → Postgres) in one process: a burst's
+// 201s become exactly the rows in Postgres, redelivery changes nothing, and the Postgres guard
+// refuses an oversell loudly (failed job + metric) while the rest of the batch still lands.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import pg from 'pg';
+import { createLogger } from '../../../src/logger.ts';
+import { createPersistQueue } from '../../../src/orders/queue.ts';
+import { PERSIST_JOB } from '../../../src/orders/queue.ts';
+import { SaleCatalog } from '../../../src/sales/catalog.ts';
+import { startService, type RunningService } from '../../../src/service.ts';
+import { defineScripts } from '../../../src/stock/scripts.ts';
+import { Redis } from 'ioredis';
+import { saleBody, tokens } from '../../support/api.ts';
+import { createTestContext, type TestContext } from '../../support/context.ts';
+
+let ctx: TestContext;
+let service: RunningService;
+let db: pg.Client;
+let baseUrl: string;
+const auth = () => tokens(ctx.config.jwtSecret);
+
+beforeAll(async () => {
+  ctx = await createTestContext();
+  const config = ctx.configWith({ RATE_LIMIT_USER_PER_SEC: '0' });
+  service = await startService(config, createLogger(config), 'all');
+  const address = service.app!.server.address();
+  baseUrl = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+  db = new pg.Client({ connectionString: ctx.databaseUrl });
+  await db.connect();
+});
+
+afterAll(async () => {
+  await db.end();
+  await service.stop();
+  await ctx.cleanup();
+});
+
+async function createSale(items: Parameters<typeof saleBody>[0]): Promise<string> {
+  const body = saleBody(items);
+  const response = await service.app!.inject({ method: 'POST', url: '/v1/admin/sales', headers: { authorization: auth().admin() }, payload: body });
+  expect(response.statusCode).toBe(201);
+  return body.id;
+}
+
+async function waitForRows(saleId: string, count: number, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const { rows } = await db.query<{ n: string }>('SELECT count(*) AS n FROM orders WHERE sale_id = $1', [saleId]);
+    if (Number(rows[0]?.n) >= count) return;
+    if (Date.now() > deadline) throw new Error(`only ${rows[0]?.n} of ${count} orders reached Postgres`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+interface Accepted {
+  orderId: string;
+  userId: string;
+  sku: string;
+  quantity: number;
+  amount: number;
+}
+
+/** Fires `attempts` orders over real HTTP with `concurrency` in flight; returns the 201 bodies. */
+async function burst(
+  saleId: string,
+  sku: string,
+  attempts: number,
+  concurrency: number,
+  quantityOf: (attempt: number) => number = (attempt) => 1 + (attempt % 2),
+): Promise<{ accepted: Accepted[]; statuses: Map<number, number> }> {
+  const accepted: Accepted[] = [];
+  const statuses = new Map<number, number>();
+  let next = 0;
+  const worker = async () => {
+    while (next < attempts) {
+      const i = next++;
+      const userId = `burst-${i}`;
+      const response = await fetch(`${baseUrl}/v1/sales/${saleId}/orders`, {
+        method: 'POST',
+        headers: { authorization: auth().shopper(userId), 'content-type': 'application/json' },
+        body: JSON.stringify({ sku, quantity: quantityOf(i) }),
+      });
+      statuses.set(response.status, (statuses.get(response.status) ?? 0) + 1);
+      if (response.status === 201) accepted.push((await response.json()) as Accepted);
+      else await response.body?.cancel();
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  return { accepted, statuses };
+}
+
+describe('order pipeline', () => {
+  it('when thousands of orders are accepted concurrently, then Postgres holds exactly those orders', async () => {
+    const saleId = await createSale([{ sku: 'hot', stock: 2500, perUserLimit: 2, unitPrice: 1999 }]);
+    const { accepted, statuses } = await burst(saleId, 'hot', 3000, 64);
+    expect([...statuses.keys()].every((status) => status === 201 || status === 409)).toBe(true);
+    const units = accepted.reduce((sum, order) => sum + order.quantity, 0);
+    expect(units).toBeLessThanOrEqual(2500);
+    expect(units).toBeGreaterThan(2500 - 2);
+
+    await waitForRows(saleId, accepted.length);
+    const { rows } = await db.query<{ id: string; user_id: string; sku: string; quantity: number; amount: string; status: string }>(
+      'SELECT id, user_id, sku, quantity, amount, status FROM orders WHERE sale_id = $1',
+      [saleId],
+    );
+    expect(rows.map((row) => row.id).sort()).toEqual(accepted.map((order) => order.orderId).sort());
+    const byId = new Map(accepted.map((order) => [order.orderId, order]));
+    for (const row of rows) {
+      const order = byId.get(row.id)!;
+      expect({ user: row.user_id, sku: row.sku, quantity: row.quantity, amount: Number(row.amount), status: row.status }).toEqual({
+        user: order.userId,
+        sku: order.sku,
+        quantity: order.quantity,
+        amount: order.amount,
+        status: 'pending_payment',
+      });
+    }
+    const sold = await db.query<{ sold: number }>('SELECT sold FROM sale_items WHERE sale_id = $1', [saleId]);
+    expect(sold.rows[0]?.sold).toBe(units);
+
+    const report = await service.app!.inject({ method: 'GET', url: `/v1/admin/sales/${saleId}/report`, headers: { authorization: auth().admin() } });
+    expect(report.json()).toMatchObject({ ordersAccepted: accepted.length, ordersPersisted: accepted.length, persistLagSeconds: 0 });
+    // The outbox is emptied once relayed: Redis memory does not grow with the orders.
+    const redis = new Redis(ctx.redisUrl);
+    expect(await redis.xlen(`${ctx.prefix}:{${saleId}}:outbox`)).toBe(0);
+    redis.disconnect();
+    console.log(`burst: 3000 attempts, ${accepted.length} accepted (${units} units), ${statuses.get(409) ?? 0} refused`);
+  });
+
+  it('when a batch is delivered again, then Postgres and the sold guard do not change', async () => {
+    const saleId = await createSale([{ sku: 'x', stock: 10 }]);
+    const { accepted } = await burst(saleId, 'x', 4, 4);
+    await waitForRows(saleId, accepted.length);
+    const before = await db.query('SELECT id, status, persisted_at FROM orders WHERE sale_id = $1 ORDER BY id', [saleId]);
+    const soldBefore = await db.query('SELECT sold FROM sale_items WHERE sale_id = $1', [saleId]);
+
+    const { rows } = await db.query<{ id: string; user_id: string; sku: string; quantity: number; unit_price: string; amount: string; created_at: Date; expires_at: Date }>(
+      'SELECT * FROM orders WHERE sale_id = $1',
+      [saleId],
+    );
+    const entries = rows.map((row, index) => ({
+      streamId: `1-${index}`,
+      order: {
+        id: row.id, saleId, sku: row.sku, userId: row.user_id, quantity: row.quantity, unitPrice: Number(row.unit_price),
+        amount: Number(row.amount), status: 'pending_payment' as const, idempotencyKey: null,
+        createdAt: row.created_at.getTime(), expiresAt: row.expires_at.getTime(),
+      },
+    }));
+    const { queue, close } = createPersistQueue(ctx.config);
+    const job = await queue.add(PERSIST_JOB, { saleId, entries }, { jobId: `redelivery-${saleId}` });
+    for (let i = 0; i < 100 && !(await job.isCompleted()); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(await job.isCompleted()).toBe(true);
+    await close();
+
+    expect((await db.query('SELECT id, status, persisted_at FROM orders WHERE sale_id = $1 ORDER BY id', [saleId])).rows).toEqual(before.rows);
+    expect((await db.query('SELECT sold FROM sale_items WHERE sale_id = $1', [saleId])).rows).toEqual(soldBefore.rows);
+  });
+
+  it('when Redis sells more than Postgres knows of, then the guard refuses the excess, the job fails visibly and the rest persists', async () => {
+    const saleId = await createSale([{ sku: 'g', stock: 3, perUserLimit: 1 }]);
+    // A Redis that "lost" its record of Postgres's stock: restocked there only.
+    const redis = new Redis(ctx.redisUrl);
+    await new SaleCatalog(redis, defineScripts(redis), ctx.prefix).restock(saleId, 'g', 2);
+    redis.disconnect();
+    const failuresBefore = (await service.metrics.persistFailures.get()).values.find((v) => v.labels.reason === 'guard')?.value ?? 0;
+
+    const { accepted } = await burst(saleId, 'g', 5, 1, () => 1);
+    expect(accepted).toHaveLength(5);
+    await waitForRows(saleId, 3);
+    const { queue, close } = createPersistQueue(ctx.config);
+    let failed: Awaited<ReturnType<typeof queue.getFailed>> = [];
+    for (let i = 0; i < 100 && failed.length === 0; i++) {
+      failed = (await queue.getFailed()).filter((job) => job.data.saleId === saleId);
+      if (failed.length === 0) await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    await close();
+    expect(failed).toHaveLength(1);
+    expect(failed[0]!.failedReason).toMatch(/would oversell/);
+    const persisted = await db.query<{ n: string; sold: number }>(
+      'SELECT (SELECT count(*) FROM orders WHERE sale_id = $1) AS n, (SELECT sold FROM sale_items WHERE sale_id = $1) AS sold',
+      [saleId],
+    );
+    expect(persisted.rows[0]).toEqual({ n: '3', sold: 3 });
+    const failuresAfter = (await service.metrics.persistFailures.get()).values.find((v) => v.labels.reason === 'guard')?.value ?? 0;
+    expect(failuresAfter).toBe(failuresBefore + 1);
+  });
+});
