@@ -11,10 +11,12 @@ export const RESERVATION_RESULTS = ['ok', 'replayed', ...REFUSAL_CODES.map((code
 // Sub-millisecond buckets: a reservation answered from memory takes ~100 µs.
 const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
 
+export const PAYMENT_RESULTS = ['paid', 'already_paid', 'order_not_found', 'order_already_paid', 'order_cancelled', 'order_expired'];
+
 export function createMetrics() {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
-  return {
+  const metrics = {
     registry,
     httpDuration: new Histogram({
       name: 'http_request_duration_seconds',
@@ -64,6 +66,24 @@ export function createMetrics() {
       labelNames: ['reason'] as const,
       registers: [registry],
     }),
+    ordersFinalised: new Counter({
+      name: 'flashsale_orders_finalised_total',
+      help: 'Orders that reached a final status (paid, cancelled, expired)',
+      labelNames: ['status'] as const,
+      registers: [registry],
+    }),
+    paymentAttempts: new Counter({
+      name: 'flashsale_payment_attempts_total',
+      help: 'Payment confirmations by result (paid, already_paid, or the refusal code); success ratio = paid / all',
+      labelNames: ['result'] as const,
+      registers: [registry],
+    }),
+    unitsReleased: new Counter({
+      name: 'flashsale_units_released_total',
+      help: 'Units given back to stock by cancelled and expired orders',
+      labelNames: ['sale', 'sku', 'reason'] as const,
+      registers: [registry],
+    }),
     itemsSoldOut: new Counter({
       name: 'flashsale_items_sold_out_total',
       help: 'Items whose available stock reached zero',
@@ -71,6 +91,9 @@ export function createMetrics() {
       registers: [registry],
     }),
   };
+  for (const status of ['paid', 'cancelled', 'expired']) metrics.ordersFinalised.inc({ status }, 0);
+  for (const result of PAYMENT_RESULTS) metrics.paymentAttempts.inc({ result }, 0);
+  return metrics;
 }
 
 /** `flashsale_queue_jobs{state}`, read from BullMQ at scrape time. */
@@ -93,6 +116,7 @@ export function initialiseItemSeries(metrics: Metrics, saleId: string, skus: rea
     for (const result of RESERVATION_RESULTS) metrics.reservations.inc({ sale: saleId, sku, result }, 0);
     for (const reason of ['low_stock', 'operator']) metrics.itemsDelisted.inc({ sale: saleId, sku, reason }, 0);
     metrics.itemsSoldOut.inc({ sale: saleId, sku }, 0);
+    for (const reason of ['cancelled', 'expired']) metrics.unitsReleased.inc({ sale: saleId, sku, reason }, 0);
   }
 }
 

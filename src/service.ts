@@ -12,6 +12,8 @@ import { buildApp, type App } from './http/app.ts';
 import type { ReadinessReport } from './http/routes/health.ts';
 import { OrderRepository } from './orders/repository.ts';
 import { OrderStore } from './orders/order-store.ts';
+import { ExpirySweeper } from './orders/expiry-sweeper.ts';
+import { OrderLifecycle, type LifecycleEvents } from './orders/lifecycle.ts';
 import { SaleReporter } from './sales/report.ts';
 import { SaleCatalog } from './sales/catalog.ts';
 import { SaleRepository } from './sales/repository.ts';
@@ -55,6 +57,20 @@ function metricEvents(metrics: Metrics): SaleEvents {
   };
 }
 
+function lifecycleEvents(metrics: Metrics, catalog: SaleCatalog, closedItems: ClosedItems): LifecycleEvents {
+  return {
+    onReleased: (order, reason) => {
+      metrics.unitsReleased.inc({ sale: order.saleId, sku: order.sku, reason }, order.quantity);
+      metrics.ordersFinalised.inc({ status: reason });
+    },
+    onPaid: () => metrics.ordersFinalised.inc({ status: 'paid' }),
+    onReopened: async (saleId, sku) => {
+      closedItems.reopen(saleId, sku);
+      await catalog.announceReopened(saleId, sku);
+    },
+  };
+}
+
 /** Clears this process's sold-out marks when any process announces a reopening. */
 function subscribeToReopenings(subscriber: RedisClient, prefix: string, closedItems: ClosedItems, logger: Logger): Promise<unknown> {
   subscriber.on('message', (_channel: string, message: string) => {
@@ -80,8 +96,10 @@ export async function startService(config: Config, logger: Logger, role: Role): 
   const scripts = defineScripts(redis);
   const closedItems = new ClosedItems();
   const reservations = new Reservations(redis, scripts, prefix, closedItems);
-  const sales = new SalesService(new SaleRepository(pool), new SaleCatalog(redis, scripts, prefix), metricEvents(metrics), logger);
-  const orders = new OrderStore(redis, prefix, new OrderRepository(pool), () => sales.liveSaleIds());
+  const catalog = new SaleCatalog(redis, scripts, prefix);
+  const sales = new SalesService(new SaleRepository(pool), catalog, metricEvents(metrics), logger);
+  const orders = new OrderStore(redis, prefix, new OrderRepository(pool), (options) => sales.liveSaleIds(options));
+  const lifecycle = new OrderLifecycle(redis, scripts, prefix, orders, lifecycleEvents(metrics, catalog, closedItems));
   const persistQueue = createPersistQueue(config);
   const reporter = new SaleReporter(sales, pool, redis, prefix, () => persistQueue.queue);
 
@@ -103,7 +121,7 @@ export async function startService(config: Config, logger: Logger, role: Role): 
       logger.warn({ err }, 'stock events subscription failed; sold-out marks expire on their own'),
     );
     await sales.announceKnownSales().catch((err: unknown) => logger.warn({ err }, 'could not list sales at start-up'));
-    app = await buildApp({ config, logger, metrics, readiness, redis, sales, reservations, orders, reporter });
+    app = await buildApp({ config, logger, metrics, readiness, redis, sales, reservations, orders, lifecycle, reporter });
     await app.listen({ host: config.http.host, port: config.http.port });
   }
   let relay: OutboxRelay | undefined;
@@ -112,9 +130,11 @@ export async function startService(config: Config, logger: Logger, role: Role): 
     const persistWorker = createPersistWorker({ config, pool, redis, metrics, logger });
     relay = new OutboxRelay(redis, scripts, persistQueue.queue, prefix, () => sales.liveSaleIds(), logger);
     registerQueueGauge(metrics, () => persistQueue.queue.getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed'));
+    const sweeper = new ExpirySweeper(redis, lifecycle, prefix, () => sales.liveSaleIds(), logger);
     relay.start();
+    sweeper.start();
     // Stop taking new work first, then let in-flight jobs finish, then close the producer.
-    stopWorkers.push(() => relay!.stop(), () => persistWorker.close());
+    stopWorkers.push(() => sweeper.stop(), () => relay!.stop(), () => persistWorker.close());
   }
   stopWorkers.push(() => persistQueue.close());
   logger.info({ role, metricsPort: metricsServer.port }, 'service started');

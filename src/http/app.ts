@@ -10,6 +10,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Config } from '../config.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
+import type { OrderLifecycle } from '../orders/lifecycle.ts';
 import type { OrderStore } from '../orders/order-store.ts';
 import type { RedisClient } from '../redis/connection.ts';
 import type { SaleReporter } from '../sales/report.ts';
@@ -32,6 +33,7 @@ export interface AppDeps {
   readonly sales: SalesService;
   readonly reservations: Reservations;
   readonly orders: OrderStore;
+  readonly lifecycle: OrderLifecycle;
   readonly reporter: SaleReporter;
   /** Event-loop delay above which requests are shed with 503 OVERLOADED (0 = never). */
   readonly maxEventLoopDelayMs?: number;
@@ -121,6 +123,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     auth,
     reservations: deps.reservations,
     orders: deps.orders,
+    lifecycle: deps.lifecycle,
     metrics,
     logger: deps.logger,
     userRateLimit,

@@ -13,8 +13,8 @@ export class OrderStore {
     private readonly redis: RedisClient,
     private readonly prefix: string,
     private readonly repository: OrderRepository,
-    /** Sales whose orders may still be only in Redis (the caller keeps this list current). */
-    private readonly liveSaleIds: () => Promise<readonly string[]>,
+    /** Sales whose orders may still be only in Redis; `fresh` skips any cache. */
+    private readonly liveSaleIds: (options?: { fresh?: boolean }) => Promise<readonly string[]>,
   ) {}
 
   async fromRedis(saleId: string, orderId: string): Promise<Order | undefined> {
@@ -25,8 +25,17 @@ export class OrderStore {
     if (!UUID.test(orderId)) return undefined;
     const persisted = await this.repository.find(orderId);
     if (persisted) return (await this.fromRedis(persisted.saleId, orderId)) ?? persisted;
-    // Not in Postgres yet: it can only be a recent order of a live sale.
-    const candidates = await Promise.all((await this.liveSaleIds()).map((saleId) => this.fromRedis(saleId, orderId)));
+    // Not in Postgres yet: it can only be a recent order of a live sale, perhaps one created
+    // (by another process) since this process last listed them.
+    const cached = await this.liveSaleIds();
+    const found = await this.findInSales(cached, orderId);
+    if (found) return found;
+    const fresh = (await this.liveSaleIds({ fresh: true })).filter((saleId) => !cached.includes(saleId));
+    return this.findInSales(fresh, orderId);
+  }
+
+  private async findInSales(saleIds: readonly string[], orderId: string): Promise<Order | undefined> {
+    const candidates = await Promise.all(saleIds.map((saleId) => this.fromRedis(saleId, orderId)));
     return candidates.find((order) => order !== undefined);
   }
 

@@ -52,6 +52,7 @@ export class SalesService {
   async create(sale: SaleDefinition): Promise<SaleView | 'SALE_EXISTS'> {
     if (!(await this.repository.insert(sale))) return 'SALE_EXISTS';
     await this.catalog.load(sale);
+    this.live = undefined;
     this.events.onSaleKnown(sale);
     for (const item of sale.items) this.events.onStock(sale.id, item.sku, item.stock);
     this.logger.info({ event: 'sale_created', saleId: sale.id, items: sale.items.length }, 'sale created');
@@ -153,8 +154,8 @@ export class SalesService {
   }
 
   /** Sales that may still have orders only in Redis (not ended a day ago), cached for a second. */
-  async liveSaleIds(now = Date.now()): Promise<readonly string[]> {
-    if (this.live && this.live.until > now) return this.live.ids;
+  async liveSaleIds(options: { fresh?: boolean } = {}, now = Date.now()): Promise<readonly string[]> {
+    if (this.live && this.live.until > now && !options.fresh) return this.live.ids;
     const sales = await this.repository.list();
     const ids = sales.filter((sale) => (sale.closedAt ?? sale.endsAt) + LIVE_AFTER_END_MS > now).map((sale) => sale.id);
     this.live = { ids, until: now + VIEW_TTL_MS };

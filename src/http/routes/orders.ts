@@ -5,6 +5,7 @@ import { Type } from 'typebox';
 import type { FastifyRequest } from 'fastify';
 import type { Logger } from '../../logger.ts';
 import type { Metrics } from '../../metrics.ts';
+import type { OrderLifecycle } from '../../orders/lifecycle.ts';
 import type { OrderStore } from '../../orders/order-store.ts';
 import type { Reservation, Reservations } from '../../stock/reservations.ts';
 import { principal, type Authenticator } from '../auth.ts';
@@ -16,6 +17,7 @@ export interface OrderRouteOptions {
   readonly auth: Authenticator;
   readonly reservations: Reservations;
   readonly orders: OrderStore;
+  readonly lifecycle: OrderLifecycle;
   readonly metrics: Metrics;
   readonly logger: Logger;
   /** Per-shopper attempt limit; undefined when off. */
@@ -38,7 +40,7 @@ function observe(metrics: Metrics, logger: Logger, saleId: string, sku: string, 
 }
 
 export const orderRoutes: FastifyPluginAsyncTypebox<OrderRouteOptions> = async (app, options) => {
-  const { auth, reservations, orders, metrics, logger, userRateLimit } = options;
+  const { auth, reservations, orders, lifecycle, metrics, logger, userRateLimit } = options;
 
   app.post(
     '/v1/sales/:saleId/orders',
@@ -110,6 +112,39 @@ export const orderRoutes: FastifyPluginAsyncTypebox<OrderRouteOptions> = async (
     async (request) => {
       const list = await orders.listByUser(principal(request).userId, request.query.saleId);
       return { orders: list.map(presentOrder) };
+    },
+  );
+
+  const ownerSchema = { tags: ['storefront'], security: [{ bearer: [] }], params: OrderParams };
+
+  app.post(
+    '/v1/orders/:orderId/payment',
+    {
+      onRequest: auth.shopper,
+      schema: {
+        ...ownerSchema,
+        summary: "Record the payment provider's confirmation",
+        body: Type.Object({ paymentRef: Type.String({ minLength: 1, maxLength: 128 }) }, { additionalProperties: false }),
+        response: { 200: OrderBody, 400: ErrorBody, 401: ErrorBody, 404: ErrorBody, 409: ErrorBody },
+      },
+    },
+    async (request, reply) => {
+      const outcome = await lifecycle.pay(request.params.orderId, principal(request).userId, request.body.paymentRef);
+      const result = outcome.kind === 'refused' ? outcome.code.toLowerCase() : outcome.changed ? 'paid' : 'already_paid';
+      metrics.paymentAttempts.inc({ result });
+      return outcome.kind === 'refused' ? sendError(reply, outcome.code) : presentOrder(outcome.order);
+    },
+  );
+
+  app.post(
+    '/v1/orders/:orderId/cancel',
+    {
+      onRequest: auth.shopper,
+      schema: { ...ownerSchema, summary: 'Cancel an unpaid order', response: { 200: OrderBody, 401: ErrorBody, 404: ErrorBody, 409: ErrorBody } },
+    },
+    async (request, reply) => {
+      const outcome = await lifecycle.cancel(request.params.orderId, principal(request).userId);
+      return outcome.kind === 'refused' ? sendError(reply, outcome.code) : presentOrder(outcome.order);
     },
   );
 };

@@ -1,0 +1,55 @@
+--[[
+  payOrder: records the payment provider's confirmation for a pending order. At or after its
+  payment deadline the order expires instead (its stock released here, once), so a payment racing
+  the expiry has exactly one winner.
+
+  KEYS[1] order hash      fs:{d11}:order:<orderId>
+  KEYS[2] item hash       fs:{d11}:item:phone-x     (the order's item)
+  KEYS[3] live qty/user   fs:{d11}:users:phone-x
+  KEYS[4] outbox stream   fs:{d11}:outbox
+  KEYS[5] deadlines zset  fs:{d11}:deadlines
+
+  ARGV[1] userId of the caller ('' = any: operators)
+  ARGV[2] paymentRef (1-128 chars)
+  ARGV[3] nowMs
+
+  Returns
+    {'PAID'}                   paid now
+    {'ALREADY_PAID'}           paid before with this same reference (a no-op)
+    {'ORDER_NOT_FOUND'}        no such order, or another user's
+    {'ORDER_ALREADY_PAID'}     paid before with another reference
+    {'ORDER_CANCELLED'}
+    {'ORDER_EXPIRED'}          expired before
+    {'EXPIRED_NOW', reopened (0|1)}  the deadline had passed: expired now, its stock released;
+                                     reopened when the item went from sold out to available
+]]
+local order = redis.call('HMGET', KEYS[1], 'id', 'userId', 'status', 'quantity', 'expiresAt', 'paymentRef')
+if not order[1] then return {'ORDER_NOT_FOUND'} end
+if ARGV[1] ~= '' and order[2] ~= ARGV[1] then return {'ORDER_NOT_FOUND'} end
+local status, now = order[3], tonumber(ARGV[3])
+if status == 'paid' then
+  if order[6] == ARGV[2] then return {'ALREADY_PAID'} end
+  return {'ORDER_ALREADY_PAID'}
+end
+if status == 'cancelled' then return {'ORDER_CANCELLED'} end
+if status == 'expired' then return {'ORDER_EXPIRED'} end
+
+local function appendToOutbox()
+  local fields = redis.call('HGETALL', KEYS[1])
+  redis.call('XADD', KEYS[4], '*', unpack(fields))
+end
+
+redis.call('ZREM', KEYS[5], order[1])
+if now >= tonumber(order[5]) then
+  local quantity = tonumber(order[4])
+  local available = redis.call('HINCRBY', KEYS[2], 'available', quantity)
+  if redis.call('HINCRBY', KEYS[3], order[2], -quantity) <= 0 then redis.call('HDEL', KEYS[3], order[2]) end
+  redis.call('HSET', KEYS[1], 'status', 'expired', 'expiredAt', now)
+  appendToOutbox()
+  local reopened = 0
+  if available == quantity and redis.call('HGET', KEYS[2], 'delisted') == '' then reopened = 1 end
+  return {'EXPIRED_NOW', reopened}
+end
+redis.call('HSET', KEYS[1], 'status', 'paid', 'paidAt', now, 'paymentRef', ARGV[2])
+appendToOutbox()
+return {'PAID'}

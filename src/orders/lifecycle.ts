@@ -1,0 +1,121 @@
+// Payment, cancellation and expiry of orders: each one Lua script that changes the order,
+// gives back its stock exactly once when it ends unpaid, and appends the new state to the outbox.
+import type { RedisClient } from '../redis/connection.ts';
+import { saleKeys } from '../stock/keys.ts';
+import { UnexpectedScriptReply } from '../stock/reserve-outcome.ts';
+import { script, type ScriptCommands } from '../stock/scripts.ts';
+import type { Order } from './order.ts';
+import type { OrderStore } from './order-store.ts';
+
+export type LifecycleRefusal = 'ORDER_NOT_FOUND' | 'ORDER_ALREADY_PAID' | 'ORDER_CANCELLED' | 'ORDER_EXPIRED';
+
+export type LifecycleOutcome =
+  | { readonly kind: 'done'; readonly order: Order; readonly changed: boolean }
+  | { readonly kind: 'refused'; readonly code: LifecycleRefusal };
+
+export interface LifecycleEvents {
+  /** Units given back to an item's stock. */
+  onReleased(order: Order, reason: 'cancelled' | 'expired'): void;
+  onPaid(order: Order): void;
+  /** The item went from sold out to available again: other API processes must forget their mark. */
+  onReopened(saleId: string, sku: string): Promise<void>;
+}
+
+const REFUSALS: readonly string[] = ['ORDER_NOT_FOUND', 'ORDER_ALREADY_PAID', 'ORDER_CANCELLED', 'ORDER_EXPIRED'];
+
+/** The answer for an order Redis no longer holds: it reached a final state long ago. */
+export function decideOnFinalOrder(order: Order, action: 'pay' | 'cancel', paymentRef?: string): LifecycleOutcome {
+  if (order.status === 'paid') {
+    return action === 'pay' && order.paymentRef === paymentRef ? { kind: 'done', order, changed: false } : { kind: 'refused', code: 'ORDER_ALREADY_PAID' };
+  }
+  if (order.status === 'cancelled') return action === 'cancel' ? { kind: 'done', order, changed: false } : { kind: 'refused', code: 'ORDER_CANCELLED' };
+  if (order.status === 'expired') return { kind: 'refused', code: 'ORDER_EXPIRED' };
+  // A pending order always lives in Redis; finding one only in Postgres is a lost record.
+  throw new Error(`pending order ${order.id} is missing from Redis`);
+}
+
+export class OrderLifecycle {
+  constructor(
+    private readonly redis: RedisClient,
+    private readonly scripts: ScriptCommands,
+    private readonly prefix: string,
+    private readonly orders: OrderStore,
+    private readonly events: LifecycleEvents,
+  ) {}
+
+  private keysOf(order: Pick<Order, 'id' | 'saleId' | 'sku'>): string[] {
+    const keys = saleKeys(this.prefix, order.saleId);
+    return [keys.order(order.id), keys.item(order.sku), keys.users(order.sku), keys.outbox, keys.deadlines];
+  }
+
+  /** The order as its owner (or an operator, userId '') may act on it. */
+  private async load(orderId: string, userId: string): Promise<{ order: Order; inRedis: boolean } | undefined> {
+    const found = await this.orders.find(orderId);
+    if (!found || (userId !== '' && found.userId !== userId)) return undefined;
+    const live = await this.orders.fromRedis(found.saleId, orderId);
+    return live ? { order: live, inRedis: true } : { order: found, inRedis: false };
+  }
+
+  private async after(order: Order, changed: boolean): Promise<LifecycleOutcome> {
+    const fresh = (await this.orders.fromRedis(order.saleId, order.id)) ?? order;
+    return { kind: 'done', order: fresh, changed };
+  }
+
+  async pay(orderId: string, userId: string, paymentRef: string, now = Date.now()): Promise<LifecycleOutcome> {
+    const loaded = await this.load(orderId, userId);
+    if (!loaded) return { kind: 'refused', code: 'ORDER_NOT_FOUND' };
+    if (!loaded.inRedis) return decideOnFinalOrder(loaded.order, 'pay', paymentRef);
+    const reply = await script(this.scripts, 'payOrder')(...this.keysOf(loaded.order), userId, paymentRef, now);
+    if (!Array.isArray(reply)) throw new UnexpectedScriptReply('payOrder', reply);
+    const [code, reopened] = reply as [string, number?];
+    if (code === 'PAID' || code === 'ALREADY_PAID') {
+      const outcome = await this.after(loaded.order, code === 'PAID');
+      if (code === 'PAID' && outcome.kind === 'done') this.events.onPaid(outcome.order);
+      return outcome;
+    }
+    if (code === 'EXPIRED_NOW') {
+      await this.released(loaded.order, 'expired', reopened === 1);
+      return { kind: 'refused', code: 'ORDER_EXPIRED' };
+    }
+    if (REFUSALS.includes(code)) return { kind: 'refused', code: code as LifecycleRefusal };
+    throw new UnexpectedScriptReply('payOrder', reply);
+  }
+
+  /** Reports stock given back, and announces a sold-out item that became available again. */
+  private async released(order: Order, reason: 'cancelled' | 'expired', reopened: boolean): Promise<void> {
+    this.events.onReleased(order, reason);
+    if (reopened) await this.events.onReopened(order.saleId, order.sku);
+  }
+
+  async cancel(orderId: string, userId: string, now = Date.now()): Promise<LifecycleOutcome> {
+    const loaded = await this.load(orderId, userId);
+    if (!loaded) return { kind: 'refused', code: 'ORDER_NOT_FOUND' };
+    if (!loaded.inRedis) return decideOnFinalOrder(loaded.order, 'cancel');
+    const outcome = await this.release(loaded.order, 'cancel', userId, now);
+    if (outcome === 'not-due') throw new Error('releaseOrder answered NOT_DUE to a cancel');
+    // Cancelling at or after the deadline expires the order instead: the shopper hears so.
+    if (outcome.kind === 'done' && outcome.order.status === 'expired') return { kind: 'refused', code: 'ORDER_EXPIRED' };
+    return outcome;
+  }
+
+  /** The sweeper's expiry of a pending order at its deadline; 'not-due' before it. */
+  async expire(order: Pick<Order, 'id' | 'saleId' | 'sku'>, now = Date.now()): Promise<LifecycleOutcome | 'not-due'> {
+    const current = await this.orders.fromRedis(order.saleId, order.id);
+    if (!current) return { kind: 'refused', code: 'ORDER_NOT_FOUND' };
+    return this.release(current, 'expire', '', now);
+  }
+
+  private async release(order: Order, action: 'cancel' | 'expire', userId: string, now: number): Promise<LifecycleOutcome | 'not-due'> {
+    const reply = await script(this.scripts, 'releaseOrder')(...this.keysOf(order), action, userId, now);
+    if (!Array.isArray(reply)) throw new UnexpectedScriptReply('releaseOrder', reply);
+    const [code, status, reopened] = reply as [string, string?, number?];
+    if (code === 'NOT_DUE') return 'not-due';
+    if (code === 'ALREADY') return this.after(order, false);
+    if (code === 'RELEASED' && (status === 'cancelled' || status === 'expired')) {
+      await this.released(order, status, reopened === 1);
+      return this.after(order, true);
+    }
+    if (REFUSALS.includes(code)) return { kind: 'refused', code: code as LifecycleRefusal };
+    throw new UnexpectedScriptReply('releaseOrder', reply);
+  }
+}
