@@ -65,6 +65,8 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'requestId' }),
   }).withTypeProvider<TypeBoxTypeProvider>();
 
+  // JSON only: a text/plain body is refused (415), not parsed and then judged invalid.
+  app.removeContentTypeParser('text/plain');
   installErrorHandling(app);
 
   app.addHook('onRequest', async (request, reply) => {

@@ -15,7 +15,8 @@ export const ErrorBody = Type.Object({
 
 export const SaleParams = Type.Object({ saleId: Identifier }, { additionalProperties: false });
 export const ItemParams = Type.Object({ saleId: Identifier, sku: Identifier }, { additionalProperties: false });
-export const OrderParams = Type.Object({ orderId: Type.String({ minLength: 1, maxLength: 64 }) }, { additionalProperties: false });
+// Any id is accepted here: one that is not a known order is 404 ORDER_NOT_FOUND, as the contract says.
+export const OrderParams = Type.Object({ orderId: Type.String({ minLength: 1, maxLength: 1024 }) }, { additionalProperties: false });
 
 export const OrderStatusSchema = Type.Union([
   Type.Literal('pending_payment'),

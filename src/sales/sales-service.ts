@@ -35,11 +35,14 @@ export interface SaleEvents {
 const VIEW_TTL_MS = 1_000;
 // Orders of a sale may sit only in Redis until shortly after its payment windows close.
 const LIVE_AFTER_END_MS = 24 * 60 * 60 * 1000;
+// A forced refresh of the live sales happens at most this often, so lookups of unknown order
+// ids cannot turn into a query per request.
+const LIVE_REFRESH_MIN_MS = 100;
 
 export class SalesService {
   private readonly views = new Map<string, { view: SaleView; until: number }>();
   private readonly definitions = new Map<string, StoredSale>();
-  private live: { ids: readonly string[]; until: number } | undefined;
+  private live: { ids: readonly string[]; until: number; at: number } | undefined;
 
   constructor(
     private readonly repository: SaleRepository,
@@ -155,10 +158,10 @@ export class SalesService {
 
   /** Sales that may still have orders only in Redis (not ended a day ago), cached for a second. */
   async liveSaleIds(options: { fresh?: boolean } = {}, now = Date.now()): Promise<readonly string[]> {
-    if (this.live && this.live.until > now && !options.fresh) return this.live.ids;
+    if (this.live && this.live.until > now && (!options.fresh || now - this.live.at < LIVE_REFRESH_MIN_MS)) return this.live.ids;
     const sales = await this.repository.list();
     const ids = sales.filter((sale) => (sale.closedAt ?? sale.endsAt) + LIVE_AFTER_END_MS > now).map((sale) => sale.id);
-    this.live = { ids, until: now + VIEW_TTL_MS };
+    this.live = { ids, until: now + VIEW_TTL_MS, at: now };
     return ids;
   }
 

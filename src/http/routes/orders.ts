@@ -21,7 +21,9 @@ export interface OrderRouteOptions {
   readonly metrics: Metrics;
   readonly logger: Logger;
   /** Per-shopper attempt limit; undefined when off. */
-  readonly userRateLimit: ((request: FastifyRequest) => Promise<{ isAllowed: true } | { isAllowed: false; ttlInSeconds: number }>) | undefined;
+  readonly userRateLimit:
+    | ((request: FastifyRequest) => Promise<{ isAllowed: true } | { isAllowed: false; isExceeded: boolean; ttlInSeconds: number }>)
+    | undefined;
 }
 
 function observe(metrics: Metrics, logger: Logger, saleId: string, sku: string, reservation: Reservation): void {
@@ -49,7 +51,8 @@ export const orderRoutes: FastifyPluginAsyncTypebox<OrderRouteOptions> = async (
       preHandler: async (request, reply) => {
         if (!userRateLimit) return;
         const limit = await userRateLimit(request);
-        if (limit.isAllowed) return;
+        // isAllowed means "on the allow list"; the verdict is isExceeded.
+        if (limit.isAllowed || !limit.isExceeded) return;
         reply.header('retry-after', Math.max(1, limit.ttlInSeconds));
         return sendError(reply, 'RATE_LIMITED', 'Too many order attempts from this shopper; retry later');
       },
@@ -73,7 +76,7 @@ export const orderRoutes: FastifyPluginAsyncTypebox<OrderRouteOptions> = async (
         case 'accepted':
           return reply.code(201).header('location', `/v1/orders/${reservation.order.id}`).send(presentOrder(reservation.order));
         case 'replayed': {
-          const order = await orders.find(reservation.orderId);
+          const order = (await orders.fromRedis(saleId, reservation.orderId)) ?? (await orders.find(reservation.orderId));
           if (!order) throw new Error(`idempotent replay names order ${reservation.orderId}, which cannot be found`);
           return reply.code(201).header('location', `/v1/orders/${order.id}`).header('idempotent-replayed', 'true').send(presentOrder(order));
         }
