@@ -42,6 +42,8 @@ const LIVE_REFRESH_MIN_MS = 100;
 export class SalesService {
   private readonly views = new Map<string, { view: SaleView; until: number }>();
   private readonly definitions = new Map<string, StoredSale>();
+  // Unknown ids are remembered briefly, so probing them does not cost a query per request.
+  private readonly unknown = new Map<string, number>();
   private live: { ids: readonly string[]; until: number; at: number } | undefined;
 
   constructor(
@@ -56,6 +58,7 @@ export class SalesService {
     if (!(await this.repository.insert(sale))) return 'SALE_EXISTS';
     await this.catalog.load(sale);
     this.live = undefined;
+    this.unknown.delete(sale.id);
     this.events.onSaleKnown(sale);
     for (const item of sale.items) this.events.onStock(sale.id, item.sku, item.stock);
     this.logger.info({ event: 'sale_created', saleId: sale.id, items: sale.items.length }, 'sale created');
@@ -65,11 +68,18 @@ export class SalesService {
   }
 
   /** Static sale data from Postgres, kept in memory (it changes only by restock or close). */
-  private async definition(saleId: string, fresh = false): Promise<StoredSale | undefined> {
+  private async definition(saleId: string, fresh = false, now = Date.now()): Promise<StoredSale | undefined> {
     const cached = this.definitions.get(saleId);
     if (cached && !fresh) return cached;
+    if (!fresh && (this.unknown.get(saleId) ?? 0) > now) return undefined;
     const stored = await this.repository.find(saleId);
-    if (stored) this.definitions.set(saleId, stored);
+    if (stored) {
+      this.definitions.set(saleId, stored);
+      this.unknown.delete(saleId);
+    } else {
+      if (this.unknown.size > 10_000) this.unknown.clear();
+      this.unknown.set(saleId, now + VIEW_TTL_MS);
+    }
     return stored;
   }
 
