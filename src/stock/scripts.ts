@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Cluster, type Redis } from 'ioredis';
 import type { RedisClient } from '../redis/connection.ts';
 
 export const LUA_DIR = fileURLToPath(new URL('../../lua/', import.meta.url));
@@ -63,10 +64,17 @@ export function script(commands: ScriptCommands, name: string): ScriptCall {
  * so no order pays for a NOSCRIPT retry; true when all are there (readiness).
  */
 export async function ensureScriptsLoaded(client: RedisClient): Promise<boolean> {
+  // On a cluster every master keeps its own script cache.
+  const nodes: Redis[] = client instanceof Cluster ? client.nodes('master') : [client];
+  const loaded = await Promise.all(nodes.map((node) => ensureLoadedOn(node)));
+  return loaded.every(Boolean);
+}
+
+async function ensureLoadedOn(node: Redis): Promise<boolean> {
   const shas = SCRIPTS.map((s) => createHash('sha1').update(s.lua).digest('hex'));
-  const cached = (await client.script('EXISTS', ...shas)) as number[];
+  const cached = (await node.script('EXISTS', ...shas)) as number[];
   if (cached.every((flag) => flag === 1)) return true;
-  await Promise.all(SCRIPTS.map((s) => client.script('LOAD', s.lua)));
-  const exists = (await client.script('EXISTS', ...shas)) as number[];
+  await Promise.all(SCRIPTS.map((s) => node.script('LOAD', s.lua)));
+  const exists = (await node.script('EXISTS', ...shas)) as number[];
   return exists.every((flag) => flag === 1);
 }
