@@ -64,8 +64,8 @@ function dependsOn(name: string): Record<string, string> {
 }
 
 describe('docker-compose.yml', () => {
-  it('when read, then it defines redis, postgres, migrate, api and worker', () => {
-    expect(Object.keys(services).sort()).toEqual(['api', 'migrate', 'postgres', 'redis', 'worker']);
+  it('when read, then it defines redis, postgres, migrate, api and worker, watched by prometheus and grafana', () => {
+    expect(Object.keys(services).sort()).toEqual(['api', 'grafana', 'migrate', 'postgres', 'prometheus', 'redis', 'worker']);
   });
 
   it('when Redis starts, then it keeps an AOF fsynced every second and refuses to evict keys', () => {
