@@ -2,10 +2,9 @@
 // there first) until it expires after reaching Postgres; Postgres answers for the rest.
 import type { RedisClient } from '../redis/connection.ts';
 import { saleKeys } from '../stock/keys.ts';
-import { orderFromHash, type Order } from './order.ts';
+import { isOrderId, orderFromHash, type Order } from './order.ts';
 import type { OrderRepository } from './repository.ts';
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const HISTORY_LIMIT = 200;
 
 export class OrderStore {
@@ -22,7 +21,7 @@ export class OrderStore {
   }
 
   async find(orderId: string): Promise<Order | undefined> {
-    if (!UUID.test(orderId)) return undefined;
+    if (!isOrderId(orderId)) return undefined;
     const persisted = await this.repository.find(orderId);
     if (persisted) return (await this.fromRedis(persisted.saleId, orderId)) ?? persisted;
     // Not in Postgres yet: it can only be a recent order of a live sale, perhaps one created

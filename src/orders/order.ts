@@ -21,6 +21,13 @@ export interface Order {
   readonly expiredAt?: number;
 }
 
+const ORDER_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Order ids are UUIDs (v7); anything else cannot name an order. */
+export function isOrderId(value: string): boolean {
+  return ORDER_ID.test(value);
+}
+
 function isStatus(value: string | undefined): value is OrderStatus {
   return (ORDER_STATUSES as readonly (string | undefined)[]).includes(value);
 }

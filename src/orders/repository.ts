@@ -1,6 +1,6 @@
 // Orders in Postgres: reads for the API (an order once it left Redis, a user's history).
 import type { Pool } from '../db/pool.ts';
-import type { Order, OrderStatus } from './order.ts';
+import { isOrderId, type Order, type OrderStatus } from './order.ts';
 
 export interface OrderRow {
   id: string;
@@ -40,13 +40,12 @@ export function orderFromRow(row: OrderRow): Order {
   };
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export class OrderRepository {
   constructor(private readonly pool: Pool) {}
 
   async find(orderId: string): Promise<Order | undefined> {
-    if (!UUID.test(orderId)) return undefined;
+    if (!isOrderId(orderId)) return undefined;
     const { rows } = await this.pool.query<OrderRow>('SELECT * FROM orders WHERE id = $1', [orderId]);
     return rows[0] ? orderFromRow(rows[0]) : undefined;
   }
