@@ -9,8 +9,12 @@
 
   Returns the number of entries deleted.
 ]]
-local ids = {}
-for i = 2, #ARGV do ids[#ids + 1] = ARGV[i] end
-if #ids == 0 then return 0 end
-redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
-return redis.call('XDEL', KEYS[1], unpack(ids))
+-- Only an entry this call acknowledged (it was pending in the group) is deleted: an id the
+-- group never delivered, or a wrong group name, deletes nothing.
+local deleted = 0
+for i = 2, #ARGV do
+  if redis.call('XACK', KEYS[1], ARGV[1], ARGV[i]) == 1 then
+    deleted = deleted + redis.call('XDEL', KEYS[1], ARGV[i])
+  end
+end
+return deleted

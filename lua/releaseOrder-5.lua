@@ -32,7 +32,8 @@ local target = 'cancelled'
 if action == 'expire' or now >= tonumber(order[5]) then target = 'expired' end
 
 if status == 'paid' then return {'ORDER_ALREADY_PAID'} end
-if status == target then return {'ALREADY', status} end
+-- A repeated cancel is a no-op even after the deadline (a retried request).
+if status == target or (action == 'cancel' and status == 'cancelled') then return {'ALREADY', status} end
 if status == 'expired' then return {'ORDER_EXPIRED'} end
 if status == 'cancelled' then return {'ORDER_CANCELLED'} end
 if action == 'expire' and now < tonumber(order[5]) then return {'NOT_DUE'} end
