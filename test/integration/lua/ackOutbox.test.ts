@@ -1,0 +1,170 @@
+// ackOutbox-1.lua against real Redis: the relay's acknowledgement takes a batch out of the
+// consumer group's pending list and out of the stream together, touches nothing else, is
+// harmless when repeated after a crash, and never deletes an entry the group has not delivered.
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { saleKeys } from '../../../src/stock/keys.ts';
+import { defineScripts, script, type ScriptCommands } from '../../../src/stock/scripts.ts';
+import { createTestContext, type TestContext } from '../../support/context.ts';
+
+const GROUP = 'relay';
+
+let ctx: TestContext;
+let prefix: string;
+let redis: Redis;
+let commands: ScriptCommands;
+
+let saleCounter = 0;
+const newStream = (label: string) => saleKeys(prefix, `ack-${label}-${++saleCounter}`).outbox;
+
+/** A stream of n entries with the relay's group; returns the entry ids in order. */
+async function outbox(stream: string, n: number): Promise<string[]> {
+  const ids: string[] = [];
+  for (let i = 0; i < n; i++) ids.push((await redis.xadd(stream, '*', 'id', `order-${i}`, 'quantity', '1')) ?? '');
+  await redis.xgroup('CREATE', stream, GROUP, '0');
+  return ids;
+}
+
+/** Delivers up to `count` new entries to `consumer`; returns their ids. */
+async function deliver(stream: string, consumer: string, count: number): Promise<string[]> {
+  const reply = (await redis.xreadgroup('GROUP', GROUP, consumer, 'COUNT', count, 'STREAMS', stream, '>')) as [string, [string, string[]][]][] | null;
+  return (reply?.[0]?.[1] ?? []).map(([id]) => id);
+}
+
+const pendingCount = async (stream: string) => ((await redis.xpending(stream, GROUP)) as [number, ...unknown[]])[0];
+const streamIds = async (stream: string) => (await redis.xrange(stream, '-', '+')).map(([id]) => id);
+const ack = (stream: string, ...ids: string[]) => script(commands, 'ackOutbox')(stream, GROUP, ...ids);
+
+beforeAll(async () => {
+  ctx = await createTestContext();
+  prefix = ctx.config.redis.prefix;
+  redis = new Redis(ctx.redisUrl);
+  commands = defineScripts(redis);
+});
+
+afterAll(async () => {
+  await redis?.quit();
+  await ctx?.cleanup();
+});
+
+describe('ackOutbox', () => {
+  it('when a delivered batch is acknowledged, then its entries leave the pending list and the stream, and the rest stay', async () => {
+    const stream = newStream('ok');
+    const ids = await outbox(stream, 5);
+    const batch = await deliver(stream, 'relay-a', 3);
+    expect(batch).toEqual(ids.slice(0, 3));
+    expect(await pendingCount(stream)).toBe(3);
+
+    expect(await ack(stream, ...batch)).toBe(3);
+
+    expect(await pendingCount(stream)).toBe(0);
+    expect(await redis.xlen(stream)).toBe(2);
+    expect(await streamIds(stream)).toEqual(ids.slice(3));
+    // The rest is still delivered as new.
+    expect(await deliver(stream, 'relay-a', 10)).toEqual(ids.slice(3));
+  });
+
+  it('when the same batch is acknowledged again (a relay rerun after a crash), then 0 is returned and nothing changes', async () => {
+    const stream = newStream('again');
+    const ids = await outbox(stream, 4);
+    const batch = await deliver(stream, 'relay-a', 2);
+    expect(await ack(stream, ...batch)).toBe(2);
+    const other = await deliver(stream, 'relay-a', 1);
+
+    expect(await ack(stream, ...batch)).toBe(0);
+
+    expect(await streamIds(stream)).toEqual(ids.slice(2));
+    expect(await pendingCount(stream)).toBe(other.length);
+  });
+
+  it('when two consumers each hold a batch and one acknowledges, then only that consumer\'s entries leave the pending list and the stream', async () => {
+    const stream = newStream('two-consumers');
+    const ids = await outbox(stream, 6);
+    const a = await deliver(stream, 'relay-a', 2);
+    const b = await deliver(stream, 'relay-b', 3);
+
+    expect(await ack(stream, ...b)).toBe(3);
+
+    expect(await redis.xlen(stream)).toBe(3);
+    expect(await streamIds(stream)).toEqual([...a, ...ids.slice(5)]);
+    const pending = (await redis.xpending(stream, GROUP, '-', '+', 10)) as [string, string, number, number][];
+    expect(pending.map(([id, consumer]) => [id, consumer])).toEqual(a.map((id) => [id, 'relay-a']));
+  });
+
+  it('when ids that were never in the stream come with a delivered batch, then only the batch is deleted and the count says so', async () => {
+    const stream = newStream('unknown-ids');
+    const ids = await outbox(stream, 3);
+    const batch = await deliver(stream, 'relay-a', 2);
+
+    expect(await ack(stream, '1-1', ...batch, '9999999999999-0')).toBe(2);
+
+    expect(await redis.xlen(stream)).toBe(1);
+    expect(await streamIds(stream)).toEqual(ids.slice(2));
+    expect(await pendingCount(stream)).toBe(0);
+  });
+
+  it('when only unknown ids are given for a stream that does not exist, then 0 is returned and no key is created', async () => {
+    const stream = newStream('missing');
+
+    expect(await ack(stream, '1-1', '2-0')).toBe(0);
+
+    expect(await redis.exists(stream)).toBe(0);
+  });
+
+  it('when no ids are given, then 0 is returned and no key is created', async () => {
+    const stream = newStream('empty');
+
+    expect(await ack(stream)).toBe(0);
+
+    expect(await redis.exists(stream)).toBe(0);
+  });
+
+  it('when no ids are given for a stream with pending entries, then nothing is acknowledged or deleted', async () => {
+    const stream = newStream('empty-list');
+    const ids = await outbox(stream, 2);
+    await deliver(stream, 'relay-a', 2);
+
+    expect(await ack(stream)).toBe(0);
+
+    expect(await streamIds(stream)).toEqual(ids);
+    expect(await pendingCount(stream)).toBe(2);
+  });
+
+  it('when a batch claimed by another relay is acknowledged by the one that read it first, then each entry is removed once', async () => {
+    const stream = newStream('claimed');
+    await outbox(stream, 3);
+    const batch = await deliver(stream, 'relay-a', 3);
+    // relay-b takes the entries over (relay-a looked dead) and acknowledges first.
+    expect(await redis.xclaim(stream, GROUP, 'relay-b', 0, ...batch)).toHaveLength(3);
+
+    expect(await ack(stream, ...batch)).toBe(3);
+    expect(await ack(stream, ...batch)).toBe(0);
+
+    expect(await streamIds(stream)).toEqual([]);
+    expect(await pendingCount(stream)).toBe(0);
+  });
+
+  it('when an id the group never delivered is passed, then that entry stays in the stream', async () => {
+    const stream = newStream('undelivered');
+    const ids = await outbox(stream, 3);
+    const batch = await deliver(stream, 'relay-a', 1);
+    const undelivered = ids.slice(1, 2);
+
+    await ack(stream, ...batch, ...undelivered);
+
+    // Deleting it would lose an order nobody relayed.
+    expect(await streamIds(stream)).toEqual(ids.slice(1));
+    expect(await deliver(stream, 'relay-a', 10)).toEqual(ids.slice(1));
+  });
+
+  it('when the group name is wrong, then no entry is deleted', async () => {
+    const stream = newStream('wrong-group');
+    const ids = await outbox(stream, 2);
+    const batch = await deliver(stream, 'relay-a', 2);
+
+    await script(commands, 'ackOutbox')(stream, 'no-such-group', ...batch);
+
+    expect(await streamIds(stream)).toEqual(ids);
+    expect(await pendingCount(stream)).toBe(2);
+  });
+});

@@ -1,0 +1,532 @@
+// releaseOrder-5.lua against real Redis: a cancel or an expiry gives the order's units back to
+// stock and to the user's limit exactly once — also when sweepers and shoppers race — every
+// refusal writes nothing, and released stock never relists a delisted item.
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createPool, type Pool } from '../../../src/db/pool.ts';
+import { OrderLifecycle, type LifecycleEvents } from '../../../src/orders/lifecycle.ts';
+import type { Order } from '../../../src/orders/order.ts';
+import { OrderStore } from '../../../src/orders/order-store.ts';
+import { OrderRepository } from '../../../src/orders/repository.ts';
+import { parseStreamEntries } from '../../../src/orders/outbox.ts';
+import { SaleCatalog } from '../../../src/sales/catalog.ts';
+import type { SaleItemDefinition } from '../../../src/sales/sale.ts';
+import { saleKeys } from '../../../src/stock/keys.ts';
+import { Reservations, type Reservation } from '../../../src/stock/reservations.ts';
+import { defineScripts, script, type ScriptCommands } from '../../../src/stock/scripts.ts';
+import { createTestContext, type TestContext } from '../../support/context.ts';
+
+// Near the real clock: order records expire at an absolute time derived from `now`.
+const NOW = Math.floor(Date.now() / 1000) * 1000;
+const PAYMENT_WINDOW_MS = 900_000;
+const DEADLINE = NOW + PAYMENT_WINDOW_MS;
+
+let ctx: TestContext;
+let prefix: string;
+let redis: Redis;
+let commands: ScriptCommands;
+let catalog: SaleCatalog;
+let pg: Pool;
+const pool: Redis[] = [];
+
+let saleCounter = 0;
+const newSaleId = (label: string) => `release-${label}-${++saleCounter}`;
+
+function item(overrides: Partial<SaleItemDefinition> = {}): SaleItemDefinition {
+  return { sku: 'phone-x', name: 'Phone X', unitPrice: 199_900, stock: 10, perUserLimit: 5, ...overrides };
+}
+
+async function loadSale(id: string, items: SaleItemDefinition[] = [item()]): Promise<void> {
+  const loaded = await catalog.load(
+    { id, name: 'Double 11', startsAt: NOW - 60_000, endsAt: NOW + 3_600_000, currency: 'CNY', paymentWindowSeconds: PAYMENT_WINDOW_MS / 1000, items },
+    NOW - 120_000,
+  );
+  expect(loaded).toBe(true);
+}
+
+type Accepted = Extract<Reservation, { kind: 'accepted' }>;
+
+async function place(saleId: string, userId = 'u-1', quantity = 1, sku = 'phone-x'): Promise<Order> {
+  const result = await new Reservations(redis, commands, prefix).reserve({ saleId, sku, userId, quantity }, NOW);
+  if (result.kind !== 'accepted') throw new Error(`expected an accepted order, got ${JSON.stringify(result)}`);
+  return result.order;
+}
+
+function orderKeys(order: Pick<Order, 'id' | 'saleId' | 'sku'>): string[] {
+  const keys = saleKeys(prefix, order.saleId);
+  return [keys.order(order.id), keys.item(order.sku), keys.users(order.sku), keys.outbox, keys.deadlines];
+}
+
+function release(order: Pick<Order, 'id' | 'saleId' | 'sku'>, action: 'cancel' | 'expire', userId: string, now: number, client: Redis = redis): Promise<unknown> {
+  const commandsOf = client === redis ? commands : defineScripts(client);
+  return script(commandsOf, 'releaseOrder')(...orderKeys(order), action, userId, now);
+}
+
+function pay(order: Order, paymentRef: string, now: number, client: Redis = redis): Promise<unknown> {
+  return script(client === redis ? commands : defineScripts(client), 'payOrder')(...orderKeys(order), order.userId, paymentRef, now);
+}
+
+async function scanKeys(pattern: string): Promise<string[]> {
+  const found: string[] = [];
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+    found.push(...keys);
+    cursor = next;
+  } while (cursor !== '0');
+  return found.sort();
+}
+
+/** Every key of the sale with its content: what "writes nothing" is checked against. */
+async function snapshot(saleId: string): Promise<Record<string, unknown>> {
+  const state: Record<string, unknown> = {};
+  for (const key of await scanKeys(`${prefix}:{${saleId}}:*`)) {
+    const type = await redis.type(key);
+    if (type === 'hash') state[key] = await redis.hgetall(key);
+    else if (type === 'zset') state[key] = await redis.zrange(key, 0, -1, 'WITHSCORES');
+    else if (type === 'stream') state[key] = await redis.xrange(key, '-', '+');
+    else if (type === 'string') state[key] = await redis.get(key);
+    else state[key] = type;
+  }
+  return state;
+}
+
+const available = async (saleId: string, sku = 'phone-x') => Number(await redis.hget(saleKeys(prefix, saleId).item(sku), 'available'));
+const live = (saleId: string, sku = 'phone-x') => redis.hgetall(saleKeys(prefix, saleId).users(sku));
+
+beforeAll(async () => {
+  ctx = await createTestContext();
+  prefix = ctx.config.redis.prefix;
+  redis = new Redis(ctx.redisUrl);
+  commands = defineScripts(redis);
+  catalog = new SaleCatalog(redis, commands, prefix);
+  for (let i = 0; i < 8; i++) pool.push(new Redis(ctx.redisUrl));
+  pg = createPool({ databaseUrl: ctx.databaseUrl });
+});
+
+afterAll(async () => {
+  await Promise.all([redis, ...pool].map((client) => client?.quit()));
+  await pg?.end();
+  await ctx?.cleanup();
+});
+
+describe('releaseOrder: releasing', () => {
+  it('when the owner cancels before the deadline, then the units return to stock and to the limit, and the cancelled order is in the outbox', async () => {
+    const saleId = newSaleId('cancel');
+    await loadSale(saleId);
+    const order = await place(saleId, 'u-1', 2);
+    const keys = saleKeys(prefix, saleId);
+
+    expect(await release(order, 'cancel', 'u-1', NOW + 1_000)).toEqual(['RELEASED', 'cancelled', 0]);
+
+    expect(await available(saleId)).toBe(10);
+    expect(await live(saleId)).toEqual({});
+    expect(await redis.hmget(keys.order(order.id), 'status', 'cancelledAt')).toEqual(['cancelled', String(NOW + 1_000)]);
+    expect(await redis.zscore(keys.deadlines, order.id)).toBeNull();
+    const outbox = await redis.xrange(keys.outbox, '-', '+');
+    expect(outbox).toHaveLength(2);
+    const { entries, malformed } = parseStreamEntries(saleId, outbox.slice(1));
+    expect(malformed).toEqual([]);
+    expect(entries[0]?.order).toMatchObject({ id: order.id, status: 'cancelled', cancelledAt: NOW + 1_000, quantity: 2, amount: order.amount });
+  });
+
+  it('when one of a user\'s two orders is cancelled, then only its units leave the user\'s live quantity, and one more unit may be bought', async () => {
+    const saleId = newSaleId('partial');
+    await loadSale(saleId, [item({ perUserLimit: 3 })]);
+    const first = await place(saleId, 'u-1', 1);
+    await place(saleId, 'u-1', 2);
+
+    expect(await release(first, 'cancel', 'u-1', NOW)).toEqual(['RELEASED', 'cancelled', 0]);
+
+    expect(await live(saleId)).toEqual({ 'u-1': '2' });
+    const reservations = new Reservations(redis, commands, prefix);
+    expect((await reservations.reserve({ saleId, sku: 'phone-x', userId: 'u-1', quantity: 2 }, NOW)).kind).toBe('refused');
+    expect((await reservations.reserve({ saleId, sku: 'phone-x', userId: 'u-1', quantity: 1 }, NOW)).kind).toBe('accepted');
+  });
+
+  it('when the sweeper expires an order at its deadline, then it is released as expired', async () => {
+    const saleId = newSaleId('expire');
+    await loadSale(saleId);
+    const order = await place(saleId);
+
+    expect(await release(order, 'expire', '', DEADLINE)).toEqual(['RELEASED', 'expired', 0]);
+
+    expect(await redis.hmget(saleKeys(prefix, saleId).order(order.id), 'status', 'expiredAt', 'cancelledAt')).toEqual(['expired', String(DEADLINE), null]);
+    expect(await available(saleId)).toBe(10);
+  });
+
+  it('when the owner cancels at the deadline, then the order expires instead', async () => {
+    const saleId = newSaleId('late-cancel');
+    await loadSale(saleId);
+    const order = await place(saleId);
+
+    expect(await release(order, 'cancel', 'u-1', DEADLINE)).toEqual(['RELEASED', 'expired', 0]);
+    expect(await available(saleId)).toBe(10);
+  });
+
+  it('when an order of a sold-out item is released, then the item is reported reopened and sells again', async () => {
+    const saleId = newSaleId('reopened');
+    await loadSale(saleId, [item({ stock: 2 })]);
+    const order = await place(saleId, 'u-1', 2);
+
+    expect(await release(order, 'cancel', 'u-1', NOW)).toEqual(['RELEASED', 'cancelled', 1]);
+
+    expect((await new Reservations(redis, commands, prefix).reserve({ saleId, sku: 'phone-x', userId: 'u-2', quantity: 2 }, NOW)).kind).toBe('accepted');
+  });
+
+  it.each([
+    { when: 'the low-stock rule delisted the item', delist: async () => undefined, reason: 'low_stock' },
+    { when: 'an operator delisted the item', delist: async (saleId: string) => void (await catalog.delist(saleId, 'phone-x', NOW)), reason: 'operator' },
+  ])('when $when, then released stock is not reported reopened and the item stays delisted', async ({ delist, reason }) => {
+    const saleId = newSaleId('stays-delisted');
+    await loadSale(saleId, [item({ stock: 2, lowStock: reason === 'low_stock' ? { units: 0 } : undefined })]);
+    const order = await place(saleId, 'u-1', 2);
+    await delist(saleId);
+    expect(await redis.hget(saleKeys(prefix, saleId).item('phone-x'), 'delisted')).toBe(reason);
+
+    expect(await release(order, 'cancel', 'u-1', NOW)).toEqual(['RELEASED', 'cancelled', 0]);
+
+    expect(await redis.hmget(saleKeys(prefix, saleId).item('phone-x'), 'available', 'delisted')).toEqual(['2', reason]);
+  });
+});
+
+describe('releaseOrder: refusals write nothing', () => {
+  interface Case {
+    readonly when: string;
+    readonly reply: unknown[];
+    readonly arrange: (saleId: string) => Promise<() => Promise<unknown>>;
+  }
+  const cases: Case[] = [
+    {
+      when: 'the order does not exist',
+      reply: ['ORDER_NOT_FOUND'],
+      arrange: async (saleId) => () => release({ id: 'no-such-order', saleId, sku: 'phone-x' }, 'cancel', 'u-1', NOW),
+    },
+    {
+      when: 'another user cancels the order',
+      reply: ['ORDER_NOT_FOUND'],
+      arrange: async (saleId) => {
+        const order = await place(saleId);
+        return () => release(order, 'cancel', 'u-2', NOW);
+      },
+    },
+    {
+      when: 'the sweeper expires the order before its deadline',
+      reply: ['NOT_DUE'],
+      arrange: async (saleId) => {
+        const order = await place(saleId);
+        return () => release(order, 'expire', '', DEADLINE - 1);
+      },
+    },
+    {
+      when: 'a cancelled order is cancelled again',
+      reply: ['ALREADY', 'cancelled'],
+      arrange: async (saleId) => {
+        const order = await place(saleId);
+        await release(order, 'cancel', 'u-1', NOW);
+        return () => release(order, 'cancel', 'u-1', NOW + 1);
+      },
+    },
+    {
+      when: 'an expired order is expired again',
+      reply: ['ALREADY', 'expired'],
+      arrange: async (saleId) => {
+        const order = await place(saleId);
+        await release(order, 'expire', '', DEADLINE);
+        return () => release(order, 'expire', '', DEADLINE + 1);
+      },
+    },
+    {
+      when: 'a paid order is cancelled',
+      reply: ['ORDER_ALREADY_PAID'],
+      arrange: async (saleId) => {
+        const order = await place(saleId);
+        expect(await pay(order, 'pay-1', NOW)).toEqual(['PAID']);
+        return () => release(order, 'cancel', 'u-1', NOW + 1);
+      },
+    },
+    {
+      when: 'a paid order reaches its deadline in the sweeper',
+      reply: ['ORDER_ALREADY_PAID'],
+      arrange: async (saleId) => {
+        const order = await place(saleId);
+        expect(await pay(order, 'pay-1', NOW)).toEqual(['PAID']);
+        return () => release(order, 'expire', '', DEADLINE);
+      },
+    },
+    {
+      when: 'a cancel carrying an earlier clock arrives after the sweeper expired the order',
+      reply: ['ORDER_EXPIRED'],
+      arrange: async (saleId) => {
+        const order = await place(saleId);
+        await release(order, 'expire', '', DEADLINE);
+        return () => release(order, 'cancel', 'u-1', DEADLINE - 1);
+      },
+    },
+    {
+      when: 'the sweeper reaches an order cancelled earlier',
+      reply: ['ORDER_CANCELLED'],
+      arrange: async (saleId) => {
+        const order = await place(saleId);
+        await release(order, 'cancel', 'u-1', NOW);
+        return () => release(order, 'expire', '', DEADLINE);
+      },
+    },
+  ];
+
+  it.each(cases)('when $when, then $reply.0 is returned and nothing is written', async ({ reply, arrange }) => {
+    const saleId = newSaleId('refusal');
+    await loadSale(saleId);
+    const act = await arrange(saleId);
+    const before = await snapshot(saleId);
+
+    expect(await act()).toEqual(reply);
+
+    expect(await snapshot(saleId)).toEqual(before);
+  });
+
+  it('when a cancelled order is cancelled again after its deadline (a retried request), then the answer is still ALREADY cancelled', async () => {
+    const saleId = newSaleId('retry-after-deadline');
+    await loadSale(saleId);
+    const order = await place(saleId);
+    await release(order, 'cancel', 'u-1', NOW);
+    const before = await snapshot(saleId);
+
+    expect(await release(order, 'cancel', 'u-1', DEADLINE + 1)).toEqual(['ALREADY', 'cancelled']);
+    expect(await snapshot(saleId)).toEqual(before);
+  });
+});
+
+describe('releaseOrder: exactly once under concurrency', () => {
+  it('when 20 cancels of one order race over 8 connections, then its units come back once', async () => {
+    const saleId = newSaleId('cancel-race');
+    await loadSale(saleId);
+    const order = await place(saleId, 'u-1', 3);
+
+    const replies = await Promise.all(Array.from({ length: 20 }, (_, i) => release(order, 'cancel', 'u-1', NOW + i, pool[i % pool.length])));
+
+    expect(replies.filter((r) => JSON.stringify(r) === JSON.stringify(['RELEASED', 'cancelled', 0]))).toHaveLength(1);
+    expect(replies.filter((r) => JSON.stringify(r) === JSON.stringify(['ALREADY', 'cancelled']))).toHaveLength(19);
+    expect(await available(saleId)).toBe(10);
+    expect(await live(saleId)).toEqual({});
+    expect(await redis.xlen(saleKeys(prefix, saleId).outbox)).toBe(2);
+  });
+
+  it('when 8 sweepers expire the same 137 orders at once, then each order is released once and all stock is back', async () => {
+    const saleId = newSaleId('sweepers');
+    await loadSale(saleId, [item({ stock: 137, perUserLimit: 1 })]);
+    const orders: Order[] = [];
+    for (let i = 0; i < 137; i++) orders.push(await place(saleId, `u-${i}`));
+    const keys = saleKeys(prefix, saleId);
+    expect(await available(saleId)).toBe(0);
+
+    const replies = await Promise.all(pool.flatMap((client) => orders.map((order) => release(order, 'expire', '', DEADLINE, client))));
+
+    const released = replies.filter((r) => Array.isArray(r) && r[0] === 'RELEASED');
+    expect(released).toHaveLength(137);
+    expect(released.filter((r) => Array.isArray(r) && r[2] === 1)).toHaveLength(1);
+    expect(replies.filter((r) => Array.isArray(r) && r[0] === 'ALREADY')).toHaveLength(137 * 7);
+    expect(await available(saleId)).toBe(137);
+    expect(await live(saleId)).toEqual({});
+    expect(await redis.zcard(keys.deadlines)).toBe(0);
+    expect(await redis.xlen(keys.outbox)).toBe(137 * 2);
+  });
+
+  it('when orders and cancels interleave over 8 connections, then at rest available = stock − live quantity', async () => {
+    const saleId = newSaleId('storm');
+    await loadSale(saleId, [item({ stock: 100, perUserLimit: 3 })]);
+    const keys = saleKeys(prefix, saleId);
+    const lanes = pool.map((client) => new Reservations(client, defineScripts(client), prefix));
+
+    // Every user orders; every third cancels as soon as the order is accepted, then orders again.
+    const outcomes = await Promise.all(
+      Array.from({ length: 240 }, async (_, i) => {
+        const lane = lanes[i % lanes.length];
+        const client = pool[i % pool.length];
+        if (!lane || !client) throw new Error('no lane');
+        const userId = `u-${i}`;
+        const quantity = 1 + (i % 2);
+        const kept: Accepted[] = [];
+        const first = await lane.reserve({ saleId, sku: 'phone-x', userId, quantity }, NOW);
+        if (first.kind === 'accepted') {
+          if (i % 3 === 0) {
+            expect(await release(first.order, 'cancel', userId, NOW, client)).toEqual(['RELEASED', 'cancelled', expect.any(Number)]);
+            lane.closedItems.reopen(saleId, 'phone-x');
+            const again = await lane.reserve({ saleId, sku: 'phone-x', userId, quantity }, NOW);
+            if (again.kind === 'accepted') kept.push(again);
+          } else kept.push(first);
+        }
+        return kept;
+      }),
+    );
+
+    const kept = outcomes.flat();
+    const liveQuantity = kept.reduce((total, r) => total + r.order.quantity, 0);
+    expect(await available(saleId)).toBe(100 - liveQuantity);
+    expect(await available(saleId)).toBeGreaterThanOrEqual(0);
+    const perUser = await live(saleId);
+    expect(Object.values(perUser).reduce((total, q) => total + Number(q), 0)).toBe(liveQuantity);
+    expect(await redis.zcard(keys.deadlines)).toBe(kept.length);
+  });
+});
+
+describe('releaseOrder: cancel against payment', () => {
+  it('when cancel and pay race for 40 orders over 8 connections, then each order has exactly one winner and only cancelled orders give their units back', async () => {
+    const saleId = newSaleId('cancel-vs-pay');
+    await loadSale(saleId, [item({ stock: 100, perUserLimit: 12 })]);
+    const keys = saleKeys(prefix, saleId);
+    const orders: Order[] = [];
+    for (let i = 0; i < 40; i++) orders.push(await place(saleId, `u-${i % 8}`, 1 + (Math.floor(i / 8) % 3)));
+    expect(await available(saleId)).toBe(100 - orders.reduce((total, order) => total + order.quantity, 0));
+
+    const replies = await Promise.all(
+      orders.map(async (order, i) => {
+        const cancelCall = () => release(order, 'cancel', order.userId, NOW + 1, pool[i % pool.length]);
+        const payCall = () => pay(order, `ref-${i}`, NOW + 1, pool[(i + 5) % pool.length]);
+        if (i % 2 === 0) {
+          const [cancelled, paid] = await Promise.all([cancelCall(), payCall()]);
+          return { cancelled, paid };
+        }
+        const [paid, cancelled] = await Promise.all([payCall(), cancelCall()]);
+        return { cancelled, paid };
+      }),
+    );
+
+    const payWon = JSON.stringify({ cancelled: ['ORDER_ALREADY_PAID'], paid: ['PAID'] });
+    const cancelWon = JSON.stringify({ cancelled: ['RELEASED', 'cancelled', 0], paid: ['ORDER_CANCELLED'] });
+    const statuses = await Promise.all(orders.map((order) => redis.hget(keys.order(order.id), 'status')));
+    const paidPerUser = new Map<string, number>();
+    let paidUnits = 0;
+    replies.forEach((reply, i) => {
+      const order = orders[i]!;
+      const outcome = JSON.stringify(reply);
+      expect([payWon, cancelWon], `order ${i}`).toContain(outcome);
+      expect(statuses[i], `order ${i}`).toBe(outcome === payWon ? 'paid' : 'cancelled');
+      if (outcome === payWon) {
+        paidUnits += order.quantity;
+        paidPerUser.set(order.userId, (paidPerUser.get(order.userId) ?? 0) + order.quantity);
+      }
+    });
+
+    expect(await available(saleId)).toBe(100 - paidUnits);
+    expect(await live(saleId)).toEqual(Object.fromEntries([...paidPerUser].map(([user, units]) => [user, String(units)])));
+    expect(await redis.zcard(keys.deadlines)).toBe(0);
+    // Each order: its reservation and exactly one final state.
+    expect(await redis.xlen(keys.outbox)).toBe(40 * 2);
+  });
+});
+
+describe('releaseOrder: delisted items stay delisted (invariant 6)', () => {
+  it('when released stock lifts a low-stock-delisted item (percentage rule) above its level, then no order is accepted until a restock relists it', async () => {
+    const saleId = newSaleId('pct-holds');
+    // Level: 30 % of 10 = 3 units.
+    await loadSale(saleId, [item({ stock: 10, perUserLimit: 3, lowStock: { percent: 30 } })]);
+    const keys = saleKeys(prefix, saleId);
+    const first = await place(saleId, 'u-1', 3);
+    await place(saleId, 'u-2', 3);
+    await place(saleId, 'u-3', 1);
+    expect(await redis.hmget(keys.item('phone-x'), 'available', 'delisted')).toEqual(['3', 'low_stock']);
+
+    expect(await release(first, 'cancel', 'u-1', NOW)).toEqual(['RELEASED', 'cancelled', 0]);
+
+    expect(await redis.hmget(keys.item('phone-x'), 'available', 'delisted')).toEqual(['6', 'low_stock']);
+    const reservations = new Reservations(redis, commands, prefix);
+    const refused = await reservations.reserve({ saleId, sku: 'phone-x', userId: 'u-4', quantity: 1 }, NOW);
+    expect(refused).toMatchObject({ kind: 'refused', code: 'ITEM_DELISTED' });
+    expect(await available(saleId)).toBe(6);
+
+    expect(await catalog.restock(saleId, 'phone-x', 1)).toEqual({ ok: true, available: 7, relisted: true });
+    expect((await new Reservations(redis, commands, prefix).reserve({ saleId, sku: 'phone-x', userId: 'u-4', quantity: 1 }, NOW)).kind).toBe('accepted');
+  });
+
+  it('when an operator delisted a sold-out item and an expiry brings stock back, then it is not reported reopened and only a relist lets orders in again', async () => {
+    const saleId = newSaleId('operator-holds');
+    await loadSale(saleId, [item({ stock: 2 })]);
+    const order = await place(saleId, 'u-1', 2);
+    expect(await catalog.delist(saleId, 'phone-x', NOW)).toEqual({ ok: true });
+
+    expect(await release(order, 'expire', '', DEADLINE)).toEqual(['RELEASED', 'expired', 0]);
+
+    const attempt = () => new Reservations(redis, commands, prefix).reserve({ saleId, sku: 'phone-x', userId: 'u-2', quantity: 1 }, NOW);
+    expect(await attempt()).toMatchObject({ kind: 'refused', code: 'ITEM_DELISTED' });
+    expect(await catalog.restock(saleId, 'phone-x', 1)).toEqual({ ok: true, available: 3, relisted: false });
+    expect(await attempt()).toMatchObject({ kind: 'refused', code: 'ITEM_DELISTED' });
+    expect(await catalog.relist(saleId, 'phone-x')).toEqual({ ok: true, available: 3, relisted: true });
+    expect((await attempt()).kind).toBe('accepted');
+  });
+
+  it('when an order is released while the item still has stock, then it is not reported reopened; when it had none, it is', async () => {
+    const saleId = newSaleId('reopened-only-from-zero');
+    await loadSale(saleId, [item({ stock: 3 })]);
+    const one = await place(saleId, 'u-1', 1);
+    const two = await place(saleId, 'u-2', 2);
+    expect(await available(saleId)).toBe(0);
+
+    expect(await release(one, 'cancel', 'u-1', NOW)).toEqual(['RELEASED', 'cancelled', 1]);
+    expect(await release(two, 'cancel', 'u-2', NOW)).toEqual(['RELEASED', 'cancelled', 0]);
+    expect(await available(saleId)).toBe(3);
+  });
+});
+
+describe('releaseOrder: through OrderLifecycle', () => {
+  function lifecycleOn(saleId: string, client: Redis, events: LifecycleEvents): OrderLifecycle {
+    const liveSaleIds = async () => [saleId];
+    return new OrderLifecycle(client, defineScripts(client), prefix, new OrderStore(client, prefix, new OrderRepository(pg), liveSaleIds), events);
+  }
+
+  function counting(): { events: LifecycleEvents; released: string[]; reopened: string[] } {
+    const released: string[] = [];
+    const reopened: string[] = [];
+    const events: LifecycleEvents = {
+      onReleased: (order, reason) => void released.push(`${order.id}:${reason}`),
+      onPaid: () => undefined,
+      onReopened: async (saleId, sku) => void reopened.push(`${saleId}/${sku}`),
+    };
+    return { events, released, reopened };
+  }
+
+  it('when the owner cancels one order 20 times at once over 8 connections, then one cancel changes it, the rest are no-ops, and the release is reported once', async () => {
+    const saleId = newSaleId('lifecycle-double-cancel');
+    await loadSale(saleId, [item({ stock: 3 })]);
+    const order = await place(saleId, 'u-1', 3);
+    const { events, released, reopened } = counting();
+    const lifecycles = pool.map((client) => lifecycleOn(saleId, client, events));
+
+    const outcomes = await Promise.all(Array.from({ length: 20 }, (_, i) => lifecycles[i % lifecycles.length]!.cancel(order.id, 'u-1', NOW + 1)));
+
+    expect(outcomes.filter((o) => o.kind === 'done' && o.changed)).toHaveLength(1);
+    expect(outcomes.filter((o) => o.kind === 'done' && !o.changed && o.order.status === 'cancelled')).toHaveLength(19);
+    expect(released).toEqual([`${order.id}:cancelled`]);
+    expect(reopened).toEqual([`${saleId}/phone-x`]);
+    expect(await available(saleId)).toBe(3);
+    expect(await live(saleId)).toEqual({});
+  });
+
+  it('when the owner cancels at the deadline, then the shopper hears ORDER_EXPIRED and the release is reported once as an expiry', async () => {
+    const saleId = newSaleId('lifecycle-late-cancel');
+    await loadSale(saleId);
+    const order = await place(saleId, 'u-1', 2);
+    const { events, released } = counting();
+    const lifecycle = lifecycleOn(saleId, redis, events);
+
+    expect(await lifecycle.cancel(order.id, 'u-1', DEADLINE)).toEqual({ kind: 'refused', code: 'ORDER_EXPIRED' });
+    expect(await lifecycle.cancel(order.id, 'u-1', DEADLINE + 1)).toEqual({ kind: 'refused', code: 'ORDER_EXPIRED' });
+
+    expect(released).toEqual([`${order.id}:expired`]);
+    expect(await available(saleId)).toBe(10);
+  });
+
+  it('when a cancelled order is cancelled again after its deadline, then the lifecycle answers the no-op the API promises (200 cancelled), not a refusal', async () => {
+    const saleId = newSaleId('lifecycle-retry-after-deadline');
+    await loadSale(saleId);
+    const order = await place(saleId, 'u-1', 1);
+    const { events, released } = counting();
+    const lifecycle = lifecycleOn(saleId, redis, events);
+    expect(await lifecycle.cancel(order.id, 'u-1', NOW)).toMatchObject({ kind: 'done', changed: true, order: { status: 'cancelled' } });
+
+    expect(await lifecycle.cancel(order.id, 'u-1', DEADLINE + 1)).toMatchObject({ kind: 'done', changed: false, order: { status: 'cancelled' } });
+
+    expect(released).toEqual([`${order.id}:cancelled`]);
+    expect(await available(saleId)).toBe(10);
+  });
+});
