@@ -13,10 +13,27 @@
   An item whose stock already sits at or below its low-stock level starts delisted.
 ]]
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'SALE_EXISTS'} end
+-- Everything is decoded and checked before the first write: Redis does not undo the writes of
+-- a script that fails half-way.
+local function isNumber(value) return type(value) == 'number' end
 local sale = cjson.decode(ARGV[1])
+if type(sale) ~= 'table' or not (isNumber(sale.startsAt) and isNumber(sale.endsAt) and isNumber(sale.paymentWindowMs)) then
+  return redis.error_reply('loadSale: malformed sale ' .. ARGV[1])
+end
 local now = tonumber(ARGV[2])
+local items = {}
 for i = 2, #KEYS do
-  local item = cjson.decode(ARGV[i + 1])
+  local item = cjson.decode(ARGV[i + 1] or 'null')
+  if type(item) ~= 'table' or type(item.sku) ~= 'string' or not isNumber(item.stock)
+    or not isNumber(item.unitPrice) or not isNumber(item.perUserLimit)
+    or (item.lowUnits ~= nil and not isNumber(item.lowUnits))
+    or (item.lowPct ~= nil and not isNumber(item.lowPct)) then
+    return redis.error_reply('loadSale: malformed item ' .. tostring(ARGV[i + 1]))
+  end
+  items[i] = item
+end
+for i = 2, #KEYS do
+  local item = items[i]
   redis.call('DEL', KEYS[i])
   redis.call('HSET', KEYS[i], 'sku', item.sku, 'available', item.stock, 'total', item.stock,
     'unitPrice', item.unitPrice, 'perUserLimit', item.perUserLimit, 'delisted', '')

@@ -28,7 +28,8 @@
     {'SALE_NOT_FOUND'} {'ITEM_NOT_FOUND'} {'SALE_NOT_STARTED'} {'SALE_ENDED'} {'ITEM_DELISTED'}
     {'SOLD_OUT'} {'INSUFFICIENT_STOCK', available} {'PER_USER_LIMIT_EXCEEDED', liveQuantity}
     {'IDEMPOTENCY_KEY_REUSED'}              the key made an order with a different body
-  Refusals are checked in this order and write nothing.
+  Refusals are checked in this order (a closed sale is ended even before its start) and write
+  nothing.
 ]]
 local sale = redis.call('HMGET', KEYS[1], 'startsAt', 'endsAt', 'closedAt', 'paymentWindowMs')
 if not sale[1] then return {'SALE_NOT_FOUND'} end
@@ -50,8 +51,10 @@ if idempotencyKey ~= '' then
   end
 end
 
+-- A closed sale is over even before its start: closeSale promises SALE_ENDED to every attempt.
+if sale[3] and sale[3] ~= '' then return {'SALE_ENDED'} end
 if now < tonumber(sale[1]) then return {'SALE_NOT_STARTED'} end
-if now >= tonumber(sale[2]) or (sale[3] and sale[3] ~= '') then return {'SALE_ENDED'} end
+if now >= tonumber(sale[2]) then return {'SALE_ENDED'} end
 if item[7] and item[7] ~= '' then return {'ITEM_DELISTED'} end
 local available = tonumber(item[1])
 if available <= 0 then return {'SOLD_OUT'} end
