@@ -1,0 +1,148 @@
+// closeSale-1.lua against real Redis: closing ends the sale for every item at once, a second
+// close keeps the first time, an unknown sale is refused without writing, and orders racing
+// the close are either in (recorded) or out (refused), never half.
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SaleCatalog } from '../../../src/sales/catalog.ts';
+import type { SaleItemDefinition } from '../../../src/sales/sale.ts';
+import { saleKeys } from '../../../src/stock/keys.ts';
+import { Reservations, type Reservation } from '../../../src/stock/reservations.ts';
+import { defineScripts, script, type ScriptCommands } from '../../../src/stock/scripts.ts';
+import { createTestContext, type TestContext } from '../../support/context.ts';
+
+const NOW = Math.floor(Date.now() / 1000) * 1000;
+const STARTS_AT = NOW - 60_000;
+const ENDS_AT = NOW + 3_600_000;
+
+let ctx: TestContext;
+let prefix: string;
+let redis: Redis;
+let commands: ScriptCommands;
+let catalog: SaleCatalog;
+
+let saleCounter = 0;
+const newSaleId = (label: string) => `close-${label}-${++saleCounter}`;
+
+function item(overrides: Partial<SaleItemDefinition> = {}): SaleItemDefinition {
+  return { sku: 'phone-x', name: 'Phone X', unitPrice: 199_900, stock: 10, perUserLimit: 5, ...overrides };
+}
+
+async function loadSale(id: string, items: SaleItemDefinition[] = [item()], startsAt = STARTS_AT): Promise<void> {
+  const loaded = await catalog.load(
+    { id, name: 'Double 11', startsAt, endsAt: ENDS_AT, currency: 'CNY', paymentWindowSeconds: 900, items },
+    NOW - 120_000,
+  );
+  expect(loaded).toBe(true);
+}
+
+const fresh = () => new Reservations(redis, commands, prefix);
+
+beforeAll(async () => {
+  ctx = await createTestContext();
+  prefix = ctx.config.redis.prefix;
+  redis = new Redis(ctx.redisUrl);
+  commands = defineScripts(redis);
+  catalog = new SaleCatalog(redis, commands, prefix);
+});
+
+afterAll(async () => {
+  await redis?.quit();
+  await ctx?.cleanup();
+});
+
+describe('closeSale', () => {
+  it('when an open sale is closed, then closedAt is set to now and every item refuses with SALE_ENDED', async () => {
+    const saleId = newSaleId('ok');
+    await loadSale(saleId, [item(), item({ sku: 'tv-y', name: 'TV Y' })]);
+    const keys = saleKeys(prefix, saleId);
+
+    expect(await script(commands, 'closeSale')(keys.sale, NOW)).toEqual(['OK', NOW]);
+
+    expect(await redis.hget(keys.sale, 'closedAt')).toBe(String(NOW));
+    for (const sku of ['phone-x', 'tv-y']) {
+      expect(await fresh().reserve({ saleId, sku, userId: 'u-1', quantity: 1 }, NOW + 1)).toEqual({
+        kind: 'refused',
+        code: 'SALE_ENDED',
+        fromMemory: false,
+      });
+    }
+    expect(await redis.hget(keys.item('phone-x'), 'available')).toBe('10');
+  });
+
+  it('when a closed sale is closed again, then the first close time is kept and returned', async () => {
+    const saleId = newSaleId('twice');
+    await loadSale(saleId);
+
+    expect(await catalog.close(saleId, NOW)).toEqual({ ok: true, closedAt: NOW });
+    expect(await catalog.close(saleId, NOW + 5_000)).toEqual({ ok: true, closedAt: NOW });
+
+    expect(await redis.hget(saleKeys(prefix, saleId).sale, 'closedAt')).toBe(String(NOW));
+  });
+
+  it('when the sale does not exist, then SALE_NOT_FOUND is returned and no sale hash is created', async () => {
+    const saleId = newSaleId('missing');
+    const keys = saleKeys(prefix, saleId);
+
+    expect(await script(commands, 'closeSale')(keys.sale, NOW)).toEqual(['SALE_NOT_FOUND']);
+    expect(await catalog.close(saleId, NOW)).toEqual({ ok: false });
+
+    expect(await redis.exists(keys.sale)).toBe(0);
+  });
+
+  it('when a sale is closed before it starts, then attempts are refused with SALE_ENDED, not SALE_NOT_STARTED', async () => {
+    const saleId = newSaleId('before-start');
+    await loadSale(saleId, [item()], NOW + 60_000);
+    expect(await catalog.close(saleId, NOW)).toEqual({ ok: true, closedAt: NOW });
+
+    const result = await fresh().reserve({ saleId, sku: 'phone-x', userId: 'u-1', quantity: 1 }, NOW + 1);
+
+    expect(result).toEqual({ kind: 'refused', code: 'SALE_ENDED', fromMemory: false });
+  });
+
+  it('when the close is queued between orders on one connection, then orders before it are accepted and orders after it refused', async () => {
+    const saleId = newSaleId('between');
+    await loadSale(saleId, [item({ stock: 100, perUserLimit: 100 })]);
+    const reservations = fresh();
+    const attempt = (i: number) => reservations.reserve({ saleId, sku: 'phone-x', userId: `u-${i}`, quantity: 1 }, NOW);
+
+    // Not awaited in between: ioredis sends them in this order on one connection, Redis runs them in order.
+    const before = [0, 1, 2, 3, 4].map(attempt);
+    const close = catalog.close(saleId, NOW);
+    const after = [5, 6, 7, 8, 9].map(attempt);
+    const [early, closed, late] = await Promise.all([Promise.all(before), close, Promise.all(after)]);
+
+    expect(closed).toEqual({ ok: true, closedAt: NOW });
+    expect(early.map((r) => r.kind)).toEqual(Array(5).fill('accepted'));
+    expect(late.every((r: Reservation) => r.kind === 'refused' && r.code === 'SALE_ENDED')).toBe(true);
+    expect(await redis.hget(saleKeys(prefix, saleId).item('phone-x'), 'available')).toBe('95');
+    expect(await redis.xlen(saleKeys(prefix, saleId).outbox)).toBe(5);
+  });
+
+  it('when a sale is closed during a rush over 8 connections, then every attempt is either a recorded order or a refusal, and none is accepted after', async () => {
+    const saleId = newSaleId('rush');
+    await loadSale(saleId, [item({ stock: 1_000, perUserLimit: 1 })]);
+    const keys = saleKeys(prefix, saleId);
+    const pool = Array.from({ length: 8 }, () => new Redis(ctx.redisUrl));
+    try {
+      const lanes = pool.map((client) => new Reservations(client, defineScripts(client), prefix));
+      const attempts = Array.from({ length: 400 }, (_, i) => {
+        const lane = lanes[i % lanes.length];
+        if (!lane) throw new Error('no lane');
+        return lane.reserve({ saleId, sku: 'phone-x', userId: `u-${i}`, quantity: 1 }, NOW);
+      });
+      const close = catalog.close(saleId, NOW);
+      const results = await Promise.all(attempts);
+      await close;
+
+      const accepted = results.filter((r) => r.kind === 'accepted').length;
+      const refused = results.filter((r) => r.kind === 'refused' && r.code === 'SALE_ENDED').length;
+      expect(accepted + refused).toBe(400);
+      expect(await redis.xlen(keys.outbox)).toBe(accepted);
+      expect(await redis.hget(keys.item('phone-x'), 'available')).toBe(String(1_000 - accepted));
+      expect(await fresh().reserve({ saleId, sku: 'phone-x', userId: 'late', quantity: 1 }, NOW)).toMatchObject({ code: 'SALE_ENDED' });
+      expect(await redis.xlen(keys.outbox)).toBe(accepted);
+    } finally {
+      await Promise.all(pool.map((client) => client.quit()));
+    }
+  });
+});

@@ -1,0 +1,124 @@
+// delistItem-1.lua against real Redis: an operator's delist stops orders at once, keeps the
+// first delist time, takes over a low-stock delist (so a restock no longer relists), and an
+// unknown item is refused without writing.
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SaleCatalog } from '../../../src/sales/catalog.ts';
+import type { SaleItemDefinition } from '../../../src/sales/sale.ts';
+import { saleKeys } from '../../../src/stock/keys.ts';
+import { Reservations } from '../../../src/stock/reservations.ts';
+import { defineScripts, script, type ScriptCommands } from '../../../src/stock/scripts.ts';
+import { createTestContext, type TestContext } from '../../support/context.ts';
+
+const NOW = Math.floor(Date.now() / 1000) * 1000;
+
+let ctx: TestContext;
+let prefix: string;
+let redis: Redis;
+let commands: ScriptCommands;
+let catalog: SaleCatalog;
+
+let saleCounter = 0;
+const newSaleId = (label: string) => `delist-${label}-${++saleCounter}`;
+
+function item(overrides: Partial<SaleItemDefinition> = {}): SaleItemDefinition {
+  return { sku: 'phone-x', name: 'Phone X', unitPrice: 199_900, stock: 10, perUserLimit: 5, ...overrides };
+}
+
+async function loadSale(id: string, items: SaleItemDefinition[] = [item()]): Promise<void> {
+  const loaded = await catalog.load(
+    { id, name: 'Double 11', startsAt: NOW - 60_000, endsAt: NOW + 3_600_000, currency: 'CNY', paymentWindowSeconds: 900, items },
+    NOW - 120_000,
+  );
+  expect(loaded).toBe(true);
+}
+
+const fresh = () => new Reservations(redis, commands, prefix);
+const itemState = (saleId: string, sku = 'phone-x') =>
+  redis.hmget(saleKeys(prefix, saleId).item(sku), 'delisted', 'delistedAt', 'available');
+
+beforeAll(async () => {
+  ctx = await createTestContext();
+  prefix = ctx.config.redis.prefix;
+  redis = new Redis(ctx.redisUrl);
+  commands = defineScripts(redis);
+  catalog = new SaleCatalog(redis, commands, prefix);
+});
+
+afterAll(async () => {
+  await redis?.quit();
+  await ctx?.cleanup();
+});
+
+describe('delistItem', () => {
+  it('when a listed item is delisted, then it is marked as the operator\'s with the time, and orders are refused', async () => {
+    const saleId = newSaleId('ok');
+    await loadSale(saleId, [item(), item({ sku: 'tv-y', name: 'TV Y' })]);
+
+    expect(await script(commands, 'delistItem')(saleKeys(prefix, saleId).item('phone-x'), NOW)).toEqual(['OK']);
+
+    expect(await itemState(saleId)).toEqual(['operator', String(NOW), '10']);
+    expect(await fresh().reserve({ saleId, sku: 'phone-x', userId: 'u-1', quantity: 1 }, NOW + 1)).toEqual({
+      kind: 'refused',
+      code: 'ITEM_DELISTED',
+      fromMemory: false,
+    });
+    // Only that item: the rest of the sale sells on.
+    expect((await fresh().reserve({ saleId, sku: 'tv-y', userId: 'u-1', quantity: 1 }, NOW + 1)).kind).toBe('accepted');
+  });
+
+  it('when an item is delisted twice, then the first delist time is kept', async () => {
+    const saleId = newSaleId('twice');
+    await loadSale(saleId);
+
+    expect(await catalog.delist(saleId, 'phone-x', NOW)).toEqual({ ok: true });
+    expect(await catalog.delist(saleId, 'phone-x', NOW + 5_000)).toEqual({ ok: true });
+
+    expect(await itemState(saleId)).toEqual(['operator', String(NOW), '10']);
+  });
+
+  it('when an item delisted for low stock is delisted by the operator, then it becomes the operator\'s and a restock does not relist it', async () => {
+    const saleId = newSaleId('over-low-stock');
+    await loadSale(saleId, [item({ stock: 3, lowStock: { units: 2 } })]);
+    const sold = await fresh().reserve({ saleId, sku: 'phone-x', userId: 'u-1', quantity: 1 }, NOW);
+    expect(sold).toMatchObject({ kind: 'accepted', delistedNow: true });
+    expect(await itemState(saleId)).toEqual(['low_stock', String(NOW), '2']);
+
+    expect(await catalog.delist(saleId, 'phone-x', NOW + 1_000)).toEqual({ ok: true });
+    expect(await itemState(saleId)).toEqual(['operator', String(NOW), '2']);
+
+    expect(await catalog.restock(saleId, 'phone-x', 50)).toEqual({ ok: true, available: 52, relisted: false });
+    expect(await itemState(saleId)).toEqual(['operator', String(NOW), '52']);
+    expect(await fresh().reserve({ saleId, sku: 'phone-x', userId: 'u-2', quantity: 1 }, NOW + 2_000)).toMatchObject({ code: 'ITEM_DELISTED' });
+  });
+
+  it('when the item does not exist, then ITEM_NOT_FOUND is returned and no item hash is created', async () => {
+    const saleId = newSaleId('missing');
+    await loadSale(saleId);
+    const keys = saleKeys(prefix, saleId);
+
+    expect(await script(commands, 'delistItem')(keys.item('ghost'), NOW)).toEqual(['ITEM_NOT_FOUND']);
+    expect(await catalog.delist(saleId, 'ghost', NOW)).toEqual({ ok: false, code: 'ITEM_NOT_FOUND' });
+    expect(await catalog.delist(newSaleId('never-loaded'), 'phone-x', NOW)).toEqual({ ok: false, code: 'ITEM_NOT_FOUND' });
+
+    expect(await redis.exists(keys.item('ghost'))).toBe(0);
+    expect(await itemState(saleId)).toEqual(['', null, '10']);
+  });
+
+  it('when the delist is queued between orders on one connection, then orders before it are accepted and orders after it refused', async () => {
+    const saleId = newSaleId('between');
+    await loadSale(saleId, [item({ stock: 100 })]);
+    const reservations = fresh();
+    const attempt = (i: number) => reservations.reserve({ saleId, sku: 'phone-x', userId: `u-${i}`, quantity: 1 }, NOW);
+
+    const before = [0, 1, 2].map(attempt);
+    const delist = catalog.delist(saleId, 'phone-x', NOW);
+    const after = [3, 4, 5].map(attempt);
+    const [early, delisted, late] = await Promise.all([Promise.all(before), delist, Promise.all(after)]);
+
+    expect(delisted).toEqual({ ok: true });
+    expect(early.map((r) => r.kind)).toEqual(['accepted', 'accepted', 'accepted']);
+    expect(late.map((r) => (r.kind === 'refused' ? r.code : r.kind))).toEqual(['ITEM_DELISTED', 'ITEM_DELISTED', 'ITEM_DELISTED']);
+    expect(await itemState(saleId)).toEqual(['operator', String(NOW), '97']);
+  });
+});

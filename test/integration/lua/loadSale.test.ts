@@ -1,0 +1,206 @@
+// loadSale.lua against real Redis: a sale and its items arrive in one step with their low-stock
+// rules, items already at their level start delisted, and a second load changes nothing.
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SaleCatalog } from '../../../src/sales/catalog.ts';
+import type { SaleDefinition, SaleItemDefinition } from '../../../src/sales/sale.ts';
+import { saleKeys } from '../../../src/stock/keys.ts';
+import { Reservations } from '../../../src/stock/reservations.ts';
+import { defineScripts, script, type ScriptCommands } from '../../../src/stock/scripts.ts';
+import { createTestContext, type TestContext } from '../../support/context.ts';
+
+const NOW = Math.floor(Date.now() / 1000) * 1000;
+
+let ctx: TestContext;
+let prefix: string;
+let redis: Redis;
+let commands: ScriptCommands;
+let catalog: SaleCatalog;
+
+let saleCounter = 0;
+const newSaleId = (label: string) => `load-${label}-${++saleCounter}`;
+
+function item(overrides: Partial<SaleItemDefinition> = {}): SaleItemDefinition {
+  return { sku: 'phone-x', name: 'Phone X', unitPrice: 199_900, stock: 10, perUserLimit: 2, ...overrides };
+}
+
+function sale(id: string, items: SaleItemDefinition[], overrides: Partial<SaleDefinition> = {}): SaleDefinition {
+  return {
+    id,
+    name: 'Double 11',
+    startsAt: NOW + 60_000,
+    endsAt: NOW + 3_600_000,
+    currency: 'CNY',
+    paymentWindowSeconds: 600,
+    items,
+    ...overrides,
+  };
+}
+
+async function scanKeys(pattern: string): Promise<string[]> {
+  const found: string[] = [];
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+    found.push(...keys);
+    cursor = next;
+  } while (cursor !== '0');
+  return found.sort();
+}
+
+/** Every key of the sale with its content (hashes, zsets, the outbox stream). */
+async function snapshot(saleId: string): Promise<Record<string, unknown>> {
+  const state: Record<string, unknown> = {};
+  for (const key of await scanKeys(`${prefix}:{${saleId}}:*`)) {
+    const type = await redis.type(key);
+    if (type === 'hash') state[key] = await redis.hgetall(key);
+    else if (type === 'zset') state[key] = await redis.zrange(key, 0, -1, 'WITHSCORES');
+    else if (type === 'stream') state[key] = await redis.xrange(key, '-', '+');
+    else state[key] = type;
+  }
+  return state;
+}
+
+beforeAll(async () => {
+  ctx = await createTestContext();
+  prefix = ctx.config.redis.prefix;
+  redis = new Redis(ctx.redisUrl);
+  commands = defineScripts(redis);
+  catalog = new SaleCatalog(redis, commands, prefix);
+});
+
+afterAll(async () => {
+  await redis?.quit();
+  await ctx?.cleanup();
+});
+
+describe('loadSale', () => {
+  it('when a new sale is loaded, then the sale hash and one hash per item hold exactly its definition', async () => {
+    const saleId = newSaleId('ok');
+    const keys = saleKeys(prefix, saleId);
+    const definition = sale(saleId, [
+      item(),
+      item({ sku: 'tv-y', name: 'TV Y', unitPrice: 9_900, stock: 50, perUserLimit: 1, lowStock: { units: 5 } }),
+      item({ sku: 'pad-z', name: 'Pad Z', unitPrice: 1, stock: 40, perUserLimit: 3, lowStock: { percent: 12.5 } }),
+    ]);
+
+    expect(await catalog.load(definition, NOW)).toBe(true);
+
+    expect(await snapshot(saleId)).toEqual({
+      [keys.sale]: { startsAt: String(NOW + 60_000), endsAt: String(NOW + 3_600_000), paymentWindowMs: '600000', closedAt: '' },
+      [keys.item('phone-x')]: { sku: 'phone-x', available: '10', total: '10', unitPrice: '199900', perUserLimit: '2', delisted: '' },
+      [keys.item('tv-y')]: { sku: 'tv-y', available: '50', total: '50', unitPrice: '9900', perUserLimit: '1', delisted: '', lowUnits: '5' },
+      [keys.item('pad-z')]: { sku: 'pad-z', available: '40', total: '40', unitPrice: '1', perUserLimit: '3', delisted: '', lowPct: '12.5' },
+    });
+  });
+
+  it('when the sale is already loaded, then SALE_EXISTS is returned and nothing changes, not even its items', async () => {
+    const saleId = newSaleId('exists');
+    expect(await catalog.load(sale(saleId, [item()]), NOW)).toBe(true);
+    // Sell one so the state differs from a fresh load.
+    const reservations = new Reservations(redis, commands, prefix);
+    expect((await reservations.reserve({ saleId, sku: 'phone-x', userId: 'u-1', quantity: 1 }, NOW + 60_000)).kind).toBe('accepted');
+    const before = await snapshot(saleId);
+
+    const again = sale(saleId, [item({ stock: 999, unitPrice: 1 }), item({ sku: 'new-sku', name: 'New' })], { endsAt: NOW + 1 });
+    expect(await catalog.load(again, NOW + 120_000)).toBe(false);
+
+    const keys = saleKeys(prefix, saleId);
+    const reply = await script(commands, 'loadSale')(2, keys.sale, keys.item('phone-x'), JSON.stringify({ startsAt: 0, endsAt: 1, paymentWindowMs: 1 }), NOW, JSON.stringify({ sku: 'phone-x', stock: 5, unitPrice: 1, perUserLimit: 1 }));
+    expect(reply).toEqual(['SALE_EXISTS']);
+    expect(await snapshot(saleId)).toEqual(before);
+    expect(await redis.exists(keys.item('new-sku'))).toBe(0);
+  });
+
+  it('when the same sale is loaded by two callers at once, then exactly one load wins', async () => {
+    const saleId = newSaleId('race');
+    const other = new Redis(ctx.redisUrl);
+    try {
+      const otherCatalog = new SaleCatalog(other, defineScripts(other), prefix);
+      const results = await Promise.all([
+        catalog.load(sale(saleId, [item({ stock: 10 })]), NOW),
+        otherCatalog.load(sale(saleId, [item({ stock: 20 })]), NOW),
+      ]);
+      expect(results.filter(Boolean)).toHaveLength(1);
+      const stock = await redis.hget(saleKeys(prefix, saleId).item('phone-x'), 'available');
+      expect(stock).toBe(results[0] ? '10' : '20');
+    } finally {
+      await other.quit();
+    }
+  });
+
+  it('when an item hash is left over from an earlier attempt, then loading replaces it rather than merging', async () => {
+    const saleId = newSaleId('leftover');
+    const keys = saleKeys(prefix, saleId);
+    await redis.hset(keys.item('phone-x'), 'available', '3', 'delisted', 'operator', 'lowUnits', '7', 'soldOutAt', '1');
+
+    expect(await catalog.load(sale(saleId, [item()]), NOW)).toBe(true);
+
+    expect(await redis.hgetall(keys.item('phone-x'))).toEqual({
+      sku: 'phone-x',
+      available: '10',
+      total: '10',
+      unitPrice: '199900',
+      perUserLimit: '2',
+      delisted: '',
+    });
+  });
+
+  it('when an item is loaded at or below its low-stock level, then it starts delisted for low stock', async () => {
+    const saleId = newSaleId('low-at-load');
+    const keys = saleKeys(prefix, saleId);
+    await catalog.load(
+      sale(saleId, [
+        item({ sku: 'at-units', stock: 5, lowStock: { units: 5 } }),
+        item({ sku: 'below-units', stock: 4, lowStock: { units: 5 } }),
+        item({ sku: 'above-units', stock: 6, lowStock: { units: 5 } }),
+        item({ sku: 'all-pct', stock: 10, lowStock: { percent: 100 } }),
+        item({ sku: 'most-pct', stock: 10, lowStock: { percent: 99.99 } }),
+      ]),
+      NOW,
+    );
+
+    const state = async (sku: string) => redis.hmget(keys.item(sku), 'delisted', 'delistedAt');
+    expect(await state('at-units')).toEqual(['low_stock', String(NOW)]);
+    expect(await state('below-units')).toEqual(['low_stock', String(NOW)]);
+    expect(await state('above-units')).toEqual(['', null]);
+    expect(await state('all-pct')).toEqual(['low_stock', String(NOW)]);
+    expect(await state('most-pct')).toEqual(['', null]);
+  });
+
+  it('when an item is loaded with no stock, then it is marked sold out at load time (and delisted if it has a low-stock rule)', async () => {
+    const saleId = newSaleId('empty');
+    const keys = saleKeys(prefix, saleId);
+    await catalog.load(
+      sale(saleId, [item({ sku: 'plain', stock: 0 }), item({ sku: 'ruled', stock: 0, lowStock: { percent: 10 } }), item({ sku: 'zero-units', stock: 3, lowStock: { units: 0 } })]),
+      NOW,
+    );
+
+    expect(await redis.hmget(keys.item('plain'), 'available', 'soldOutAt', 'delisted')).toEqual(['0', String(NOW), '']);
+    expect(await redis.hmget(keys.item('ruled'), 'available', 'soldOutAt', 'delisted')).toEqual(['0', String(NOW), 'low_stock']);
+    // A level of 0 units is a rule too (Lua treats 0 as true): stored, and not yet reached.
+    expect(await redis.hmget(keys.item('zero-units'), 'lowUnits', 'soldOutAt', 'delisted')).toEqual(['0', null, '']);
+  });
+
+  it('when a sale has no items, then only the sale hash is written', async () => {
+    const saleId = newSaleId('no-items');
+    expect(await catalog.load(sale(saleId, []), NOW)).toBe(true);
+    expect(await scanKeys(`${prefix}:{${saleId}}:*`)).toEqual([saleKeys(prefix, saleId).sale]);
+  });
+
+  it.each([
+    { when: 'an item definition is malformed (stock null)', sale: { startsAt: 0, endsAt: 1, paymentWindowMs: 1 }, second: { sku: 'tv-y', stock: null, unitPrice: 1, perUserLimit: 1 } },
+    { when: 'the sale definition is malformed (no endsAt)', sale: { startsAt: 0, paymentWindowMs: 1 }, second: { sku: 'tv-y', stock: 5, unitPrice: 1, perUserLimit: 1 } },
+  ])('when $when, then the load fails and writes nothing', async ({ sale: saleJson, second }) => {
+    const saleId = newSaleId('malformed');
+    const keys = saleKeys(prefix, saleId);
+    const good = JSON.stringify({ sku: 'phone-x', stock: 10, unitPrice: 1, perUserLimit: 1 });
+
+    await expect(
+      script(commands, 'loadSale')(3, keys.sale, keys.item('phone-x'), keys.item('tv-y'), JSON.stringify(saleJson), NOW, good, JSON.stringify(second)),
+    ).rejects.toThrow();
+
+    // A script error does not roll back what the script already wrote: the contract is "or nothing".
+    expect(await scanKeys(`${prefix}:{${saleId}}:*`)).toEqual([]);
+  });
+});

@@ -1,0 +1,169 @@
+// relistItem-1.lua against real Redis: a relist reopens an item whatever delisted it, the
+// low-stock rule does not fire again until stock next falls to its level from above, the
+// reopening is announced, and an unknown item is refused without writing.
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SaleCatalog } from '../../../src/sales/catalog.ts';
+import type { SaleItemDefinition } from '../../../src/sales/sale.ts';
+import { saleKeys, stockEventsChannel } from '../../../src/stock/keys.ts';
+import { Reservations, type Reservation, type ReserveRequest } from '../../../src/stock/reservations.ts';
+import { defineScripts, script, type ScriptCommands } from '../../../src/stock/scripts.ts';
+import { createTestContext, type TestContext } from '../../support/context.ts';
+
+const NOW = Math.floor(Date.now() / 1000) * 1000;
+
+let ctx: TestContext;
+let prefix: string;
+let redis: Redis;
+let commands: ScriptCommands;
+let catalog: SaleCatalog;
+const pool: Redis[] = [];
+
+let saleCounter = 0;
+const newSaleId = (label: string) => `relist-${label}-${++saleCounter}`;
+
+function item(overrides: Partial<SaleItemDefinition> = {}): SaleItemDefinition {
+  return { sku: 'phone-x', name: 'Phone X', unitPrice: 199_900, stock: 10, perUserLimit: 5, ...overrides };
+}
+
+async function loadSale(id: string, items: SaleItemDefinition[] = [item()]): Promise<void> {
+  const loaded = await catalog.load(
+    { id, name: 'Double 11', startsAt: NOW - 60_000, endsAt: NOW + 3_600_000, currency: 'CNY', paymentWindowSeconds: 900, items },
+    NOW - 120_000,
+  );
+  expect(loaded).toBe(true);
+}
+
+const fresh = () => new Reservations(redis, commands, prefix);
+const itemState = (saleId: string) => redis.hmget(saleKeys(prefix, saleId).item('phone-x'), 'delisted', 'available');
+
+/** Fires every request at once over 8 connections, request i at NOW + i. */
+async function rush(requests: readonly ReserveRequest[]): Promise<Reservation[]> {
+  const lanes = pool.map((client) => new Reservations(client, defineScripts(client), prefix));
+  return Promise.all(
+    requests.map((request, i) => {
+      const lane = lanes[i % lanes.length];
+      if (!lane) throw new Error('no lane');
+      return lane.reserve(request, NOW + i);
+    }),
+  );
+}
+const users = (saleId: string, n: number) =>
+  Array.from({ length: n }, (_, i) => ({ saleId, sku: 'phone-x', userId: `u-${i}`, quantity: 1 }));
+type Accepted = Extract<Reservation, { kind: 'accepted' }>;
+const acceptedOf = (results: readonly Reservation[]) => results.filter((r): r is Accepted => r.kind === 'accepted');
+const refusalCodes = (results: readonly Reservation[]) => new Set(results.flatMap((r) => (r.kind === 'refused' ? [r.code] : [])));
+
+beforeAll(async () => {
+  ctx = await createTestContext();
+  prefix = ctx.config.redis.prefix;
+  redis = new Redis(ctx.redisUrl);
+  commands = defineScripts(redis);
+  catalog = new SaleCatalog(redis, commands, prefix);
+  for (let i = 0; i < 8; i++) pool.push(new Redis(ctx.redisUrl));
+});
+
+afterAll(async () => {
+  await Promise.all([redis, ...pool].map((client) => client?.quit()));
+  await ctx?.cleanup();
+});
+
+describe('relistItem', () => {
+  it('when an operator-delisted item is relisted, then it returns the stock left and orders are accepted again', async () => {
+    const saleId = newSaleId('operator');
+    await loadSale(saleId);
+    await catalog.delist(saleId, 'phone-x', NOW);
+    expect(await fresh().reserve({ saleId, sku: 'phone-x', userId: 'u-1', quantity: 1 }, NOW)).toMatchObject({ code: 'ITEM_DELISTED' });
+
+    expect(await script(commands, 'relistItem')(saleKeys(prefix, saleId).item('phone-x'))).toEqual(['OK', 10]);
+
+    expect(await itemState(saleId)).toEqual(['', '10']);
+    expect(await fresh().reserve({ saleId, sku: 'phone-x', userId: 'u-1', quantity: 1 }, NOW)).toMatchObject({ kind: 'accepted', availableAfter: 9 });
+  });
+
+  it('when an item already listed is relisted, then nothing but the answer changes', async () => {
+    const saleId = newSaleId('listed');
+    await loadSale(saleId);
+    const before = await redis.hgetall(saleKeys(prefix, saleId).item('phone-x'));
+
+    expect(await catalog.relist(saleId, 'phone-x')).toEqual({ ok: true, available: 10, relisted: true });
+
+    expect(await redis.hgetall(saleKeys(prefix, saleId).item('phone-x'))).toEqual(before);
+  });
+
+  it('when the item does not exist, then ITEM_NOT_FOUND is returned, no item hash is created and nothing is announced', async () => {
+    const saleId = newSaleId('missing');
+    await loadSale(saleId);
+    const keys = saleKeys(prefix, saleId);
+    const subscriber = new Redis(ctx.redisUrl);
+    const messages: string[] = [];
+    try {
+      subscriber.on('message', (_channel: string, message: string) => messages.push(message));
+      await subscriber.subscribe(stockEventsChannel(prefix));
+
+      expect(await script(commands, 'relistItem')(keys.item('ghost'))).toEqual(['ITEM_NOT_FOUND']);
+      expect(await catalog.relist(saleId, 'ghost')).toEqual({ ok: false, code: 'ITEM_NOT_FOUND' });
+      // A round trip on the subscriber after the relist: any announcement would have arrived by now.
+      await catalog.relist(saleId, 'phone-x');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+
+      expect(await redis.exists(keys.item('ghost'))).toBe(0);
+      expect(messages.map((m) => JSON.parse(m) as unknown)).toEqual([{ saleId, sku: 'phone-x' }]);
+    } finally {
+      await subscriber.quit();
+    }
+  });
+
+  it('when an item is relisted, then the reopening is announced on the stock-events channel', async () => {
+    const saleId = newSaleId('announce');
+    await loadSale(saleId);
+    await catalog.delist(saleId, 'phone-x', NOW);
+    const subscriber = new Redis(ctx.redisUrl);
+    try {
+      const message = new Promise<string>((resolve) => subscriber.on('message', (_channel: string, text: string) => resolve(text)));
+      await subscriber.subscribe(stockEventsChannel(prefix));
+
+      await catalog.relist(saleId, 'phone-x');
+
+      expect(JSON.parse(await message)).toEqual({ saleId, sku: 'phone-x' });
+    } finally {
+      await subscriber.quit();
+    }
+  });
+
+  it('when an item delisted for low stock is relisted, then 300 racing users buy exactly the rest and the rule does not fire again', async () => {
+    const saleId = newSaleId('low-stock');
+    await loadSale(saleId, [item({ stock: 100, lowStock: { units: 20 } })]);
+    const keys = saleKeys(prefix, saleId);
+    expect(acceptedOf(await rush(users(saleId, 150)))).toHaveLength(80);
+    expect(await redis.hmget(keys.item('phone-x'), 'delisted', 'available')).toEqual(['low_stock', '20']);
+
+    expect(await catalog.relist(saleId, 'phone-x')).toEqual({ ok: true, available: 20, relisted: true });
+    const results = await rush(users(saleId, 300).map((r) => ({ ...r, userId: `second-${r.userId}` })));
+
+    const accepted = acceptedOf(results);
+    expect(accepted).toHaveLength(20);
+    expect(accepted.some((r) => r.delistedNow)).toBe(false);
+    expect(accepted.filter((r) => r.soldOutNow)).toHaveLength(1);
+    expect(refusalCodes(results)).toEqual(new Set(['SOLD_OUT']));
+    expect(await itemState(saleId)).toEqual(['', '0']);
+    expect(await redis.xlen(keys.outbox)).toBe(100);
+  });
+
+  it('when a relisted item is restocked above its level and sells down to it again, then the rule fires again', async () => {
+    const saleId = newSaleId('fires-again');
+    await loadSale(saleId, [item({ stock: 3, perUserLimit: 100, lowStock: { units: 2 } })]);
+    const reservations = fresh();
+    const buy = (quantity: number, now: number) => reservations.reserve({ saleId, sku: 'phone-x', userId: 'u-1', quantity }, now);
+
+    expect(await buy(1, NOW)).toMatchObject({ kind: 'accepted', delistedNow: true, availableAfter: 2 });
+    await catalog.relist(saleId, 'phone-x');
+    reservations.closedItems.reopen(saleId, 'phone-x');
+    expect(await buy(1, NOW + 1)).toMatchObject({ kind: 'accepted', delistedNow: false, availableAfter: 1 });
+
+    expect(await catalog.restock(saleId, 'phone-x', 4)).toEqual({ ok: true, available: 5, relisted: false });
+    expect(await buy(2, NOW + 2)).toMatchObject({ kind: 'accepted', delistedNow: false, availableAfter: 3 });
+    expect(await buy(1, NOW + 3)).toMatchObject({ kind: 'accepted', delistedNow: true, availableAfter: 2 });
+    expect(await redis.hmget(saleKeys(prefix, saleId).item('phone-x'), 'delisted', 'delistedAt')).toEqual(['low_stock', String(NOW + 3)]);
+  });
+});

@@ -1,0 +1,211 @@
+// restockItem-1.lua against real Redis: stock and the percentage base grow together, a
+// low-stock delist is lifted only once stock is above the level, an operator's delist is not,
+// and restocks racing a rush keep available = total − sold.
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SaleCatalog } from '../../../src/sales/catalog.ts';
+import type { SaleItemDefinition } from '../../../src/sales/sale.ts';
+import { saleKeys, stockEventsChannel } from '../../../src/stock/keys.ts';
+import { Reservations, type Reservation, type ReserveRequest } from '../../../src/stock/reservations.ts';
+import { defineScripts, script, type ScriptCommands } from '../../../src/stock/scripts.ts';
+import { createTestContext, type TestContext } from '../../support/context.ts';
+
+const NOW = Math.floor(Date.now() / 1000) * 1000;
+
+let ctx: TestContext;
+let prefix: string;
+let redis: Redis;
+let commands: ScriptCommands;
+let catalog: SaleCatalog;
+const pool: Redis[] = [];
+
+let saleCounter = 0;
+const newSaleId = (label: string) => `restock-${label}-${++saleCounter}`;
+
+function item(overrides: Partial<SaleItemDefinition> = {}): SaleItemDefinition {
+  return { sku: 'phone-x', name: 'Phone X', unitPrice: 199_900, stock: 10, perUserLimit: 5, ...overrides };
+}
+
+async function loadSale(id: string, items: SaleItemDefinition[] = [item()]): Promise<void> {
+  const loaded = await catalog.load(
+    { id, name: 'Double 11', startsAt: NOW - 60_000, endsAt: NOW + 3_600_000, currency: 'CNY', paymentWindowSeconds: 900, items },
+    NOW - 120_000,
+  );
+  expect(loaded).toBe(true);
+}
+
+const fresh = () => new Reservations(redis, commands, prefix);
+const stock = (saleId: string) => redis.hmget(saleKeys(prefix, saleId).item('phone-x'), 'available', 'total', 'delisted');
+
+async function rush(requests: readonly ReserveRequest[]): Promise<Reservation[]> {
+  const lanes = pool.map((client) => new Reservations(client, defineScripts(client), prefix));
+  return Promise.all(
+    requests.map((request, i) => {
+      const lane = lanes[i % lanes.length];
+      if (!lane) throw new Error('no lane');
+      return lane.reserve(request, NOW + i);
+    }),
+  );
+}
+const users = (saleId: string, n: number, tag = 'u') =>
+  Array.from({ length: n }, (_, i) => ({ saleId, sku: 'phone-x', userId: `${tag}-${i}`, quantity: 1 }));
+type Accepted = Extract<Reservation, { kind: 'accepted' }>;
+const acceptedOf = (results: readonly Reservation[]) => results.filter((r): r is Accepted => r.kind === 'accepted');
+
+beforeAll(async () => {
+  ctx = await createTestContext();
+  prefix = ctx.config.redis.prefix;
+  redis = new Redis(ctx.redisUrl);
+  commands = defineScripts(redis);
+  catalog = new SaleCatalog(redis, commands, prefix);
+  for (let i = 0; i < 8; i++) pool.push(new Redis(ctx.redisUrl));
+});
+
+afterAll(async () => {
+  await Promise.all([redis, ...pool].map((client) => client?.quit()));
+  await ctx?.cleanup();
+});
+
+describe('restockItem', () => {
+  it('when a listed item is restocked, then available and total grow by the quantity and nothing is relisted', async () => {
+    const saleId = newSaleId('ok');
+    await loadSale(saleId);
+    expect((await fresh().reserve({ saleId, sku: 'phone-x', userId: 'u-1', quantity: 3 }, NOW)).kind).toBe('accepted');
+
+    expect(await script(commands, 'restockItem')(saleKeys(prefix, saleId).item('phone-x'), 5)).toEqual(['OK', 12, 0]);
+    expect(await catalog.restock(saleId, 'phone-x', 1)).toEqual({ ok: true, available: 13, relisted: false });
+
+    expect(await stock(saleId)).toEqual(['13', '16', '']);
+  });
+
+  it('when a sold-out item is restocked, then it sells again and its first sell-out time is kept', async () => {
+    const saleId = newSaleId('sold-out');
+    await loadSale(saleId, [item({ stock: 1 })]);
+    const reservations = fresh();
+    expect(await reservations.reserve({ saleId, sku: 'phone-x', userId: 'u-1', quantity: 1 }, NOW)).toMatchObject({ soldOutNow: true });
+    expect(await reservations.reserve({ saleId, sku: 'phone-x', userId: 'u-2', quantity: 1 }, NOW)).toMatchObject({ code: 'SOLD_OUT' });
+
+    expect(await catalog.restock(saleId, 'phone-x', 2)).toEqual({ ok: true, available: 2, relisted: false });
+    reservations.closedItems.reopen(saleId, 'phone-x');
+
+    expect(await reservations.reserve({ saleId, sku: 'phone-x', userId: 'u-2', quantity: 1 }, NOW + 10)).toMatchObject({ kind: 'accepted', availableAfter: 1 });
+    expect(await redis.hget(saleKeys(prefix, saleId).item('phone-x'), 'soldOutAt')).toBe(String(NOW));
+  });
+
+  it('when an item delisted for low stock (units) is restocked above its level, then it is relisted and the rule fires again at the level', async () => {
+    const saleId = newSaleId('units-relist');
+    await loadSale(saleId, [item({ stock: 100, lowStock: { units: 20 } })]);
+    expect(acceptedOf(await rush(users(saleId, 150)))).toHaveLength(80);
+    expect(await stock(saleId)).toEqual(['20', '100', 'low_stock']);
+
+    expect(await catalog.restock(saleId, 'phone-x', 30)).toEqual({ ok: true, available: 50, relisted: true });
+    expect(await stock(saleId)).toEqual(['50', '130', '']);
+
+    const results = await rush(users(saleId, 150, 'again'));
+    const accepted = acceptedOf(results);
+    expect(accepted).toHaveLength(30);
+    expect(accepted.filter((r) => r.delistedNow).map((r) => r.availableAfter)).toEqual([20]);
+    expect(await stock(saleId)).toEqual(['20', '130', 'low_stock']);
+  });
+
+  it('when a low-stock item is restocked but stays at or below its level, then it stays delisted until a restock lifts it above', async () => {
+    const saleId = newSaleId('units-boundary');
+    await loadSale(saleId, [item({ stock: 3, lowStock: { units: 5 } })]);
+    expect(await stock(saleId)).toEqual(['3', '3', 'low_stock']);
+
+    expect(await script(commands, 'restockItem')(saleKeys(prefix, saleId).item('phone-x'), 2)).toEqual(['OK', 5, 0]);
+    expect(await stock(saleId)).toEqual(['5', '5', 'low_stock']);
+    expect(await fresh().reserve({ saleId, sku: 'phone-x', userId: 'u-1', quantity: 1 }, NOW)).toMatchObject({ code: 'ITEM_DELISTED' });
+
+    expect(await script(commands, 'restockItem')(saleKeys(prefix, saleId).item('phone-x'), 1)).toEqual(['OK', 6, 1]);
+    expect(await stock(saleId)).toEqual(['6', '6', '']);
+    expect(await fresh().reserve({ saleId, sku: 'phone-x', userId: 'u-1', quantity: 1 }, NOW)).toMatchObject({ kind: 'accepted', delistedNow: true });
+  });
+
+  it('when an item delisted at 20 percent is restocked, then the restock counts in the percentage base', async () => {
+    const saleId = newSaleId('pct-base');
+    await loadSale(saleId, [item({ stock: 100, lowStock: { percent: 20 } })]);
+    expect(acceptedOf(await rush(users(saleId, 150)))).toHaveLength(80);
+    expect(await stock(saleId)).toEqual(['20', '100', 'low_stock']);
+
+    expect(await catalog.restock(saleId, 'phone-x', 100)).toEqual({ ok: true, available: 120, relisted: true });
+
+    // 20 percent of 200 is 40: exactly 80 more sell.
+    const accepted = acceptedOf(await rush(users(saleId, 200, 'again')));
+    expect(accepted).toHaveLength(80);
+    expect(accepted.filter((r) => r.delistedNow).map((r) => r.availableAfter)).toEqual([40]);
+    expect(await stock(saleId)).toEqual(['40', '200', 'low_stock']);
+  });
+
+  it('when a percent-delisted item is restocked to exactly its level, then it stays delisted', async () => {
+    const saleId = newSaleId('pct-boundary');
+    // 10 units at 50 percent: listed at load; one order of 8 falls to 2, below the level of 5.
+    await loadSale(saleId, [item({ stock: 10, perUserLimit: 10, lowStock: { percent: 50 } })]);
+    expect(await fresh().reserve({ saleId, sku: 'phone-x', userId: 'u-1', quantity: 8 }, NOW)).toMatchObject({ delistedNow: true, availableAfter: 2 });
+
+    // (2 + 6) * 100 = 800 <= 50 * (10 + 6) = 800: still at the level.
+    expect(await catalog.restock(saleId, 'phone-x', 6)).toEqual({ ok: true, available: 8, relisted: false });
+    expect(await stock(saleId)).toEqual(['8', '16', 'low_stock']);
+    // (8 + 2) * 100 = 1000 > 50 * 18 = 900: above it.
+    expect(await catalog.restock(saleId, 'phone-x', 2)).toEqual({ ok: true, available: 10, relisted: true });
+    expect(await stock(saleId)).toEqual(['10', '18', '']);
+  });
+
+  it('when an operator-delisted item is restocked, then it stays delisted', async () => {
+    const saleId = newSaleId('operator');
+    await loadSale(saleId);
+    await catalog.delist(saleId, 'phone-x', NOW);
+
+    expect(await catalog.restock(saleId, 'phone-x', 10)).toEqual({ ok: true, available: 20, relisted: false });
+
+    expect(await stock(saleId)).toEqual(['20', '20', 'operator']);
+    expect(await fresh().reserve({ saleId, sku: 'phone-x', userId: 'u-1', quantity: 1 }, NOW)).toMatchObject({ code: 'ITEM_DELISTED' });
+  });
+
+  it('when the item does not exist, then ITEM_NOT_FOUND is returned and no item hash is created', async () => {
+    const saleId = newSaleId('missing');
+    await loadSale(saleId);
+    const keys = saleKeys(prefix, saleId);
+
+    expect(await script(commands, 'restockItem')(keys.item('ghost'), 5)).toEqual(['ITEM_NOT_FOUND']);
+    expect(await catalog.restock(saleId, 'ghost', 5)).toEqual({ ok: false, code: 'ITEM_NOT_FOUND' });
+
+    expect(await redis.exists(keys.item('ghost'))).toBe(0);
+    expect(await stock(saleId)).toEqual(['10', '10', '']);
+  });
+
+  it('when an item is restocked, then the reopening is announced on the stock-events channel', async () => {
+    const saleId = newSaleId('announce');
+    await loadSale(saleId);
+    const subscriber = new Redis(ctx.redisUrl);
+    try {
+      const message = new Promise<string>((resolve) => subscriber.on('message', (_channel: string, text: string) => resolve(text)));
+      await subscriber.subscribe(stockEventsChannel(prefix));
+
+      await catalog.restock(saleId, 'phone-x', 1);
+
+      expect(JSON.parse(await message)).toEqual({ saleId, sku: 'phone-x' });
+    } finally {
+      await subscriber.quit();
+    }
+  });
+
+  it('when restocks race a rush over 8 connections, then available = initial + restocks − sold and never goes below zero', async () => {
+    const saleId = newSaleId('race');
+    await loadSale(saleId, [item({ stock: 50 })]);
+    const keys = saleKeys(prefix, saleId);
+
+    const attempts = rush(users(saleId, 400));
+    const restocks = Promise.all(Array.from({ length: 5 }, () => catalog.restock(saleId, 'phone-x', 10)));
+    const [results] = await Promise.all([attempts, restocks]);
+
+    const accepted = acceptedOf(results);
+    const [available, total] = (await stock(saleId)).map(Number);
+    expect(total).toBe(100);
+    expect(available).toBeGreaterThanOrEqual(0);
+    expect(accepted.length + (available ?? NaN)).toBe(100);
+    expect(accepted.every((r) => r.availableAfter >= 0)).toBe(true);
+    expect(await redis.xlen(keys.outbox)).toBe(accepted.length);
+    expect(await redis.hlen(keys.users('phone-x'))).toBe(accepted.length);
+  });
+});
