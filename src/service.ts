@@ -28,6 +28,7 @@ export interface RunningService {
   readonly metrics: Metrics;
   readonly metricsServer: MetricsServer;
   readonly sales: SalesService;
+  readonly reservations: Reservations;
   readonly relay: OutboxRelay | undefined;
   stop(): Promise<void>;
 }
@@ -144,6 +145,7 @@ export async function startService(config: Config, logger: Logger, role: Role): 
     metrics,
     metricsServer,
     sales,
+    reservations,
     relay,
     async stop() {
       stopping = true;
