@@ -28,6 +28,8 @@ const EnvSchema = Type.Object({
   ),
   // How long a graceful shutdown may take before the process exits anyway.
   SHUTDOWN_TIMEOUT_MS: Type.Integer({ minimum: 100, default: 10_000 }),
+  // Event-loop delay above which the API sheds requests with 503 OVERLOADED (0 = never).
+  SHED_EVENT_LOOP_DELAY_MS: Type.Integer({ minimum: 0, default: 1_000 }),
   // A persist job whose worker died is retried after this long (BullMQ lock duration).
   QUEUE_LOCK_DURATION_MS: Type.Integer({ minimum: 1_000, default: 30_000 }),
 });
@@ -52,6 +54,7 @@ export interface Config {
   readonly logLevel: string;
   readonly shutdownTimeoutMs: number;
   readonly queueLockDurationMs: number;
+  readonly shedEventLoopDelayMs: number;
 }
 
 // Development gets a fixed secret so `npm start` works out of the box; nowhere else.
@@ -118,6 +121,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     logLevel: env.LOG_LEVEL,
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
     queueLockDurationMs: env.QUEUE_LOCK_DURATION_MS,
+    shedEventLoopDelayMs: env.SHED_EVENT_LOOP_DELAY_MS,
   };
   return deepFreeze(config);
 }

@@ -21,7 +21,7 @@ const CONTRACT_VARIABLES = [
   'TRUST_PROXY',
   'LOG_LEVEL',
 ];
-const EXTRA_VARIABLES = ['NODE_ENV', 'REDIS_PREFIX', 'SHUTDOWN_TIMEOUT_MS'];
+const EXTRA_VARIABLES = ['NODE_ENV', 'REDIS_PREFIX', 'SHUTDOWN_TIMEOUT_MS', 'QUEUE_LOCK_DURATION_MS', 'SHED_EVENT_LOOP_DELAY_MS'];
 const NODE_SERVICES = ['migrate', 'api', 'worker'] as const;
 
 type Json = string | number | boolean | null | Json[] | { [key: string]: Json };

@@ -1,0 +1,53 @@
+// Load shedding: when the event loop falls behind, order attempts are refused with 503
+// OVERLOADED and Retry-After before any stock is touched; probes still answer; service resumes.
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import type { RunningService } from '../../../src/service.ts';
+import { saleKeys } from '../../../src/stock/keys.ts';
+import { saleBody, startTestApi, tokens } from '../../support/api.ts';
+import { createTestContext, type TestContext } from '../../support/context.ts';
+
+let ctx: TestContext;
+let api: RunningService;
+beforeAll(async () => {
+  ctx = await createTestContext();
+  api = await startTestApi(ctx, { SHED_EVENT_LOOP_DELAY_MS: '100' });
+});
+afterAll(async () => {
+  await api.stop();
+  await ctx.cleanup();
+});
+
+function blockEventLoop(ms: number): void {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    // busy: what a CPU-starved process looks like to the event loop
+  }
+}
+
+it('when the event loop lags past the threshold, then attempts get 503 OVERLOADED with Retry-After and stock is untouched', async () => {
+  const auth = tokens(ctx.config.jwtSecret);
+  const body = saleBody([{ sku: 'busy', stock: 10 }]);
+  expect((await api.app!.inject({ method: 'POST', url: '/v1/admin/sales', headers: { authorization: auth.admin() }, payload: body })).statusCode).toBe(201);
+  const attempt = () =>
+    api.app!.inject({ method: 'POST', url: `/v1/sales/${body.id}/orders`, headers: { authorization: auth.shopper('u') }, payload: { sku: 'busy', quantity: 1 } });
+
+  blockEventLoop(1_500);
+  await new Promise((resolve) => setImmediate(resolve));
+  const shed = await attempt();
+  expect(shed.statusCode).toBe(503);
+  expect(shed.json()).toEqual({ statusCode: 503, code: 'OVERLOADED', error: 'Service Unavailable', message: expect.any(String) });
+  expect(shed.headers['retry-after']).toBe('1');
+  expect((await api.app!.inject({ method: 'GET', url: '/health/live' })).statusCode).toBe(200);
+  const redis = new Redis(ctx.redisUrl);
+  expect(await redis.hget(saleKeys(ctx.prefix, body.id).item('busy'), 'available')).toBe('10');
+  redis.disconnect();
+
+  // Once the loop keeps up again, attempts are decided normally.
+  let status = 503;
+  for (let i = 0; i < 30 && status === 503; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    status = (await attempt()).statusCode;
+  }
+  expect(status).toBe(201);
+});
