@@ -23,6 +23,7 @@ export interface ReserveRequest {
 export type Reservation =
   | { readonly kind: 'accepted'; readonly order: Order; readonly availableAfter: number; readonly delistedNow: boolean; readonly soldOutNow: boolean }
   | { readonly kind: 'replayed'; readonly orderId: string }
+  // fromMemory: decided by the in-process sold-out mark, without running reserveOrder.
   | { readonly kind: 'refused'; readonly code: RefusalCode; readonly fromMemory: boolean };
 
 export class Reservations {
@@ -36,12 +37,13 @@ export class Reservations {
   async reserve(request: ReserveRequest, now = Date.now()): Promise<Reservation> {
     const { saleId, sku, userId, quantity } = request;
     const idempotencyKey = request.idempotencyKey ?? '';
-    // A keyed request may be the replay of an order made before the item closed: ask Redis.
-    if (idempotencyKey === '') {
-      const closed = this.closedItems.get(saleId, sku, now);
-      if (closed) return { kind: 'refused', code: closed, fromMemory: true };
-    }
     const keys = saleKeys(this.prefix, saleId);
+    const closed = this.closedItems.get(saleId, sku, now);
+    // A keyed attempt on a closed item may be the replay of an order made before it closed:
+    // only a key that exists needs the script; the rest are refused after one cheap EXISTS.
+    if (closed && (idempotencyKey === '' || (await this.redis.exists(keys.idempotency(userId, idempotencyKey))) === 0)) {
+      return { kind: 'refused', code: closed, fromMemory: true };
+    }
     const orderId = uuidv7();
     const reply = await script(this.scripts, 'reserveOrder')(
       keys.sale,
