@@ -1,0 +1,111 @@
+// Starts the service under test as a child process (`node --import tsx src/main.ts all`, which
+// migrates first) on free ports, with its own Redis prefix and, unless told otherwise, a fresh database.
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import { freePort, spawnTs, waitForHttp } from './processes.ts';
+
+export interface ServiceOptions {
+  readonly redisUrl: string;
+  /** A database on the server to use; with freshDatabase, only the server to create one on. */
+  readonly databaseUrl: string;
+  readonly freshDatabase: boolean;
+  /** Default: a fresh one, removed afterwards with the fresh database unless keep is set. */
+  readonly redisPrefix: string | undefined;
+  readonly jwtSecret: string;
+  readonly logDir: string;
+  readonly keep: boolean;
+}
+
+export interface StartedService {
+  readonly origin: string;
+  readonly databaseUrl: string;
+  readonly redisPrefix: string;
+  /** Stops the process (gracefully: in-flight requests and jobs finish). */
+  stop(): Promise<void>;
+  /** Drops what the kit created for it (fresh database, fresh prefix's keys) unless told to keep them. */
+  cleanup(): Promise<void>;
+}
+
+function withDatabase(serverUrl: string, database: string): string {
+  const url = new URL(serverUrl);
+  url.pathname = `/${database}`;
+  return url.toString();
+}
+
+async function onServer(serverUrl: string, sql: string): Promise<void> {
+  const client = new pg.Client({ connectionString: serverUrl });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
+  }
+}
+
+async function deleteKeys(redisUrl: string, patterns: readonly string[]): Promise<void> {
+  const redis = new Redis(redisUrl, { lazyConnect: true });
+  await redis.connect();
+  try {
+    for (const pattern of patterns) {
+      let cursor = '0';
+      do {
+        const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+        if (keys.length > 0) await redis.unlink(...keys);
+        cursor = next;
+      } while (cursor !== '0');
+    }
+  } finally {
+    redis.disconnect();
+  }
+}
+
+export async function startServiceProcess(options: ServiceOptions): Promise<StartedService> {
+  const tag = randomBytes(4).toString('hex');
+  const database = `loadtest_${tag}`;
+  const databaseUrl = options.freshDatabase ? withDatabase(options.databaseUrl, database) : options.databaseUrl;
+  const ownsPrefix = options.redisPrefix === undefined;
+  const redisPrefix = options.redisPrefix ?? `lt${tag}`;
+  if (options.freshDatabase) await onServer(options.databaseUrl, `CREATE DATABASE ${pg.escapeIdentifier(database)}`);
+
+  const [port, metricsPort] = [await freePort(), await freePort()];
+  const child = spawnTs(
+    'service',
+    'src/main.ts',
+    ['all'],
+    {
+      NODE_ENV: 'production',
+      HOST: '127.0.0.1',
+      PORT: String(port),
+      METRICS_PORT: String(metricsPort),
+      REDIS_URL: options.redisUrl,
+      REDIS_CLUSTER_NODES: '',
+      REDIS_PREFIX: redisPrefix,
+      DATABASE_URL: databaseUrl,
+      JWT_SECRET: options.jwtSecret,
+      RATE_LIMIT_USER_PER_SEC: '0',
+      LOG_LEVEL: 'warn',
+    },
+    join(options.logDir, 'service.log'),
+  );
+  const origin = `http://127.0.0.1:${port}`;
+  const cleanup = async () => {
+    if (options.keep) return;
+    if (options.freshDatabase) await onServer(options.databaseUrl, `DROP DATABASE IF EXISTS ${pg.escapeIdentifier(database)} WITH (FORCE)`);
+    if (ownsPrefix) await deleteKeys(options.redisUrl, [`${redisPrefix}:*`, `{${redisPrefix}:bull}:*`]);
+  };
+  try {
+    await waitForHttp(child, `${origin}/health/ready`);
+  } catch (err) {
+    await cleanup().catch(() => undefined);
+    throw err;
+  }
+  return {
+    origin,
+    databaseUrl,
+    redisPrefix,
+    stop: () => child.stop(),
+    cleanup,
+  };
+}

@@ -1,0 +1,54 @@
+// The load-test kit end to end: a tiny rush through runLoad against a service it starts as a
+// child process on this file's database and Redis prefix; every invariant holds and the reports exist.
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runLoad } from '../../load-tests/run.ts';
+import { createTestContext, type TestContext } from '../support/context.ts';
+
+let ctx: TestContext;
+let outDir: string;
+beforeAll(async () => {
+  ctx = await createTestContext();
+  outDir = await mkdtemp(join(tmpdir(), 'load-kit-'));
+});
+afterAll(async () => {
+  await ctx.cleanup();
+  await rm(outDir, { recursive: true, force: true });
+});
+
+describe('load-test kit', () => {
+  it('when a tiny rush runs against the service, then every invariant passes and report.json and report.html are written', async () => {
+    const result = await runLoad({
+      scenario: 'rush',
+      duration: 3,
+      connections: 10,
+      stock: 50,
+      skus: 5,
+      users: 200,
+      soldOutDuration: 1,
+      warmup: 0,
+      redisUrl: ctx.redisUrl,
+      databaseUrl: ctx.databaseUrl,
+      freshDatabase: false,
+      redisPrefix: ctx.prefix,
+      jwtSecret: ctx.config.jwtSecret,
+      outDir,
+      persistTimeoutSeconds: 30,
+    });
+
+    expect(result.invariants.filter((invariant) => invariant.verdict !== 'PASS')).toEqual([]);
+    expect(result.passed).toBe(true);
+    const rush = result.runs.find((run) => run.phase === 'rush' && run.target === 'reserve');
+    expect(rush?.byStatus['201']).toBeGreaterThan(0);
+    // The hot SKU sells out within 3 s at 10 connections, so sold-out answers are there too.
+    expect(rush?.byCode['SOLD_OUT']).toBeGreaterThan(0);
+    expect(existsSync(result.files.json)).toBe(true);
+    expect(JSON.parse(readFileSync(result.files.json, 'utf8'))).toMatchObject({ passed: true, scenario: 'rush' });
+    const html = readFileSync(result.files.html, 'utf8');
+    expect(html).toContain('<svg');
+    expect(html).not.toMatch(/<script|<link /);
+  }, 120_000);
+});
