@@ -2,7 +2,6 @@
 // service, creates a Double-11-style sale, runs a short rush, prints what sold and what was
 // refused and why, checks the invariants, and stops everything it started. Exit code 0 only when
 // every invariant holds.
-/* eslint-disable no-console -- a command-line program: the terminal is its interface */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { formatReport } from '../load-tests/report-text.ts';

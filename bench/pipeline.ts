@@ -1,0 +1,188 @@
+// Benchmark (not a test): how fast the pipeline persists orders against how fast the API accepts
+// them, measured in one run, and what an order costs in Redis memory once persisted.
+//
+//   REDIS_URL=… DATABASE_URL=… npx tsx bench/pipeline.ts [--seconds 10] [--connections 64] [--runs 3]
+//
+// Each run: an API-only process takes a rush over real HTTP (autocannon) with no worker running,
+// so the outbox fills; then a worker-only process starts and drains it into Postgres. Reported:
+// reservations/s (accepted 201s per second of rush), persisted orders/s (rows per second of
+// drain), their ratio, and the median over runs.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { parseArgs } from 'node:util';
+import autocannon from 'autocannon';
+import { createSigner } from 'fast-jwt';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import { migrate } from '../src/db/migrate.ts';
+import { findFreePort } from '../test/support/local-servers.ts';
+
+const { values } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: '10' },
+    connections: { type: 'string', default: '64' },
+    runs: { type: 'string', default: '3' },
+  },
+});
+const SECONDS = Number(values.seconds);
+const CONNECTIONS = Number(values.connections);
+const RUNS = Number(values.runs);
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+const POSTGRES_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const SECRET = 'bench-secret-at-least-16-chars';
+const sign = createSigner({ key: SECRET, algorithm: 'HS256' });
+
+function databaseUrl(database: string): string {
+  const url = new URL(POSTGRES_URL);
+  url.pathname = `/${database}`;
+  return url.toString();
+}
+
+async function waitReady(url: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    try {
+      if ((await fetch(url)).status === 200) return;
+    } catch {
+      // not up yet
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`${url} never became ready`);
+}
+
+function startRole(role: 'api' | 'worker', env: Record<string, string>): ChildProcess {
+  return spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', role], {
+    env: { PATH: process.env.PATH, NODE_ENV: 'production', LOG_LEVEL: 'warn', JWT_SECRET: SECRET, RATE_LIMIT_USER_PER_SEC: '0', ...env },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+}
+
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  await exited;
+}
+
+interface RunResult {
+  accepted: number;
+  reservePerSecond: number;
+  persistPerSecond: number;
+  bytesPerPendingOrder: number;
+  bytesPerFinishedOrder: number;
+}
+
+async function run(): Promise<RunResult> {
+  const tag = randomBytes(3).toString('hex');
+  const prefix = `bench${tag}`;
+  const dbUrl = databaseUrl(`flashsale_bench_${tag}`);
+  await migrate({ databaseUrl: dbUrl });
+  const [port, apiMetrics, workerMetrics] = [await findFreePort(), await findFreePort(), await findFreePort()];
+  const env = { REDIS_URL, DATABASE_URL: dbUrl, REDIS_PREFIX: prefix };
+  const api = startRole('api', { ...env, PORT: String(port), METRICS_PORT: String(apiMetrics) });
+  const base = `http://127.0.0.1:${port}`;
+  const redis = new Redis(REDIS_URL);
+  const db = new pg.Client({ connectionString: dbUrl });
+  await db.connect();
+  try {
+    await waitReady(`${base}/health/ready`);
+    const saleId = `bench-${tag}`;
+    const now = Date.now();
+    const created = await fetch(`${base}/v1/admin/sales`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${sign({ sub: 'ops', role: 'admin' })}`, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        id: saleId, name: 'bench', currency: 'CNY', paymentWindowSeconds: 900,
+        startsAt: new Date(now - 1000).toISOString(), endsAt: new Date(now + 3_600_000).toISOString(),
+        items: [{ sku: 'hot', name: 'Hot', unitPrice: 100, stock: 10_000_000, perUserLimit: 10_000 }],
+      }),
+    });
+    if (created.status !== 201) throw new Error(`sale creation answered ${created.status}`);
+
+    // A pool of shoppers; each request takes the next token.
+    const tokens = Array.from({ length: 5000 }, (_, i) => `Bearer ${sign({ sub: `u${i}` })}`);
+    let next = 0;
+    const result = await autocannon({
+      url: base,
+      connections: CONNECTIONS,
+      duration: SECONDS,
+      requests: [
+        {
+          method: 'POST',
+          path: `/v1/sales/${saleId}/orders`,
+          setupRequest: (request) => ({
+            ...request,
+            headers: { ...request.headers, 'content-type': 'application/json', authorization: tokens[next++ % tokens.length]! },
+            body: JSON.stringify({ sku: 'hot', quantity: 1 }),
+          }),
+        },
+      ],
+    });
+    const accepted = Number((await redis.hget(`${prefix}:{${saleId}}:sale`, 'ordersAccepted')) ?? 0);
+    await stop(api);
+
+    // Drain: a worker alone moves the filled outbox into Postgres.
+    const worker = startRole('worker', { ...env, METRICS_PORT: String(workerMetrics) });
+    let firstAt = 0;
+    let firstCount = 0;
+    let count = 0;
+    const deadline = Date.now() + 300_000;
+    while (count < accepted && Date.now() < deadline) {
+      count = Number((await db.query<{ n: string }>('SELECT count(*) AS n FROM orders')).rows[0]?.n ?? 0);
+      if (count > 0 && firstAt === 0) {
+        firstAt = Date.now();
+        firstCount = count;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const drainSeconds = (Date.now() - firstAt) / 1000;
+    await stop(worker);
+    if (count !== accepted) throw new Error(`persisted ${count} of ${accepted}`);
+
+    // Memory: what one order holds while pending, and what outlives it once finished and persisted
+    // (its record expires 10 min after a final status; the idempotency key and list entry remain).
+    const sample = (await redis.zrange(`${prefix}:{${saleId}}:deadlines`, 0, 199));
+    let orderBytes = 0;
+    for (const id of sample) orderBytes += Number(await redis.memory('USAGE', `${prefix}:{${saleId}}:order:${id}`, 'SAMPLES', 0));
+    orderBytes /= sample.length;
+    const deadlinesBytes = Number(await redis.memory('USAGE', `${prefix}:{${saleId}}:deadlines`, 'SAMPLES', 0)) / accepted;
+    let userOrdersBytes = 0;
+    for (let i = 0; i < 100; i++) userOrdersBytes += Number((await redis.memory('USAGE', `${prefix}:{${saleId}}:user-orders:u${i}`, 'SAMPLES', 0)) ?? 0);
+    const perUserZsetPerOrder = userOrdersBytes / 100 / (accepted / tokens.length);
+    const outboxLength = await redis.xlen(`${prefix}:{${saleId}}:outbox`);
+    if (outboxLength !== 0) throw new Error(`outbox still holds ${outboxLength} entries`);
+    console.log(
+      `run: ${result.requests.total} requests, ${accepted} accepted in ${SECONDS}s; drained ${count - firstCount}+${firstCount} rows in ${drainSeconds.toFixed(2)}s`,
+    );
+    return {
+      accepted,
+      reservePerSecond: accepted / SECONDS,
+      persistPerSecond: (count - firstCount) / drainSeconds,
+      bytesPerPendingOrder: orderBytes + deadlinesBytes + perUserZsetPerOrder,
+      bytesPerFinishedOrder: perUserZsetPerOrder,
+    };
+  } finally {
+    await stop(api);
+    await db.end();
+    // The bench's keys go with it.
+    let cursor = '0';
+    do {
+      const [nextCursor, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+      if (keys.length > 0) await redis.unlink(...keys);
+      cursor = nextCursor;
+    } while (cursor !== '0');
+    redis.disconnect();
+  }
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const results: RunResult[] = [];
+for (let i = 0; i < RUNS; i++) results.push(await run());
+const row = (r: RunResult) =>
+  `${r.reservePerSecond.toFixed(0).padStart(8)} ${r.persistPerSecond.toFixed(0).padStart(10)} ${(r.persistPerSecond / r.reservePerSecond).toFixed(2).padStart(7)}× ${r.bytesPerPendingOrder.toFixed(0).padStart(9)} ${r.bytesPerFinishedOrder.toFixed(0).padStart(10)}`;
+console.log('\nreserve/s  persist/s   ratio  B/pending  B/finished');
+for (const r of results) console.log(row(r));
+console.log(
+  `median: reserve ${median(results.map((r) => r.reservePerSecond)).toFixed(0)}/s, persist ${median(results.map((r) => r.persistPerSecond)).toFixed(0)}/s, ratio ${median(results.map((r) => r.persistPerSecond / r.reservePerSecond)).toFixed(2)}×`,
+);
+console.log(`load generator: autocannon in this process, ${CONNECTIONS} connections, ${SECONDS}s rush; API and worker as separate processes, one at a time, on this machine`);
