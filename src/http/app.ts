@@ -77,7 +77,8 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     );
   });
 
-  // Shed load before any work (auth, Redis) when the event loop falls behind; probes still answer.
+  // Shed storefront load before any work (auth, Redis) when the event loop falls behind. Probes
+  // and operators are never shed: closing or delisting is what an overloaded sale may need most.
   await app.register(underPressure, {
     maxEventLoopDelay: config.shedEventLoopDelayMs,
     // A rush turns in well under a second: sample every 100 ms rather than the default second.
@@ -85,7 +86,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     retryAfter: RETRY_AFTER_SECONDS,
     // A rejected promise reaches the error handler, which answers 503 OVERLOADED.
     pressureHandler: async (request, reply) => {
-      if (request.url.startsWith('/health/')) return;
+      if (request.url.startsWith('/health/') || request.url.startsWith('/v1/admin/')) return;
       reply.header('retry-after', RETRY_AFTER_SECONDS);
       throw new OverloadedError();
     },

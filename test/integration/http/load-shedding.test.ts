@@ -1,5 +1,5 @@
 // Load shedding: when the event loop falls behind, order attempts are refused with 503
-// OVERLOADED and Retry-After before any stock is touched; probes still answer; service resumes.
+// OVERLOADED and Retry-After before any stock is touched; probes and operators still answer; service resumes.
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import type { RunningService } from '../../../src/service.ts';
@@ -39,6 +39,8 @@ it('when the event loop lags past the threshold, then attempts get 503 OVERLOADE
   expect(shed.json()).toEqual({ statusCode: 503, code: 'OVERLOADED', error: 'Service Unavailable', message: expect.any(String) });
   expect(shed.headers['retry-after']).toBe('1');
   expect((await api.app!.inject({ method: 'GET', url: '/health/live' })).statusCode).toBe(200);
+  // Operators are never shed: closing or delisting may be what the overload needs.
+  expect((await api.app!.inject({ method: 'GET', url: '/v1/admin/sales', headers: { authorization: auth.admin() } })).statusCode).toBe(200);
   const redis = new Redis(ctx.redisUrl);
   expect(await redis.hget(saleKeys(ctx.prefix, body.id).item('busy'), 'available')).toBe('10');
   redis.disconnect();
