@@ -12,7 +12,7 @@ import { saleKeys } from '../stock/keys.ts';
 import type { Order } from './order.ts';
 import { GuardViolation, OrderWriter, type WriteResult } from './order-writer.ts';
 import { isBatch, latestPerOrder, type PersistBatch } from './outbox.ts';
-import { PERSIST_QUEUE, persistBackoff, queuePrefix } from './queue.ts';
+import { PERSIST_ATTEMPTS, PERSIST_QUEUE, persistBackoff, queuePrefix } from './queue.ts';
 
 /** How long a persisted order in a final state stays readable from Redis. */
 export const FINAL_ORDER_RETENTION_SECONDS = 600;
@@ -91,6 +91,9 @@ export function createPersistWorker(deps: PersistWorkerDeps): { worker: Worker<P
     concurrency: deps.concurrency ?? 4,
     lockDuration: config.queueLockDurationMs,
     stalledInterval: config.queueLockDurationMs,
+    // A batch whose worker died is retried however often that happens: the write is idempotent,
+    // and BullMQ's default (1) fails a batch that stalls twice, losing accepted orders.
+    maxStalledCount: PERSIST_ATTEMPTS,
     settings: { backoffStrategy: (attemptsMade: number) => persistBackoff(attemptsMade) },
   });
   worker.on('failed', (job, err) => {
