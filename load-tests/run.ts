@@ -65,6 +65,8 @@ export interface LoadOptions {
   readonly progress?: Progress;
   /** Keep the fresh database and Redis keys of a service the kit started. */
   readonly keep?: boolean;
+  /** Starting the service: extra environment for it. */
+  readonly serviceEnv?: Readonly<Record<string, string>>;
   /** Bound on the wait for Postgres to hold every accepted order. */
   readonly persistTimeoutSeconds?: number;
   readonly log?: (line: string) => void;
@@ -242,6 +244,7 @@ export async function runLoad(options: LoadOptions = {}): Promise<LoadResult> {
       jwtSecret,
       logDir: outDir,
       keep: options.keep ?? false,
+      env: options.serviceEnv,
     });
     log(`service ready at ${service.origin} (database ${new URL(service.databaseUrl).pathname.slice(1)}, prefix ${service.redisPrefix})`);
   }

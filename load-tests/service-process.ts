@@ -16,6 +16,8 @@ export interface ServiceOptions {
   readonly jwtSecret: string;
   readonly logDir: string;
   readonly keep: boolean;
+  /** Extra settings for the service (e.g. SHED_EVENT_LOOP_DELAY_MS=0 in tests on a busy machine). */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 export interface StartedService {
@@ -86,6 +88,7 @@ export async function startServiceProcess(options: ServiceOptions): Promise<Star
       JWT_SECRET: options.jwtSecret,
       RATE_LIMIT_USER_PER_SEC: '0',
       LOG_LEVEL: 'warn',
+      ...options.env,
     },
     join(options.logDir, 'service.log'),
   );

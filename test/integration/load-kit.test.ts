@@ -37,6 +37,8 @@ describe('load-test kit', () => {
       jwtSecret: ctx.config.jwtSecret,
       outDir,
       persistTimeoutSeconds: 30,
+      // Other test files share the cores: shedding would turn their load into 503s here.
+      serviceEnv: { SHED_EVENT_LOOP_DELAY_MS: '0' },
     });
 
     expect(result.invariants.filter((invariant) => invariant.verdict !== 'PASS')).toEqual([]);

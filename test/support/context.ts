@@ -70,6 +70,9 @@ export async function createTestContext(): Promise<TestContext> {
     DATABASE_URL: databaseUrl(services.postgresUrl, database),
     PORT: '0',
     METRICS_PORT: '0',
+    // Tests share two cores with each other: load shedding would refuse at random. The
+    // load-shedding test turns it on for itself.
+    SHED_EVENT_LOOP_DELAY_MS: '0',
   };
   const configWith = (overrides: Record<string, string>) => loadConfig({ ...base, ...overrides });
   return {
