@@ -2,42 +2,15 @@
 // Postgres: create, list, close, delist, relist and restock — their bodies, their refusals, what
 // they leave in Postgres (sales, sale_items) and in Redis, and that only operators may call them.
 import { STATUS_CODES } from 'node:http';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { LightMyRequestResponse } from 'fastify';
-import pg from 'pg';
+import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../../../src/http/app.ts';
-import type { RunningService } from '../../../src/service.ts';
 import { saleKeys } from '../../../src/stock/keys.ts';
-import { saleBody, startTestApi, tokens, type SaleItemInput } from '../../support/api.ts';
-import { createTestContext, type TestContext } from '../../support/context.ts';
-
-interface ErrorJson {
-  statusCode: number;
-  code: string;
-  error: string;
-  message: string;
-}
-
-interface ItemJson {
-  sku: string;
-  name: string;
-  unitPrice: number;
-  perUserLimit: number;
-  available: number;
-  state: string;
-}
-
-interface SaleJson {
-  id: string;
-  name: string;
-  status: string;
-  startsAt: string;
-  endsAt: string;
-  serverTime: string;
-  currency: string;
-  items: ItemJson[];
-}
+import { saleBody, testApi, tokens, type Tokens } from '../../support/api.ts';
+import type { TestContext } from '../../support/context.ts';
+import type { ErrorJson, SaleJson } from '../../support/api-json.ts';
 
 interface SwitchJson {
   saleId: string;
@@ -67,34 +40,22 @@ interface SaleItemRow {
   low_stock_units: number | null;
 }
 
-type Body = ReturnType<typeof saleBody>;
-
 const HOUR_MS = 3_600_000;
 
+const api = testApi({ db: true });
+const { createSale, itemHash, available } = api;
+
 let ctx: TestContext;
-let service: RunningService | undefined;
 let app: App;
 let redis: Redis;
 let db: pg.Client;
-let tk: ReturnType<typeof tokens>;
+let tk: Tokens;
 
 beforeAll(async () => {
-  ctx = await createTestContext();
-  service = await startTestApi(ctx);
-  if (!service.app) throw new Error('the api role has no app');
-  app = service.app;
-  redis = new Redis(ctx.redisUrl);
-  db = new pg.Client({ connectionString: ctx.databaseUrl });
-  await db.connect();
-  tk = tokens(ctx.config.jwtSecret);
+  ({ ctx, app, redis, db, tk } = await api.open());
 });
 
-afterAll(async () => {
-  await service?.stop();
-  redis?.disconnect();
-  await db?.end();
-  await ctx?.cleanup();
-});
+afterAll(() => api.close());
 
 let userCounter = 0;
 const newUser = () => `admin-test-user-${++userCounter}`;
@@ -107,13 +68,6 @@ function post(url: string, payload?: unknown, authorization: string | null = tk.
     headers: authorization === null ? {} : { authorization },
     ...(payload !== undefined && { payload: payload as Record<string, unknown> }),
   });
-}
-
-async function createSale(items: SaleItemInput[], overrides: Record<string, unknown> = {}): Promise<Body> {
-  const body = saleBody(items, overrides);
-  const res = await post('/v1/admin/sales', body);
-  expect(res.statusCode, res.body).toBe(201);
-  return body;
 }
 
 function order(saleId: string, sku: string, quantity: number, user = newUser(), key?: string): Promise<LightMyRequestResponse> {
@@ -148,16 +102,6 @@ async function saleRow(id: string): Promise<SaleRow | undefined> {
 
 async function itemRows(saleId: string): Promise<SaleItemRow[]> {
   return (await db.query<SaleItemRow>('SELECT * FROM sale_items WHERE sale_id = $1 ORDER BY sku', [saleId])).rows;
-}
-
-async function itemHash(saleId: string, sku: string): Promise<Record<string, string>> {
-  return redis.hgetall(saleKeys(ctx.config.redis.prefix, saleId).item(sku));
-}
-
-async function available(saleId: string, sku: string): Promise<number> {
-  const value = (await itemHash(saleId, sku)).available;
-  if (value === undefined) throw new Error(`no item ${sku} in sale ${saleId}`);
-  return Number(value);
 }
 
 async function saleExistsAnywhere(saleId: string): Promise<boolean> {

@@ -4,34 +4,13 @@
 // DESIGN.md's invariants 1 (no oversell), 2 (per-user limit) and 6 (delist holds) are checked
 // against the responses and against Redis, along with idempotent replays and "no 5xx".
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../../../src/http/app.ts';
-import type { RunningService } from '../../../src/service.ts';
 import { saleKeys } from '../../../src/stock/keys.ts';
-import { saleBody, startTestApi, tokens } from '../../support/api.ts';
-import { createTestContext, type TestContext } from '../../support/context.ts';
-
-interface OrderJson {
-  orderId: string;
-  saleId: string;
-  sku: string;
-  userId: string;
-  quantity: number;
-  unitPrice: number;
-  amount: number;
-  status: string;
-  createdAt: string;
-  expiresAt: string;
-}
-
-interface ErrorJson {
-  statusCode: number;
-  code: string;
-  error: string;
-  message: string;
-}
+import { saleBody, testApi, type Tokens } from '../../support/api.ts';
+import type { ErrorJson, OrderJson } from '../../support/api-json.ts';
+import type { TestContext } from '../../support/context.ts';
 
 /** One logical attempt: a shopper's order, sent once or (with a key) 2–3 times at once. */
 interface Attempt {
@@ -60,28 +39,19 @@ const ITEMS = {
   scarce: { sku: 'gpu-5090', stock: 50, perUserLimit: 1 },
 } as const;
 
+const api = testApi();
+
 let ctx: TestContext;
-let service: RunningService | undefined;
 let app: App;
 let redis: Redis;
-let tk: ReturnType<typeof tokens>;
+let tk: Tokens;
 let port: number;
 
 beforeAll(async () => {
-  ctx = await createTestContext();
-  service = await startTestApi(ctx);
-  if (!service.app) throw new Error('the api role has no app');
-  app = service.app;
-  port = (app.server.address() as AddressInfo).port;
-  redis = new Redis(ctx.redisUrl);
-  tk = tokens(ctx.config.jwtSecret);
+  ({ ctx, app, redis, tk, port } = await api.open());
 });
 
-afterAll(async () => {
-  await service?.stop();
-  redis?.disconnect();
-  await ctx?.cleanup();
-});
+afterAll(() => api.close());
 
 /** mulberry32: a small seeded PRNG, so a failing rush can be replayed exactly. */
 function prng(seed: number): () => number {

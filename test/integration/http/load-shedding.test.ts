@@ -4,19 +4,16 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import type { RunningService } from '../../../src/service.ts';
 import { saleKeys } from '../../../src/stock/keys.ts';
-import { saleBody, startTestApi, tokens } from '../../support/api.ts';
-import { createTestContext, type TestContext } from '../../support/context.ts';
+import { saleBody, testApi, tokens } from '../../support/api.ts';
+import type { TestContext } from '../../support/context.ts';
 
+const fixture = testApi({ overrides: { SHED_EVENT_LOOP_DELAY_MS: '100' } });
 let ctx: TestContext;
 let api: RunningService;
 beforeAll(async () => {
-  ctx = await createTestContext();
-  api = await startTestApi(ctx, { SHED_EVENT_LOOP_DELAY_MS: '100' });
+  ({ ctx, service: api } = await fixture.open());
 });
-afterAll(async () => {
-  await api.stop();
-  await ctx.cleanup();
-});
+afterAll(() => fixture.close());
 
 function blockEventLoop(ms: number): void {
   const until = Date.now() + ms;

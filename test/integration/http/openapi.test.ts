@@ -1,19 +1,14 @@
 // The OpenAPI document is generated from the route schemas and covers every route of API.md.
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { RunningService } from '../../../src/service.ts';
-import { startTestApi } from '../../support/api.ts';
-import { createTestContext, type TestContext } from '../../support/context.ts';
+import { testApi } from '../../support/api.ts';
 
-let ctx: TestContext;
+const fixture = testApi();
 let api: RunningService;
 beforeAll(async () => {
-  ctx = await createTestContext();
-  api = await startTestApi(ctx);
+  ({ service: api } = await fixture.open());
 });
-afterAll(async () => {
-  await api.stop();
-  await ctx.cleanup();
-});
+afterAll(() => fixture.close());
 
 const CONTRACT_ROUTES = [
   'get /v1/sales/{saleId}',

@@ -3,93 +3,41 @@
 // GET /v1/orders/:orderId and GET /v1/users/me/orders, and that no refused or malformed attempt
 // moves stock or a shopper's live quantity.
 import { STATUS_CODES } from 'node:http';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { LightMyRequestResponse } from 'fastify';
 import { uuidv7 } from 'uuidv7';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../../../src/http/app.ts';
 import type { RunningService } from '../../../src/service.ts';
 import { saleKeys } from '../../../src/stock/keys.ts';
-import { saleBody, startTestApi, tokens, type SaleItemInput } from '../../support/api.ts';
-import { createTestContext, type TestContext } from '../../support/context.ts';
-
-interface ErrorJson {
-  statusCode: number;
-  code: string;
-  error: string;
-  message: string;
-}
-
-interface OrderJson {
-  orderId: string;
-  saleId: string;
-  sku: string;
-  userId: string;
-  quantity: number;
-  unitPrice: number;
-  amount: number;
-  status: string;
-  createdAt: string;
-  expiresAt: string;
-  paidAt?: string;
-  cancelledAt?: string;
-  expiredAt?: string;
-}
-
-interface ItemJson {
-  sku: string;
-  name: string;
-  unitPrice: number;
-  perUserLimit: number;
-  available: number;
-  state: string;
-}
-
-interface SaleJson {
-  id: string;
-  name: string;
-  status: string;
-  startsAt: string;
-  endsAt: string;
-  serverTime: string;
-  currency: string;
-  items: ItemJson[];
-}
+import { startTestApi, testApi, tokens, type SaleItemInput, type Tokens } from '../../support/api.ts';
+import type { ErrorJson, OrderJson, SaleJson } from '../../support/api-json.ts';
+import type { TestContext } from '../../support/context.ts';
 
 const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 const HOUR_MS = 3_600_000;
 
+const api = testApi();
+const { available, liveQuantity, outboxLength } = api;
+
 let ctx: TestContext;
-let service: RunningService | undefined;
 let app: App;
 let redis: Redis;
-let tk: ReturnType<typeof tokens>;
+let tk: Tokens;
 
 beforeAll(async () => {
-  ctx = await createTestContext();
-  service = await startTestApi(ctx);
-  if (!service.app) throw new Error('the api role has no app');
-  app = service.app;
-  redis = new Redis(ctx.redisUrl);
-  tk = tokens(ctx.config.jwtSecret);
+  ({ ctx, app, redis, tk } = await api.open());
 });
 
-afterAll(async () => {
-  await service?.stop();
-  redis?.disconnect();
-  await ctx?.cleanup();
-});
+afterAll(() => api.close());
 
 let userCounter = 0;
 const newUser = (label = 'u') => `${label}-${++userCounter}`;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function createSale(items: SaleItemInput[], overrides: Record<string, unknown> = {}): Promise<string> {
-  const body = saleBody(items, overrides);
-  const res = await app.inject({ method: 'POST', url: '/v1/admin/sales', headers: { authorization: tk.admin() }, payload: body });
-  expect(res.statusCode, res.body).toBe(201);
-  return body.id;
+  return (await api.createSale(items, overrides)).id;
 }
 
 interface OrderOptions {
@@ -110,22 +58,6 @@ async function admin(url: string, payload?: Record<string, unknown>): Promise<Li
   const res = await app.inject({ method: 'POST', url, headers: { authorization: tk.admin() }, ...(payload && { payload }) });
   expect(res.statusCode, res.body).toBe(200);
   return res;
-}
-
-/** Redis's own count of an item's available units: the truth, with no view cache in between. */
-async function available(saleId: string, sku: string): Promise<number> {
-  const value = await redis.hget(saleKeys(ctx.config.redis.prefix, saleId).item(sku), 'available');
-  if (value === null) throw new Error(`no item ${sku} in sale ${saleId}`);
-  return Number(value);
-}
-
-/** The user's live quantity of an item as the reserve script counts it. */
-async function liveQuantity(saleId: string, sku: string, userId: string): Promise<number> {
-  return Number((await redis.hget(saleKeys(ctx.config.redis.prefix, saleId).users(sku), userId)) ?? '0');
-}
-
-async function outboxLength(saleId: string): Promise<number> {
-  return redis.xlen(saleKeys(ctx.config.redis.prefix, saleId).outbox);
 }
 
 /** Runs `act` and asserts stock, the user's live quantity and the outbox did not move. */

@@ -1,28 +1,23 @@
 // Expiry survives a worker restart: deadlines live in Redis, so orders that fall due while no
 // worker runs are expired (once) by the next worker that starts.
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { createLogger } from '../../../src/logger.ts';
-import { startService, type RunningService } from '../../../src/service.ts';
-import { saleBody, tokens } from '../../support/api.ts';
-import { createTestContext, type TestContext } from '../../support/context.ts';
+import type { RunningService } from '../../../src/service.ts';
+import { saleBody, startTestService, testApi, tokens } from '../../support/api.ts';
+import type { TestContext } from '../../support/context.ts';
 
+const fixture = testApi();
 let ctx: TestContext;
 let api: RunningService;
 const auth = () => tokens(ctx.config.jwtSecret);
-const config = () => ctx.configWith({ RATE_LIMIT_USER_PER_SEC: '0' });
 
 beforeAll(async () => {
-  ctx = await createTestContext();
-  api = await startService(config(), createLogger(config()), 'api');
+  ({ ctx, service: api } = await fixture.open());
 });
 
-afterAll(async () => {
-  await api.stop();
-  await ctx.cleanup();
-});
+afterAll(() => fixture.close());
 
 it('when orders fall due while no worker runs, then the next worker expires each of them once', async () => {
-  const worker = await startService(config(), createLogger(config()), 'worker');
+  const worker = await startTestService(ctx, 'worker');
   const body = saleBody([{ sku: 'w', stock: 10, perUserLimit: 1 }], { paymentWindowSeconds: 1 });
   expect((await api.app!.inject({ method: 'POST', url: '/v1/admin/sales', headers: { authorization: auth().admin() }, payload: body })).statusCode).toBe(201);
   const orders = await Promise.all(
@@ -37,7 +32,7 @@ it('when orders fall due while no worker runs, then the next worker expires each
   const stillPending = await api.app!.inject({ method: 'GET', url: `/v1/orders/${orders[0]!.json().orderId}`, headers: { authorization: auth().shopper('sleepy-0') } });
   expect(stillPending.json().status).toBe('pending_payment');
 
-  const restarted = await startService(config(), createLogger(config()), 'worker');
+  const restarted = await startTestService(ctx, 'worker');
   try {
     const deadline = Date.now() + 10_000;
     let statuses: string[] = [];

@@ -3,22 +3,20 @@
 // each compared after every step with a small in-memory model of stock, per-user limits, item
 // state (the low-stock rule included) and releases, which must each happen exactly once.
 import fc from 'fast-check';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createPool, type Pool } from '../../../src/db/pool.ts';
 import { createLogger } from '../../../src/logger.ts';
 import { ExpirySweeper } from '../../../src/orders/expiry-sweeper.ts';
-import { OrderLifecycle, type LifecycleEvents, type LifecycleOutcome } from '../../../src/orders/lifecycle.ts';
+import type { LifecycleEvents, LifecycleOutcome, OrderLifecycle } from '../../../src/orders/lifecycle.ts';
 import type { OrderStatus } from '../../../src/orders/order.ts';
-import { OrderStore } from '../../../src/orders/order-store.ts';
-import { OrderRepository } from '../../../src/orders/repository.ts';
-import { SaleCatalog } from '../../../src/sales/catalog.ts';
+import type { SaleCatalog } from '../../../src/sales/catalog.ts';
 import { itemState, type DelistReason, type ItemState, type LowStockRule } from '../../../src/sales/sale.ts';
 import { ClosedItems } from '../../../src/stock/closed-items.ts';
 import { saleKeys } from '../../../src/stock/keys.ts';
 import { Reservations, type Reservation } from '../../../src/stock/reservations.ts';
-import { defineScripts, type ScriptCommands } from '../../../src/stock/scripts.ts';
-import { createTestContext, type TestContext } from '../../support/context.ts';
+import type { ScriptCommands } from '../../../src/stock/scripts.ts';
+import type { TestContext } from '../../support/context.ts';
+import { luaFixture } from '../../support/lua-fixtures.ts';
 
 const SKU = 'phone-x';
 const START = Math.floor(Date.now() / 1000) * 1000;
@@ -196,10 +194,10 @@ class Model {
 // ---------------------------------------------------------------------------------------------
 // The system under test
 
+const lua = luaFixture({ now: START, salePrefix: 'model', postgres: true });
 let ctx: TestContext;
 let prefix: string;
 let redis: Redis;
-let pg: Pool;
 let commands: ScriptCommands;
 let catalog: SaleCatalog;
 let reservations: Reservations;
@@ -223,25 +221,15 @@ const events: LifecycleEvents = {
 };
 
 beforeAll(async () => {
-  ctx = await createTestContext();
-  prefix = ctx.config.redis.prefix;
-  redis = new Redis(ctx.redisUrl);
-  pg = createPool({ databaseUrl: ctx.databaseUrl });
-  commands = defineScripts(redis);
-  catalog = new SaleCatalog(redis, commands, prefix);
+  ({ ctx, prefix, redis, commands, catalog } = await lua.open());
   // No in-process sold-out memory: the model is about what Redis decides.
   reservations = new Reservations(redis, commands, prefix, new ClosedItems(0));
   const liveSaleIds = async () => [currentSaleId];
-  const store = new OrderStore(redis, prefix, new OrderRepository(pg), liveSaleIds);
-  lifecycle = new OrderLifecycle(redis, commands, prefix, store, events);
+  lifecycle = lua.lifecycleOn(redis, events, liveSaleIds);
   sweeper = new ExpirySweeper(redis, lifecycle, prefix, liveSaleIds, createLogger(ctx.config));
 });
 
-afterAll(async () => {
-  await redis?.quit();
-  await pg?.end();
-  await ctx?.cleanup();
-});
+afterAll(() => lua.close());
 
 function summary(outcome: LifecycleOutcome | 'not-due'): string {
   if (outcome === 'not-due') return 'not-due';

@@ -1,11 +1,12 @@
 // Payment, cancellation and expiry through the HTTP routes and the worker: each transition and
 // each 409, status changes reaching Postgres, and unpaid stock returning to be sold again.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import pg from 'pg';
-import { createLogger } from '../../../src/logger.ts';
-import { startService, type RunningService } from '../../../src/service.ts';
-import { saleBody, tokens } from '../../support/api.ts';
-import { createTestContext, type TestContext } from '../../support/context.ts';
+import type pg from 'pg';
+import type { RunningService } from '../../../src/service.ts';
+import { testApi, tokens, type SaleItemInput } from '../../support/api.ts';
+import type { TestContext } from '../../support/context.ts';
+
+const api = testApi({ role: 'all', db: true });
 
 let ctx: TestContext;
 let service: RunningService;
@@ -13,26 +14,16 @@ let db: pg.Client;
 const auth = () => tokens(ctx.config.jwtSecret);
 
 beforeAll(async () => {
-  ctx = await createTestContext();
-  const config = ctx.configWith({ RATE_LIMIT_USER_PER_SEC: '0' });
-  service = await startService(config, createLogger(config), 'all');
-  db = new pg.Client({ connectionString: ctx.databaseUrl });
-  await db.connect();
+  ({ ctx, service, db } = await api.open());
 });
 
-afterAll(async () => {
-  await db.end();
-  await service.stop();
-  await ctx.cleanup();
-});
+afterAll(() => api.close());
 
 const inject = (method: 'GET' | 'POST', url: string, authorization?: string, payload?: object) =>
   service.app!.inject({ method, url, ...(authorization && { headers: { authorization } }), ...(payload && { payload }) });
 
-async function createSale(items: Parameters<typeof saleBody>[0], overrides: Record<string, unknown> = {}): Promise<string> {
-  const body = saleBody(items, overrides);
-  expect((await inject('POST', '/v1/admin/sales', auth().admin(), body)).statusCode).toBe(201);
-  return body.id;
+async function createSale(items: SaleItemInput[], overrides: Record<string, unknown> = {}): Promise<string> {
+  return (await api.createSale(items, overrides)).id;
 }
 
 async function order(saleId: string, userId: string, sku: string, quantity = 1) {

@@ -1,21 +1,21 @@
 // ackOutbox-1.lua against real Redis: the relay's acknowledgement takes a batch out of the
 // consumer group's pending list and out of the stream together, touches nothing else, is
 // harmless when repeated after a crash, and never deletes an entry the group has not delivered.
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { saleKeys } from '../../../src/stock/keys.ts';
-import { defineScripts, script, type ScriptCommands } from '../../../src/stock/scripts.ts';
-import { createTestContext, type TestContext } from '../../support/context.ts';
+import { script, type ScriptCommands } from '../../../src/stock/scripts.ts';
+import { luaFixture } from '../../support/lua-fixtures.ts';
 
 const GROUP = 'relay';
 
-let ctx: TestContext;
+const lua = luaFixture({ now: Date.now(), salePrefix: 'ack' });
+
 let prefix: string;
 let redis: Redis;
 let commands: ScriptCommands;
 
-let saleCounter = 0;
-const newStream = (label: string) => saleKeys(prefix, `ack-${label}-${++saleCounter}`).outbox;
+const newStream = (label: string) => saleKeys(prefix, lua.newSaleId(label)).outbox;
 
 /** A stream of n entries with the relay's group; returns the entry ids in order. */
 async function outbox(stream: string, n: number): Promise<string[]> {
@@ -36,16 +36,10 @@ const streamIds = async (stream: string) => (await redis.xrange(stream, '-', '+'
 const ack = (stream: string, ...ids: string[]) => script(commands, 'ackOutbox')(stream, GROUP, ...ids);
 
 beforeAll(async () => {
-  ctx = await createTestContext();
-  prefix = ctx.config.redis.prefix;
-  redis = new Redis(ctx.redisUrl);
-  commands = defineScripts(redis);
+  ({ prefix, redis, commands } = await lua.open());
 });
 
-afterAll(async () => {
-  await redis?.quit();
-  await ctx?.cleanup();
-});
+afterAll(() => lua.close());
 
 describe('ackOutbox', () => {
   it('when a delivered batch is acknowledged, then its entries leave the pending list and the stream, and the rest stay', async () => {

@@ -3,16 +3,18 @@
 // the close are either in (recorded) or out (refused), never half.
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SaleCatalog } from '../../../src/sales/catalog.ts';
+import type { SaleCatalog } from '../../../src/sales/catalog.ts';
 import type { SaleItemDefinition } from '../../../src/sales/sale.ts';
 import { saleKeys } from '../../../src/stock/keys.ts';
 import { Reservations, type Reservation } from '../../../src/stock/reservations.ts';
 import { defineScripts, script, type ScriptCommands } from '../../../src/stock/scripts.ts';
-import { createTestContext, type TestContext } from '../../support/context.ts';
+import type { TestContext } from '../../support/context.ts';
+import { luaFixture, saleItem as item } from '../../support/lua-fixtures.ts';
 
 const NOW = Math.floor(Date.now() / 1000) * 1000;
-const STARTS_AT = NOW - 60_000;
-const ENDS_AT = NOW + 3_600_000;
+
+const lua = luaFixture({ now: NOW, salePrefix: 'close' });
+const { newSaleId, fresh } = lua;
 
 let ctx: TestContext;
 let prefix: string;
@@ -20,35 +22,14 @@ let redis: Redis;
 let commands: ScriptCommands;
 let catalog: SaleCatalog;
 
-let saleCounter = 0;
-const newSaleId = (label: string) => `close-${label}-${++saleCounter}`;
-
-function item(overrides: Partial<SaleItemDefinition> = {}): SaleItemDefinition {
-  return { sku: 'phone-x', name: 'Phone X', unitPrice: 199_900, stock: 10, perUserLimit: 5, ...overrides };
-}
-
-async function loadSale(id: string, items: SaleItemDefinition[] = [item()], startsAt = STARTS_AT): Promise<void> {
-  const loaded = await catalog.load(
-    { id, name: 'Double 11', startsAt, endsAt: ENDS_AT, currency: 'CNY', paymentWindowSeconds: 900, items },
-    NOW - 120_000,
-  );
-  expect(loaded).toBe(true);
-}
-
-const fresh = () => new Reservations(redis, commands, prefix);
+/** Loads a sale (open since a minute ago unless `startsAt` says otherwise). */
+const loadSale = (id: string, items?: SaleItemDefinition[], startsAt = NOW - 60_000) => lua.loadSale(id, items, { startsAt });
 
 beforeAll(async () => {
-  ctx = await createTestContext();
-  prefix = ctx.config.redis.prefix;
-  redis = new Redis(ctx.redisUrl);
-  commands = defineScripts(redis);
-  catalog = new SaleCatalog(redis, commands, prefix);
+  ({ ctx, prefix, redis, commands, catalog } = await lua.open());
 });
 
-afterAll(async () => {
-  await redis?.quit();
-  await ctx?.cleanup();
-});
+afterAll(() => lua.close());
 
 describe('closeSale', () => {
   it('when an open sale is closed, then closedAt is set to now and every item refuses with SALE_ENDED', async () => {

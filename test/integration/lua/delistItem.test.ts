@@ -1,54 +1,29 @@
 // delistItem-1.lua against real Redis: an operator's delist stops orders at once, keeps the
 // first delist time, takes over a low-stock delist (so a restock no longer relists), and an
 // unknown item is refused without writing.
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SaleCatalog } from '../../../src/sales/catalog.ts';
-import type { SaleItemDefinition } from '../../../src/sales/sale.ts';
+import type { SaleCatalog } from '../../../src/sales/catalog.ts';
 import { saleKeys } from '../../../src/stock/keys.ts';
-import { Reservations } from '../../../src/stock/reservations.ts';
-import { defineScripts, script, type ScriptCommands } from '../../../src/stock/scripts.ts';
-import { createTestContext, type TestContext } from '../../support/context.ts';
+import { script, type ScriptCommands } from '../../../src/stock/scripts.ts';
+import { luaFixture, saleItem as item } from '../../support/lua-fixtures.ts';
 
 const NOW = Math.floor(Date.now() / 1000) * 1000;
 
-let ctx: TestContext;
+const lua = luaFixture({ now: NOW, salePrefix: 'delist' });
+const { newSaleId, loadSale, fresh } = lua;
+const itemState = (saleId: string, sku = 'phone-x') => lua.itemFields(saleId, sku, 'delisted', 'delistedAt', 'available');
+
 let prefix: string;
 let redis: Redis;
 let commands: ScriptCommands;
 let catalog: SaleCatalog;
 
-let saleCounter = 0;
-const newSaleId = (label: string) => `delist-${label}-${++saleCounter}`;
-
-function item(overrides: Partial<SaleItemDefinition> = {}): SaleItemDefinition {
-  return { sku: 'phone-x', name: 'Phone X', unitPrice: 199_900, stock: 10, perUserLimit: 5, ...overrides };
-}
-
-async function loadSale(id: string, items: SaleItemDefinition[] = [item()]): Promise<void> {
-  const loaded = await catalog.load(
-    { id, name: 'Double 11', startsAt: NOW - 60_000, endsAt: NOW + 3_600_000, currency: 'CNY', paymentWindowSeconds: 900, items },
-    NOW - 120_000,
-  );
-  expect(loaded).toBe(true);
-}
-
-const fresh = () => new Reservations(redis, commands, prefix);
-const itemState = (saleId: string, sku = 'phone-x') =>
-  redis.hmget(saleKeys(prefix, saleId).item(sku), 'delisted', 'delistedAt', 'available');
-
 beforeAll(async () => {
-  ctx = await createTestContext();
-  prefix = ctx.config.redis.prefix;
-  redis = new Redis(ctx.redisUrl);
-  commands = defineScripts(redis);
-  catalog = new SaleCatalog(redis, commands, prefix);
+  ({ prefix, redis, commands, catalog } = await lua.open());
 });
 
-afterAll(async () => {
-  await redis?.quit();
-  await ctx?.cleanup();
-});
+afterAll(() => lua.close());
 
 describe('delistItem', () => {
   it('when a listed item is delisted, then it is marked as the operator\'s with the time, and orders are refused', async () => {

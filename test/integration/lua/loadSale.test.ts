@@ -7,9 +7,13 @@ import type { SaleDefinition, SaleItemDefinition } from '../../../src/sales/sale
 import { saleKeys } from '../../../src/stock/keys.ts';
 import { Reservations } from '../../../src/stock/reservations.ts';
 import { defineScripts, script, type ScriptCommands } from '../../../src/stock/scripts.ts';
-import { createTestContext, type TestContext } from '../../support/context.ts';
+import type { TestContext } from '../../support/context.ts';
+import { luaFixture, saleDefinition, saleItem } from '../../support/lua-fixtures.ts';
 
 const NOW = Math.floor(Date.now() / 1000) * 1000;
+
+const lua = luaFixture({ now: NOW, salePrefix: 'load' });
+const { newSaleId, scanKeys, snapshot } = lua;
 
 let ctx: TestContext;
 let prefix: string;
@@ -17,62 +21,17 @@ let redis: Redis;
 let commands: ScriptCommands;
 let catalog: SaleCatalog;
 
-let saleCounter = 0;
-const newSaleId = (label: string) => `load-${label}-${++saleCounter}`;
+const item = (overrides: Partial<SaleItemDefinition> = {}) => saleItem({ perUserLimit: 2, ...overrides });
 
-function item(overrides: Partial<SaleItemDefinition> = {}): SaleItemDefinition {
-  return { sku: 'phone-x', name: 'Phone X', unitPrice: 199_900, stock: 10, perUserLimit: 2, ...overrides };
-}
-
-function sale(id: string, items: SaleItemDefinition[], overrides: Partial<SaleDefinition> = {}): SaleDefinition {
-  return {
-    id,
-    name: 'Double 11',
-    startsAt: NOW + 60_000,
-    endsAt: NOW + 3_600_000,
-    currency: 'CNY',
-    paymentWindowSeconds: 600,
-    items,
-    ...overrides,
-  };
-}
-
-async function scanKeys(pattern: string): Promise<string[]> {
-  const found: string[] = [];
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
-    found.push(...keys);
-    cursor = next;
-  } while (cursor !== '0');
-  return found.sort();
-}
-
-/** Every key of the sale with its content (hashes, zsets, the outbox stream). */
-async function snapshot(saleId: string): Promise<Record<string, unknown>> {
-  const state: Record<string, unknown> = {};
-  for (const key of await scanKeys(`${prefix}:{${saleId}}:*`)) {
-    const type = await redis.type(key);
-    if (type === 'hash') state[key] = await redis.hgetall(key);
-    else if (type === 'zset') state[key] = await redis.zrange(key, 0, -1, 'WITHSCORES');
-    else if (type === 'stream') state[key] = await redis.xrange(key, '-', '+');
-    else state[key] = type;
-  }
-  return state;
-}
+/** A sale that starts in a minute, with ten minutes to pay. */
+const sale = (id: string, items: SaleItemDefinition[], overrides: Partial<SaleDefinition> = {}) =>
+  saleDefinition(id, items, NOW, { startsAt: NOW + 60_000, paymentWindowSeconds: 600, ...overrides });
 
 beforeAll(async () => {
-  ctx = await createTestContext();
-  prefix = ctx.config.redis.prefix;
-  redis = new Redis(ctx.redisUrl);
-  commands = defineScripts(redis);
-  catalog = new SaleCatalog(redis, commands, prefix);
+  ({ ctx, prefix, redis, commands, catalog } = await lua.open());
 });
 
-afterAll(async () => {
-  await redis?.quit();
-  await ctx?.cleanup();
-});
+afterAll(() => lua.close());
 
 describe('loadSale', () => {
   it('when a new sale is loaded, then the sale hash and one hash per item hold exactly its definition', async () => {

@@ -1,115 +1,44 @@
 // payOrder-5.lua against real Redis: a payment before the deadline pays the order once, a late
 // one expires it and gives its stock back once, every refusal writes nothing, and payments
 // racing each other, a cancel or the expiry at the deadline have exactly one winner.
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createPool, type Pool } from '../../../src/db/pool.ts';
 import { createLogger } from '../../../src/logger.ts';
 import { ExpirySweeper } from '../../../src/orders/expiry-sweeper.ts';
-import { OrderLifecycle, type LifecycleEvents } from '../../../src/orders/lifecycle.ts';
+import type { LifecycleEvents } from '../../../src/orders/lifecycle.ts';
 import type { Order } from '../../../src/orders/order.ts';
-import { OrderStore } from '../../../src/orders/order-store.ts';
-import { OrderRepository } from '../../../src/orders/repository.ts';
 import { parseStreamEntries } from '../../../src/orders/outbox.ts';
-import { SaleCatalog } from '../../../src/sales/catalog.ts';
-import type { SaleItemDefinition } from '../../../src/sales/sale.ts';
+import type { SaleCatalog } from '../../../src/sales/catalog.ts';
 import { saleKeys } from '../../../src/stock/keys.ts';
-import { Reservations } from '../../../src/stock/reservations.ts';
-import { defineScripts, script, type ScriptCommands } from '../../../src/stock/scripts.ts';
-import { createTestContext, type TestContext } from '../../support/context.ts';
+import type { TestContext } from '../../support/context.ts';
+import { luaFixture, saleItem as item } from '../../support/lua-fixtures.ts';
 
 // Near the real clock: order records expire at an absolute time derived from `now`.
 const NOW = Math.floor(Date.now() / 1000) * 1000;
 const PAYMENT_WINDOW_MS = 900_000;
 const DEADLINE = NOW + PAYMENT_WINDOW_MS;
 
+const lua = luaFixture({ now: NOW, salePrefix: 'pay', connections: 8, postgres: true });
+const { pool, newSaleId, loadSale, place, pay, snapshot, available } = lua;
+
 let ctx: TestContext;
 let prefix: string;
 let redis: Redis;
-let commands: ScriptCommands;
 let catalog: SaleCatalog;
-let pg: Pool;
-const pool: Redis[] = [];
 
-let saleCounter = 0;
-const newSaleId = (label: string) => `pay-${label}-${++saleCounter}`;
-
-function item(overrides: Partial<SaleItemDefinition> = {}): SaleItemDefinition {
-  return { sku: 'phone-x', name: 'Phone X', unitPrice: 199_900, stock: 10, perUserLimit: 5, ...overrides };
+/** releaseOrder as the owner (cancel) or the sweeper (expire) calls it. */
+function release(order: Order, action: 'cancel' | 'expire', now: number, client?: Redis): Promise<unknown> {
+  return lua.release(order, action, action === 'cancel' ? order.userId : '', now, client);
 }
 
-async function loadSale(id: string, items: SaleItemDefinition[] = [item()]): Promise<void> {
-  const loaded = await catalog.load(
-    { id, name: 'Double 11', startsAt: NOW - 60_000, endsAt: NOW + 3_600_000, currency: 'CNY', paymentWindowSeconds: PAYMENT_WINDOW_MS / 1000, items },
-    NOW - 120_000,
-  );
-  expect(loaded).toBe(true);
-}
-
-async function place(saleId: string, userId = 'u-1', quantity = 1): Promise<Order> {
-  const result = await new Reservations(redis, commands, prefix).reserve({ saleId, sku: 'phone-x', userId, quantity }, NOW);
-  if (result.kind !== 'accepted') throw new Error(`expected an accepted order, got ${JSON.stringify(result)}`);
-  return result.order;
-}
-
-function orderKeys(order: Pick<Order, 'id' | 'saleId' | 'sku'>): string[] {
-  const keys = saleKeys(prefix, order.saleId);
-  return [keys.order(order.id), keys.item(order.sku), keys.users(order.sku), keys.outbox, keys.deadlines];
-}
-
-function pay(order: Pick<Order, 'id' | 'saleId' | 'sku'>, userId: string, paymentRef: string, now: number, client: Redis = redis): Promise<unknown> {
-  return script(client === redis ? commands : defineScripts(client), 'payOrder')(...orderKeys(order), userId, paymentRef, now);
-}
-
-function release(order: Order, action: 'cancel' | 'expire', now: number, client: Redis = redis): Promise<unknown> {
-  const userId = action === 'cancel' ? order.userId : '';
-  return script(client === redis ? commands : defineScripts(client), 'releaseOrder')(...orderKeys(order), action, userId, now);
-}
-
-async function scanKeys(pattern: string): Promise<string[]> {
-  const found: string[] = [];
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
-    found.push(...keys);
-    cursor = next;
-  } while (cursor !== '0');
-  return found.sort();
-}
-
-/** Every key of the sale with its content: what "writes nothing" is checked against. */
-async function snapshot(saleId: string): Promise<Record<string, unknown>> {
-  const state: Record<string, unknown> = {};
-  for (const key of await scanKeys(`${prefix}:{${saleId}}:*`)) {
-    const type = await redis.type(key);
-    if (type === 'hash') state[key] = await redis.hgetall(key);
-    else if (type === 'zset') state[key] = await redis.zrange(key, 0, -1, 'WITHSCORES');
-    else if (type === 'stream') state[key] = await redis.xrange(key, '-', '+');
-    else if (type === 'string') state[key] = await redis.get(key);
-    else state[key] = type;
-  }
-  return state;
-}
-
-const available = async (saleId: string) => Number(await redis.hget(saleKeys(prefix, saleId).item('phone-x'), 'available'));
 const fieldsOf = (flat: readonly string[]) => Object.fromEntries(flat.flatMap((value, i) => (i % 2 === 0 ? [[value, flat[i + 1] ?? '']] : [])));
 const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
 
 beforeAll(async () => {
-  ctx = await createTestContext();
-  prefix = ctx.config.redis.prefix;
-  redis = new Redis(ctx.redisUrl);
-  commands = defineScripts(redis);
-  catalog = new SaleCatalog(redis, commands, prefix);
-  for (let i = 0; i < 8; i++) pool.push(new Redis(ctx.redisUrl));
-  pg = createPool({ databaseUrl: ctx.databaseUrl });
+  ({ ctx, prefix, redis, catalog } = await lua.open());
 });
 
-afterAll(async () => {
-  await Promise.all([redis, ...pool].map((client) => client?.quit()));
-  await pg?.end();
-  await ctx?.cleanup();
-});
+afterAll(() => lua.close());
 
 describe('payOrder: paying', () => {
   it('when the owner pays before the deadline, then the order is paid, leaves the deadlines and the paid order is in the outbox, stock untouched', async () => {
@@ -387,9 +316,7 @@ describe('payOrder: payment against expiry at the deadline', () => {
       onReopened: async () => void reopenings++,
     };
     const liveSaleIds = async () => [saleId];
-    const lifecycles = pool.map(
-      (client) => new OrderLifecycle(client, defineScripts(client), prefix, new OrderStore(client, prefix, new OrderRepository(pg), liveSaleIds), events),
-    );
+    const lifecycles = pool.map((client) => lua.lifecycleOn(client, events, liveSaleIds));
     const logger = createLogger(ctx.config);
     const sweepers = [0, 1].map((lane) => new ExpirySweeper(pool[lane]!, lifecycles[lane]!, prefix, liveSaleIds, logger));
 

@@ -1,114 +1,40 @@
 // releaseOrder-5.lua against real Redis: a cancel or an expiry gives the order's units back to
 // stock and to the user's limit exactly once — also when sweepers and shoppers race — every
 // refusal writes nothing, and released stock never relists a delisted item.
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createPool, type Pool } from '../../../src/db/pool.ts';
-import { OrderLifecycle, type LifecycleEvents } from '../../../src/orders/lifecycle.ts';
+import type { LifecycleEvents, OrderLifecycle } from '../../../src/orders/lifecycle.ts';
 import type { Order } from '../../../src/orders/order.ts';
-import { OrderStore } from '../../../src/orders/order-store.ts';
-import { OrderRepository } from '../../../src/orders/repository.ts';
 import { parseStreamEntries } from '../../../src/orders/outbox.ts';
-import { SaleCatalog } from '../../../src/sales/catalog.ts';
-import type { SaleItemDefinition } from '../../../src/sales/sale.ts';
+import type { SaleCatalog } from '../../../src/sales/catalog.ts';
 import { saleKeys } from '../../../src/stock/keys.ts';
-import { Reservations, type Reservation } from '../../../src/stock/reservations.ts';
-import { defineScripts, script, type ScriptCommands } from '../../../src/stock/scripts.ts';
-import { createTestContext, type TestContext } from '../../support/context.ts';
+import { Reservations } from '../../../src/stock/reservations.ts';
+import type { ScriptCommands } from '../../../src/stock/scripts.ts';
+import { luaFixture, saleItem as item, type Accepted } from '../../support/lua-fixtures.ts';
 
 // Near the real clock: order records expire at an absolute time derived from `now`.
 const NOW = Math.floor(Date.now() / 1000) * 1000;
 const PAYMENT_WINDOW_MS = 900_000;
 const DEADLINE = NOW + PAYMENT_WINDOW_MS;
 
-let ctx: TestContext;
+const lua = luaFixture({ now: NOW, salePrefix: 'release', connections: 8, postgres: true });
+const { pool, newSaleId, loadSale, place, release, snapshot, available, liveQuantities: live } = lua;
+
 let prefix: string;
 let redis: Redis;
 let commands: ScriptCommands;
 let catalog: SaleCatalog;
-let pg: Pool;
-const pool: Redis[] = [];
 
-let saleCounter = 0;
-const newSaleId = (label: string) => `release-${label}-${++saleCounter}`;
-
-function item(overrides: Partial<SaleItemDefinition> = {}): SaleItemDefinition {
-  return { sku: 'phone-x', name: 'Phone X', unitPrice: 199_900, stock: 10, perUserLimit: 5, ...overrides };
+/** payOrder as the order's owner calls it. */
+function pay(order: Order, paymentRef: string, now: number, client?: Redis): Promise<unknown> {
+  return lua.pay(order, order.userId, paymentRef, now, client);
 }
-
-async function loadSale(id: string, items: SaleItemDefinition[] = [item()]): Promise<void> {
-  const loaded = await catalog.load(
-    { id, name: 'Double 11', startsAt: NOW - 60_000, endsAt: NOW + 3_600_000, currency: 'CNY', paymentWindowSeconds: PAYMENT_WINDOW_MS / 1000, items },
-    NOW - 120_000,
-  );
-  expect(loaded).toBe(true);
-}
-
-type Accepted = Extract<Reservation, { kind: 'accepted' }>;
-
-async function place(saleId: string, userId = 'u-1', quantity = 1, sku = 'phone-x'): Promise<Order> {
-  const result = await new Reservations(redis, commands, prefix).reserve({ saleId, sku, userId, quantity }, NOW);
-  if (result.kind !== 'accepted') throw new Error(`expected an accepted order, got ${JSON.stringify(result)}`);
-  return result.order;
-}
-
-function orderKeys(order: Pick<Order, 'id' | 'saleId' | 'sku'>): string[] {
-  const keys = saleKeys(prefix, order.saleId);
-  return [keys.order(order.id), keys.item(order.sku), keys.users(order.sku), keys.outbox, keys.deadlines];
-}
-
-function release(order: Pick<Order, 'id' | 'saleId' | 'sku'>, action: 'cancel' | 'expire', userId: string, now: number, client: Redis = redis): Promise<unknown> {
-  const commandsOf = client === redis ? commands : defineScripts(client);
-  return script(commandsOf, 'releaseOrder')(...orderKeys(order), action, userId, now);
-}
-
-function pay(order: Order, paymentRef: string, now: number, client: Redis = redis): Promise<unknown> {
-  return script(client === redis ? commands : defineScripts(client), 'payOrder')(...orderKeys(order), order.userId, paymentRef, now);
-}
-
-async function scanKeys(pattern: string): Promise<string[]> {
-  const found: string[] = [];
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
-    found.push(...keys);
-    cursor = next;
-  } while (cursor !== '0');
-  return found.sort();
-}
-
-/** Every key of the sale with its content: what "writes nothing" is checked against. */
-async function snapshot(saleId: string): Promise<Record<string, unknown>> {
-  const state: Record<string, unknown> = {};
-  for (const key of await scanKeys(`${prefix}:{${saleId}}:*`)) {
-    const type = await redis.type(key);
-    if (type === 'hash') state[key] = await redis.hgetall(key);
-    else if (type === 'zset') state[key] = await redis.zrange(key, 0, -1, 'WITHSCORES');
-    else if (type === 'stream') state[key] = await redis.xrange(key, '-', '+');
-    else if (type === 'string') state[key] = await redis.get(key);
-    else state[key] = type;
-  }
-  return state;
-}
-
-const available = async (saleId: string, sku = 'phone-x') => Number(await redis.hget(saleKeys(prefix, saleId).item(sku), 'available'));
-const live = (saleId: string, sku = 'phone-x') => redis.hgetall(saleKeys(prefix, saleId).users(sku));
 
 beforeAll(async () => {
-  ctx = await createTestContext();
-  prefix = ctx.config.redis.prefix;
-  redis = new Redis(ctx.redisUrl);
-  commands = defineScripts(redis);
-  catalog = new SaleCatalog(redis, commands, prefix);
-  for (let i = 0; i < 8; i++) pool.push(new Redis(ctx.redisUrl));
-  pg = createPool({ databaseUrl: ctx.databaseUrl });
+  ({ prefix, redis, commands, catalog } = await lua.open());
 });
 
-afterAll(async () => {
-  await Promise.all([redis, ...pool].map((client) => client?.quit()));
-  await pg?.end();
-  await ctx?.cleanup();
-});
+afterAll(() => lua.close());
 
 describe('releaseOrder: releasing', () => {
   it('when the owner cancels before the deadline, then the units return to stock and to the limit, and the cancelled order is in the outbox', async () => {
@@ -336,7 +262,7 @@ describe('releaseOrder: exactly once under concurrency', () => {
     const saleId = newSaleId('storm');
     await loadSale(saleId, [item({ stock: 100, perUserLimit: 3 })]);
     const keys = saleKeys(prefix, saleId);
-    const lanes = pool.map((client) => new Reservations(client, defineScripts(client), prefix));
+    const lanes = lua.lanes();
 
     // Every user orders; every third cancels as soon as the order is accepted, then orders again.
     const outcomes = await Promise.all(
@@ -470,8 +396,7 @@ describe('releaseOrder: delisted items stay delisted (invariant 6)', () => {
 
 describe('releaseOrder: through OrderLifecycle', () => {
   function lifecycleOn(saleId: string, client: Redis, events: LifecycleEvents): OrderLifecycle {
-    const liveSaleIds = async () => [saleId];
-    return new OrderLifecycle(client, defineScripts(client), prefix, new OrderStore(client, prefix, new OrderRepository(pg), liveSaleIds), events);
+    return lua.lifecycleOn(client, events, async () => [saleId]);
   }
 
   function counting(): { events: LifecycleEvents; released: string[]; reopened: string[] } {

@@ -3,70 +3,29 @@
 // reopening is announced, and an unknown item is refused without writing.
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SaleCatalog } from '../../../src/sales/catalog.ts';
-import type { SaleItemDefinition } from '../../../src/sales/sale.ts';
+import type { SaleCatalog } from '../../../src/sales/catalog.ts';
 import { saleKeys, stockEventsChannel } from '../../../src/stock/keys.ts';
-import { Reservations, type Reservation, type ReserveRequest } from '../../../src/stock/reservations.ts';
-import { defineScripts, script, type ScriptCommands } from '../../../src/stock/scripts.ts';
-import { createTestContext, type TestContext } from '../../support/context.ts';
+import { script, type ScriptCommands } from '../../../src/stock/scripts.ts';
+import type { TestContext } from '../../support/context.ts';
+import { acceptedOf, luaFixture, refusalCodes, saleItem as item, shoppers as users } from '../../support/lua-fixtures.ts';
 
 const NOW = Math.floor(Date.now() / 1000) * 1000;
+
+const lua = luaFixture({ now: NOW, salePrefix: 'relist', connections: 8 });
+const { newSaleId, loadSale, fresh, rush } = lua;
+const itemState = (saleId: string) => lua.itemFields(saleId, 'phone-x', 'delisted', 'available');
 
 let ctx: TestContext;
 let prefix: string;
 let redis: Redis;
 let commands: ScriptCommands;
 let catalog: SaleCatalog;
-const pool: Redis[] = [];
-
-let saleCounter = 0;
-const newSaleId = (label: string) => `relist-${label}-${++saleCounter}`;
-
-function item(overrides: Partial<SaleItemDefinition> = {}): SaleItemDefinition {
-  return { sku: 'phone-x', name: 'Phone X', unitPrice: 199_900, stock: 10, perUserLimit: 5, ...overrides };
-}
-
-async function loadSale(id: string, items: SaleItemDefinition[] = [item()]): Promise<void> {
-  const loaded = await catalog.load(
-    { id, name: 'Double 11', startsAt: NOW - 60_000, endsAt: NOW + 3_600_000, currency: 'CNY', paymentWindowSeconds: 900, items },
-    NOW - 120_000,
-  );
-  expect(loaded).toBe(true);
-}
-
-const fresh = () => new Reservations(redis, commands, prefix);
-const itemState = (saleId: string) => redis.hmget(saleKeys(prefix, saleId).item('phone-x'), 'delisted', 'available');
-
-/** Fires every request at once over 8 connections, request i at NOW + i. */
-async function rush(requests: readonly ReserveRequest[]): Promise<Reservation[]> {
-  const lanes = pool.map((client) => new Reservations(client, defineScripts(client), prefix));
-  return Promise.all(
-    requests.map((request, i) => {
-      const lane = lanes[i % lanes.length];
-      if (!lane) throw new Error('no lane');
-      return lane.reserve(request, NOW + i);
-    }),
-  );
-}
-const users = (saleId: string, n: number) =>
-  Array.from({ length: n }, (_, i) => ({ saleId, sku: 'phone-x', userId: `u-${i}`, quantity: 1 }));
-type Accepted = Extract<Reservation, { kind: 'accepted' }>;
-const acceptedOf = (results: readonly Reservation[]) => results.filter((r): r is Accepted => r.kind === 'accepted');
-const refusalCodes = (results: readonly Reservation[]) => new Set(results.flatMap((r) => (r.kind === 'refused' ? [r.code] : [])));
 
 beforeAll(async () => {
-  ctx = await createTestContext();
-  prefix = ctx.config.redis.prefix;
-  redis = new Redis(ctx.redisUrl);
-  commands = defineScripts(redis);
-  catalog = new SaleCatalog(redis, commands, prefix);
-  for (let i = 0; i < 8; i++) pool.push(new Redis(ctx.redisUrl));
+  ({ ctx, prefix, redis, commands, catalog } = await lua.open());
 });
 
-afterAll(async () => {
-  await Promise.all([redis, ...pool].map((client) => client?.quit()));
-  await ctx?.cleanup();
-});
+afterAll(() => lua.close());
 
 describe('relistItem', () => {
   it('when an operator-delisted item is relisted, then it returns the stock left and orders are accepted again', async () => {

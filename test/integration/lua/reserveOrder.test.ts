@@ -6,13 +6,13 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { orderFromHash } from '../../../src/orders/order.ts';
 import { parseStreamEntries } from '../../../src/orders/outbox.ts';
-import { SaleCatalog } from '../../../src/sales/catalog.ts';
-import type { SaleDefinition, SaleItemDefinition } from '../../../src/sales/sale.ts';
+import type { SaleCatalog } from '../../../src/sales/catalog.ts';
 import { saleKeys } from '../../../src/stock/keys.ts';
-import { IDEMPOTENCY_TTL_SECONDS, ORDER_RETENTION_MS, Reservations, type Reservation, type ReserveRequest } from '../../../src/stock/reservations.ts';
+import { IDEMPOTENCY_TTL_SECONDS, ORDER_RETENTION_MS, type Reservation, type ReserveRequest } from '../../../src/stock/reservations.ts';
 import { parseReserveReply, type RefusalCode, type ReserveOutcome } from '../../../src/stock/reserve-outcome.ts';
-import { defineScripts, readScripts, script, type ScriptCommands } from '../../../src/stock/scripts.ts';
-import { createTestContext, type TestContext } from '../../support/context.ts';
+import { readScripts, script, type ScriptCommands } from '../../../src/stock/scripts.ts';
+import type { TestContext } from '../../support/context.ts';
+import { acceptedOf, luaFixture, refusalCodes, saleItem as item, type Accepted } from '../../support/lua-fixtures.ts';
 
 // Near the real clock: order records expire at an absolute time derived from `now`.
 const NOW = Math.floor(Date.now() / 1000) * 1000;
@@ -21,57 +21,15 @@ const ENDS_AT = NOW + 3_600_000;
 const PAYMENT_WINDOW_MS = 900_000;
 const CONNECTIONS = 8;
 
+const lua = luaFixture({ now: NOW, salePrefix: 'res', connections: CONNECTIONS });
+const { newSaleId, loadSale, fresh, rush, snapshot, scanKeys, available } = lua;
+
 let ctx: TestContext;
 let prefix: string;
 let redis: Redis;
 let commands: ScriptCommands;
 let catalog: SaleCatalog;
-const pool: Redis[] = [];
 
-let saleCounter = 0;
-const newSaleId = (label: string) => `res-${label}-${++saleCounter}`;
-
-function item(overrides: Partial<SaleItemDefinition> = {}): SaleItemDefinition {
-  return { sku: 'phone-x', name: 'Phone X', unitPrice: 199_900, stock: 10, perUserLimit: 5, ...overrides };
-}
-
-async function loadSale(id: string, items: SaleItemDefinition[] = [item()]): Promise<SaleDefinition> {
-  const sale: SaleDefinition = {
-    id,
-    name: 'Double 11',
-    startsAt: STARTS_AT,
-    endsAt: ENDS_AT,
-    currency: 'CNY',
-    paymentWindowSeconds: PAYMENT_WINDOW_MS / 1000,
-    items,
-  };
-  expect(await catalog.load(sale, NOW - 120_000)).toBe(true);
-  return sale;
-}
-
-const fresh = () => new Reservations(redis, commands, prefix);
-
-/** One Reservations per pooled connection, each with its own in-process memory. */
-function lanes(): Reservations[] {
-  return pool.map((client) => new Reservations(client, defineScripts(client), prefix));
-}
-
-/** Fires every request at once, request i on connection i mod 8, at time NOW + i. */
-async function rush(requests: readonly ReserveRequest[]): Promise<Reservation[]> {
-  const all = lanes();
-  return Promise.all(
-    requests.map((request, i) => {
-      const lane = all[i % all.length];
-      if (!lane) throw new Error('no lane');
-      return lane.reserve(request, NOW + i);
-    }),
-  );
-}
-
-type Accepted = Extract<Reservation, { kind: 'accepted' }>;
-const acceptedOf = (results: readonly Reservation[]) => results.filter((r): r is Accepted => r.kind === 'accepted');
-const refusalCodes = (results: readonly Reservation[]) =>
-  new Set(results.flatMap((r) => (r.kind === 'refused' ? [r.code] : [])));
 const sum = (values: readonly number[]) => values.reduce((a, b) => a + b, 0);
 
 function expectAccepted(result: Reservation): Accepted {
@@ -110,50 +68,14 @@ async function rawReserve(saleId: string, request: Omit<ReserveRequest, 'saleId'
   return parseReserveReply(await rawReply(saleId, request, now));
 }
 
-async function scanKeys(pattern: string): Promise<string[]> {
-  const found: string[] = [];
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
-    found.push(...keys);
-    cursor = next;
-  } while (cursor !== '0');
-  return found.sort();
-}
-
-/** Every key of the sale with its content: what "writes nothing" is checked against. */
-async function snapshot(saleId: string): Promise<Record<string, unknown>> {
-  const state: Record<string, unknown> = {};
-  for (const key of await scanKeys(`${prefix}:{${saleId}}:*`)) {
-    const type = await redis.type(key);
-    if (type === 'hash') state[key] = await redis.hgetall(key);
-    else if (type === 'zset') state[key] = await redis.zrange(key, 0, -1, 'WITHSCORES');
-    else if (type === 'stream') state[key] = await redis.xrange(key, '-', '+');
-    else if (type === 'string') state[key] = await redis.get(key);
-    else state[key] = type;
-  }
-  return state;
-}
-
 const orderKeys = (saleId: string) => scanKeys(`${prefix}:{${saleId}}:order:*`);
 
-async function available(saleId: string, sku = 'phone-x'): Promise<number> {
-  return Number(await redis.hget(saleKeys(prefix, saleId).item(sku), 'available'));
-}
-
 beforeAll(async () => {
-  ctx = await createTestContext();
-  prefix = ctx.config.redis.prefix;
-  redis = new Redis(ctx.redisUrl);
-  commands = defineScripts(redis);
-  catalog = new SaleCatalog(redis, commands, prefix);
-  for (let i = 0; i < CONNECTIONS; i++) pool.push(new Redis(ctx.redisUrl));
+  ({ ctx, prefix, redis, commands, catalog } = await lua.open());
 });
 
-afterAll(async () => {
-  await Promise.all([redis, ...pool].map((client) => client?.quit()));
-  await ctx?.cleanup();
-});
+afterAll(() => lua.close());
+
 
 describe('reserveOrder: an accepted order', () => {
   it('when a listed item is ordered in the sale window, then stock, user quantity, order, deadline, outbox and idempotency key are written together', async () => {

@@ -2,16 +2,17 @@
 // 201s become exactly the rows in Postgres, redelivery changes nothing, and the Postgres guard
 // refuses an oversell loudly (failed job + metric) while the rest of the batch still lands.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import pg from 'pg';
-import { createLogger } from '../../../src/logger.ts';
+import type pg from 'pg';
 import { createPersistQueue } from '../../../src/orders/queue.ts';
 import { PERSIST_JOB } from '../../../src/orders/queue.ts';
 import { SaleCatalog } from '../../../src/sales/catalog.ts';
-import { startService, type RunningService } from '../../../src/service.ts';
+import type { RunningService } from '../../../src/service.ts';
 import { defineScripts } from '../../../src/stock/scripts.ts';
 import { Redis } from 'ioredis';
-import { saleBody, tokens } from '../../support/api.ts';
-import { createTestContext, type TestContext } from '../../support/context.ts';
+import { testApi, tokens, type SaleItemInput } from '../../support/api.ts';
+import type { TestContext } from '../../support/context.ts';
+
+const api = testApi({ role: 'all', db: true });
 
 let ctx: TestContext;
 let service: RunningService;
@@ -20,26 +21,13 @@ let baseUrl: string;
 const auth = () => tokens(ctx.config.jwtSecret);
 
 beforeAll(async () => {
-  ctx = await createTestContext();
-  const config = ctx.configWith({ RATE_LIMIT_USER_PER_SEC: '0' });
-  service = await startService(config, createLogger(config), 'all');
-  const address = service.app!.server.address();
-  baseUrl = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
-  db = new pg.Client({ connectionString: ctx.databaseUrl });
-  await db.connect();
+  ({ ctx, service, db, baseUrl } = await api.open());
 });
 
-afterAll(async () => {
-  await db.end();
-  await service.stop();
-  await ctx.cleanup();
-});
+afterAll(() => api.close());
 
-async function createSale(items: Parameters<typeof saleBody>[0]): Promise<string> {
-  const body = saleBody(items);
-  const response = await service.app!.inject({ method: 'POST', url: '/v1/admin/sales', headers: { authorization: auth().admin() }, payload: body });
-  expect(response.statusCode).toBe(201);
-  return body.id;
+async function createSale(items: SaleItemInput[]): Promise<string> {
+  return (await api.createSale(items)).id;
 }
 
 async function waitForRows(saleId: string, count: number, timeoutMs = 20_000): Promise<void> {

@@ -1,0 +1,161 @@
+// Fixtures for the tests that drive the Lua scripts against real Redis: this file's namespace,
+// a connection with the scripts defined, a SaleCatalog, optional extra connections and Postgres,
+// and the arrange steps they share. Create one per file at module scope; open() it in beforeAll.
+import { Redis } from 'ioredis';
+import { expect } from 'vitest';
+import { createPool, type Pool } from '../../src/db/pool.ts';
+import { OrderLifecycle, type LifecycleEvents } from '../../src/orders/lifecycle.ts';
+import type { Order } from '../../src/orders/order.ts';
+import { OrderStore } from '../../src/orders/order-store.ts';
+import { OrderRepository } from '../../src/orders/repository.ts';
+import { SaleCatalog } from '../../src/sales/catalog.ts';
+import type { SaleDefinition, SaleItemDefinition } from '../../src/sales/sale.ts';
+import { saleKeys } from '../../src/stock/keys.ts';
+import { Reservations, type Reservation, type ReserveRequest } from '../../src/stock/reservations.ts';
+import { defineScripts, script, type ScriptCommands } from '../../src/stock/scripts.ts';
+import { createTestContext, type TestContext } from './context.ts';
+import { saleState } from './sale-state.ts';
+
+/** The item most script tests sell. */
+const SKU = 'phone-x';
+
+/** An item of a sale definition: 10 units of phone-x at 1,999.00, at most 5 per user. */
+export function saleItem(overrides: Partial<SaleItemDefinition> = {}): SaleItemDefinition {
+  return { sku: SKU, name: 'Phone X', unitPrice: 199_900, stock: 10, perUserLimit: 5, ...overrides };
+}
+
+/** A sale open around `now`: started a minute before, ends an hour after, 900 s to pay. */
+export function saleDefinition(id: string, items: SaleItemDefinition[], now: number, overrides: Partial<SaleDefinition> = {}): SaleDefinition {
+  return { id, name: 'Double 11', startsAt: now - 60_000, endsAt: now + 3_600_000, currency: 'CNY', paymentWindowSeconds: 900, items, ...overrides };
+}
+
+export type Accepted = Extract<Reservation, { kind: 'accepted' }>;
+export const acceptedOf = (results: readonly Reservation[]) => results.filter((r): r is Accepted => r.kind === 'accepted');
+export const refusalCodes = (results: readonly Reservation[]) => new Set(results.flatMap((r) => (r.kind === 'refused' ? [r.code] : [])));
+
+/** One single-unit request of phone-x from each of n users, `${tag}-0` to `${tag}-(n-1)`. */
+export const shoppers = (saleId: string, n: number, tag = 'u'): ReserveRequest[] =>
+  Array.from({ length: n }, (_, i) => ({ saleId, sku: SKU, userId: `${tag}-${i}`, quantity: 1 }));
+
+export interface LuaFixtureOptions {
+  /** The tests' clock: sales are loaded open around it, orders placed and rushes fired at it. */
+  readonly now: number;
+  /** Sale ids are `${salePrefix}-${label}-${n}`. */
+  readonly salePrefix: string;
+  /** How many extra connections `pool` holds, for races. */
+  readonly connections?: number;
+  /** A Postgres pool on this file's database, which lifecycleOn() needs. */
+  readonly postgres?: boolean;
+}
+
+export interface OpenLua {
+  readonly ctx: TestContext;
+  readonly prefix: string;
+  readonly redis: Redis;
+  readonly commands: ScriptCommands;
+  readonly catalog: SaleCatalog;
+  readonly pg: Pool | undefined;
+}
+
+type OrderRef = Pick<Order, 'id' | 'saleId' | 'sku'>;
+
+export function luaFixture(options: LuaFixtureOptions) {
+  const { now } = options;
+  const pool: Redis[] = [];
+  let opened: OpenLua | undefined;
+  let saleCounter = 0;
+
+  const the = (): OpenLua => {
+    if (!opened) throw new Error('the Lua fixture is not open: call open() in beforeAll');
+    return opened;
+  };
+  const state = saleState(the);
+  /** The scripts on `client`: the main connection's, or defined afresh on another. */
+  const scriptsFor = (client: Redis): ScriptCommands => (client === the().redis ? the().commands : defineScripts(client));
+  /** A Reservations of its own (its own in-process memory) on `client`. */
+  const reservationsOn = (client: Redis): Reservations => new Reservations(client, scriptsFor(client), the().prefix);
+  /** One Reservations per pooled connection, each with its own in-process memory. */
+  const lanes = (): Reservations[] => pool.map((client) => reservationsOn(client));
+  /** The keys payOrder and releaseOrder take, in their order. */
+  const orderKeys = (order: OrderRef): string[] => {
+    const keys = saleKeys(the().prefix, order.saleId);
+    return [keys.order(order.id), keys.item(order.sku), keys.users(order.sku), keys.outbox, keys.deadlines];
+  };
+
+  return {
+    /** Extra connections (empty until open()), for racing over several connections. */
+    pool: pool as readonly Redis[],
+
+    async open(): Promise<OpenLua> {
+      const ctx = await createTestContext();
+      const prefix = ctx.config.redis.prefix;
+      const redis = new Redis(ctx.redisUrl);
+      const commands = defineScripts(redis);
+      const pg = options.postgres ? createPool({ databaseUrl: ctx.databaseUrl }) : undefined;
+      opened = { ctx, prefix, redis, commands, catalog: new SaleCatalog(redis, commands, prefix), pg };
+      for (let i = 0; i < (options.connections ?? 0); i++) pool.push(new Redis(ctx.redisUrl));
+      return opened;
+    },
+
+    async close(): Promise<void> {
+      const closing = opened;
+      opened = undefined;
+      await Promise.all([closing?.redis, ...pool.splice(0)].map((client) => client?.quit()));
+      await closing?.pg?.end();
+      await closing?.ctx.cleanup();
+    },
+
+    newSaleId: (label: string) => `${options.salePrefix}-${label}-${++saleCounter}`,
+
+    /** Loads a sale open around `now` (see saleDefinition) and checks that it was new. */
+    async loadSale(id: string, items: SaleItemDefinition[] = [saleItem()], overrides: Partial<SaleDefinition> = {}): Promise<SaleDefinition> {
+      const sale = saleDefinition(id, items, now, overrides);
+      expect(await the().catalog.load(sale, now - 120_000)).toBe(true);
+      return sale;
+    },
+
+    /** A Reservations with fresh in-process memory on the main connection. */
+    fresh: (): Reservations => reservationsOn(the().redis),
+    lanes,
+
+    /** Fires every request at once, request i on pooled connection i mod n, at time now + i. */
+    async rush(requests: readonly ReserveRequest[]): Promise<Reservation[]> {
+      const all = lanes();
+      return Promise.all(
+        requests.map((request, i) => {
+          const lane = all[i % all.length];
+          if (!lane) throw new Error('no lane');
+          return lane.reserve(request, now + i);
+        }),
+      );
+    },
+
+    /** Places an order at `now` that must be accepted, and returns it. */
+    async place(saleId: string, userId = 'u-1', quantity = 1, sku = SKU): Promise<Order> {
+      const result = await reservationsOn(the().redis).reserve({ saleId, sku, userId, quantity }, now);
+      if (result.kind !== 'accepted') throw new Error(`expected an accepted order, got ${JSON.stringify(result)}`);
+      return result.order;
+    },
+
+    /** payOrder called directly, on `client` (the main connection by default): its raw reply. */
+    pay: (order: OrderRef, userId: string, paymentRef: string, at: number, client?: Redis): Promise<unknown> =>
+      script(scriptsFor(client ?? the().redis), 'payOrder')(...orderKeys(order), userId, paymentRef, at),
+
+    /** releaseOrder called directly, on `client` (the main connection by default): its raw reply. */
+    release: (order: OrderRef, action: 'cancel' | 'expire', userId: string, at: number, client?: Redis): Promise<unknown> =>
+      script(scriptsFor(client ?? the().redis), 'releaseOrder')(...orderKeys(order), action, userId, at),
+
+    /** An OrderLifecycle on `client` whose store reads Postgres and sees `liveSaleIds` as live. */
+    lifecycleOn(client: Redis, events: LifecycleEvents, liveSaleIds: () => Promise<string[]>): OrderLifecycle {
+      const { prefix, pg } = the();
+      if (!pg) throw new Error('lifecycleOn needs the fixture opened with postgres: true');
+      return new OrderLifecycle(client, scriptsFor(client), prefix, new OrderStore(client, prefix, new OrderRepository(pg), liveSaleIds), events);
+    },
+
+    ...state,
+    /** An item's available units (phone-x unless told). */
+    available: (saleId: string, sku = SKU) => state.available(saleId, sku),
+    /** Every user's live quantity of an item (phone-x unless told). */
+    liveQuantities: (saleId: string, sku = SKU) => state.liveQuantities(saleId, sku),
+  };
+}
