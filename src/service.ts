@@ -89,10 +89,12 @@ export async function startService(config: Config, logger: Logger, role: Role): 
   const metrics = createMetrics();
   const prefix = config.redis.prefix;
   const redis = createRedis(config, { name: `flashsale-${role}`, enableAutoPipelining: true });
-  const subscriber = createRedis(config, { name: `flashsale-${role}-events` });
+  const serves = role === 'api' || role === 'all';
+  // Only the API listens for reopenings (its sold-out marks); workers just publish them.
+  const subscriber = serves ? createRedis(config, { name: `flashsale-${role}-events` }) : undefined;
   const pool: Pool = createPool(config);
   pool.on('error', (err) => logger.warn({ err }, 'idle Postgres client failed'));
-  for (const client of [redis, subscriber]) client.on('error', (err: Error) => logger.warn({ err: err.message }, 'Redis connection error'));
+  for (const client of [redis, subscriber]) client?.on('error', (err: Error) => logger.warn({ err: err.message }, 'Redis connection error'));
 
   const scripts = defineScripts(redis);
   const closedItems = new ClosedItems();
@@ -117,7 +119,7 @@ export async function startService(config: Config, logger: Logger, role: Role): 
 
   const metricsServer = await startMetricsServer(metrics.registry, config.metrics.host, config.metrics.port);
   let app: App | undefined;
-  if (role === 'api' || role === 'all') {
+  if (serves && subscriber) {
     await subscribeToReopenings(subscriber, prefix, closedItems, logger).catch((err: unknown) =>
       logger.warn({ err }, 'stock events subscription failed; sold-out marks expire on their own'),
     );
@@ -151,7 +153,7 @@ export async function startService(config: Config, logger: Logger, role: Role): 
       stopping = true;
       if (app) await app.close();
       for (const stopWorker of stopWorkers) await stopWorker();
-      await Promise.all([closeRedis(redis), closeRedis(subscriber)]);
+      await Promise.all([closeRedis(redis), subscriber && closeRedis(subscriber)]);
       await pool.end();
       await metricsServer.close();
       logger.info({ role }, 'service stopped');
