@@ -36,6 +36,8 @@ export interface RunningService {
 const PROBE_TIMEOUT_MS = 1_000;
 
 function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  // Should the timeout win, the check may still fail later: that failure is already reported.
+  promise.catch(() => {});
   return Promise.race([
     promise,
     new Promise<T>((_resolve, reject) => setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms).unref()),
@@ -103,7 +105,7 @@ export async function startService(config: Config, logger: Logger, role: Role): 
   const sales = new SalesService(new SaleRepository(pool), catalog, metricEvents(metrics), logger);
   const orders = new OrderStore(redis, prefix, new OrderRepository(pool), (options) => sales.liveSaleIds(options));
   const lifecycle = new OrderLifecycle(redis, scripts, prefix, orders, lifecycleEvents(metrics, catalog, closedItems));
-  const persistQueue = createPersistQueue(config);
+  const persistQueue = createPersistQueue(config, logger);
   const reporter = new SaleReporter(sales, pool, redis, prefix, () => persistQueue.queue);
 
   let stopping = false;

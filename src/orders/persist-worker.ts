@@ -85,6 +85,7 @@ export function createPersistWorker(deps: PersistWorkerDeps): { worker: Worker<P
 
   // Worker connection: blocking commands, so no per-request retry limit (BullMQ's requirement).
   const connection = createRedis(config, { name: 'flashsale-queue-worker', maxRetriesPerRequest: null });
+  connection.on('error', (err: Error) => logger.warn({ err: err.message }, 'persist worker connection error'));
   const worker = new Worker<PersistBatch>(PERSIST_QUEUE, processor, {
     connection: connection as unknown as ConnectionOptions,
     prefix: queuePrefix(config),

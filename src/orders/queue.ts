@@ -2,6 +2,7 @@
 // one hash tag so the queue works on Redis Cluster; producers and workers use separate connections.
 import { Queue, type ConnectionOptions } from 'bullmq';
 import type { Config } from '../config.ts';
+import type { Logger } from '../logger.ts';
 import { closeRedis, createRedis } from '../redis/connection.ts';
 import type { PersistBatch } from './outbox.ts';
 
@@ -23,9 +24,12 @@ export function persistBackoff(attemptsMade: number): number {
 export type PersistQueue = Queue<PersistBatch, void, typeof PERSIST_JOB>;
 
 /** The queue and its own connection (BullMQ leaves a connection it was given open on close). */
-export function createPersistQueue(config: Config): { queue: PersistQueue; close(): Promise<void> } {
+export function createPersistQueue(config: Config, logger?: Logger): { queue: PersistQueue; close(): Promise<void> } {
   // Producer connection: fail fast rather than queue commands while Redis is away.
   const redis = createRedis(config, { name: 'flashsale-queue-producer', maxRetriesPerRequest: 1 });
+  // An 'error' event without a listener would crash the process; Redis outages are survivable.
+  const warn = (err: Error) => logger?.warn({ err: err.message }, 'persist queue connection error');
+  redis.on('error', warn);
   const queue = new Queue<PersistBatch, void, typeof PERSIST_JOB>(PERSIST_QUEUE, {
     connection: redis as unknown as ConnectionOptions,
     prefix: queuePrefix(config),
@@ -37,10 +41,13 @@ export function createPersistQueue(config: Config): { queue: PersistQueue; close
       removeOnFail: false,
     },
   });
+  queue.on('error', warn);
   return {
     queue,
     async close() {
-      await queue.close();
+      // BullMQ closing a queue whose connection never came up leaves a rejection unhandled;
+      // with no Redis there is nothing to flush, so only the connection is dropped then.
+      if (redis.status === 'ready') await queue.close();
       await closeRedis(redis);
     },
   };
