@@ -480,6 +480,16 @@ export async function ordersAcceptedInRedis(stack: Stack, saleId: string): Promi
   }
 }
 
+/** Waits (bounded) until the sale's outbox is empty: a dead relay's entries are claimed once idle. */
+export async function outboxDrained(redis: Redis, prefix: string, saleId: string, timeoutMs: number): Promise<{ total: number; length: number }> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const state = await outboxPending(redis, prefix, saleId);
+    if ((state.total === 0 && state.length === 0) || Date.now() > deadline) return state;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
 /** Pending (read, unacknowledged) entries of the sale's outbox, by consumer. */
 export async function outboxPending(redis: Redis, prefix: string, saleId: string): Promise<{ total: number; length: number }> {
   const stream = saleKeys(prefix, saleId).outbox;
