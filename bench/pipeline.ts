@@ -164,6 +164,10 @@ async function run(): Promise<RunResult> {
   } finally {
     await stop(api);
     await db.end();
+    // The bench's database goes with it.
+    const admin = new pg.Client({ connectionString: databaseUrl('postgres') });
+    await admin.connect();
+    await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(new URL(dbUrl).pathname.slice(1))} WITH (FORCE)`).finally(() => admin.end());
     // The bench's keys go with it.
     let cursor = '0';
     do {
