@@ -3,9 +3,14 @@
 // message saying what to install.
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { Redis } from 'ioredis';
-import pg from 'pg';
-import { resolveBinary, startLocalPostgres, startLocalRedis, type LocalServer } from '../test/support/local-servers.ts';
+import {
+  postgresAnswers,
+  redisAnswers,
+  resolveBinary,
+  startLocalPostgres,
+  startLocalRedis,
+  type LocalServer,
+} from '../test/support/local-servers.ts';
 
 export interface Services {
   readonly redisUrl: string;
@@ -17,33 +22,6 @@ export interface Services {
 
 const DEFAULT_REDIS = 'redis://127.0.0.1:6379';
 const DEFAULT_POSTGRES = 'postgres://postgres@127.0.0.1:5432/postgres';
-
-async function redisAnswers(url: string): Promise<boolean> {
-  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 1_000 });
-  redis.on('error', () => {});
-  try {
-    await redis.connect();
-    return (await redis.ping()) === 'PONG';
-  } catch {
-    return false;
-  } finally {
-    redis.disconnect();
-  }
-}
-
-async function postgresAnswers(url: string): Promise<boolean> {
-  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 1_000 });
-  client.on('error', () => {});
-  try {
-    await client.connect();
-    await client.query('SELECT 1');
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await client.end().catch(() => {});
-  }
-}
 
 function binaryAvailable(name: string): boolean {
   try {

@@ -143,7 +143,7 @@ export async function startLocalRedis(opts: LocalRedisOptions = {}): Promise<Loc
     helpersLiveInDir: false,
     needsBusPort: opts.clusterEnabled === true,
     probe: async (port) => {
-      if (!(await redisAnswers(port))) return false;
+      if (!(await redisAnswers(`redis://127.0.0.1:${port}`))) return false;
       if (opts.clusterEnabled === true) await assignAllSlots(port);
       return true;
     },
@@ -195,7 +195,7 @@ export async function startLocalPostgres(opts: LocalPostgresOptions = {}): Promi
     // Backends are their own process groups but all run in the data directory.
     helpersLiveInDir: true,
     needsBusPort: false,
-    probe: postgresAnswers,
+    probe: (port) => postgresAnswers(`postgres://postgres@127.0.0.1:${port}/postgres`),
   };
   return launch(spec, dir, owned, opts.port, opts.readyTimeoutMs);
 }
@@ -579,10 +579,9 @@ async function withTimeout<T>(promise: Promise<T>, ms: number, onTimeout: () => 
   }
 }
 
-async function redisAnswers(port: number): Promise<boolean> {
-  const client = new Redis({
-    host: '127.0.0.1',
-    port,
+/** True when a Redis at this URL answers PING (used by the demo to find one, too). */
+export async function redisAnswers(url: string): Promise<boolean> {
+  const client = new Redis(url, {
     lazyConnect: true,
     enableOfflineQueue: false,
     enableReadyCheck: false,
@@ -622,12 +621,10 @@ async function assignAllSlots(port: number): Promise<void> {
   }
 }
 
-async function postgresAnswers(port: number): Promise<boolean> {
+/** True when a Postgres at this URL answers a query (used by the demo to find one, too). */
+export async function postgresAnswers(url: string): Promise<boolean> {
   const client = new pg.Client({
-    host: '127.0.0.1',
-    port,
-    user: 'postgres',
-    database: 'postgres',
+    connectionString: url,
     connectionTimeoutMillis: 1_000,
     query_timeout: 1_000,
   });
