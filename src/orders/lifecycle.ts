@@ -50,10 +50,9 @@ export class OrderLifecycle {
 
   /** The order as its owner (or an operator, userId '') may act on it. */
   private async load(orderId: string, userId: string): Promise<{ order: Order; inRedis: boolean } | undefined> {
-    const found = await this.orders.find(orderId);
-    if (!found || (userId !== '' && found.userId !== userId)) return undefined;
-    const live = await this.orders.fromRedis(found.saleId, orderId);
-    return live ? { order: live, inRedis: true } : { order: found, inRedis: false };
+    const located = await this.orders.locate(orderId);
+    if (!located || (userId !== '' && located.order.userId !== userId)) return undefined;
+    return located;
   }
 
   private async after(order: Order, changed: boolean): Promise<LifecycleOutcome> {

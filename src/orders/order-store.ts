@@ -21,16 +21,23 @@ export class OrderStore {
   }
 
   async find(orderId: string): Promise<Order | undefined> {
+    return (await this.locate(orderId))?.order;
+  }
+
+  /** The order, and whether it came from Redis (its live record) or only from Postgres. */
+  async locate(orderId: string): Promise<{ order: Order; inRedis: boolean } | undefined> {
     if (!isOrderId(orderId)) return undefined;
     const persisted = await this.repository.find(orderId);
-    if (persisted) return (await this.fromRedis(persisted.saleId, orderId)) ?? persisted;
+    if (persisted) {
+      const live = await this.fromRedis(persisted.saleId, orderId);
+      return live ? { order: live, inRedis: true } : { order: persisted, inRedis: false };
+    }
     // Not in Postgres yet: it can only be a recent order of a live sale, perhaps one created
     // (by another process) since this process last listed them.
     const cached = await this.liveSaleIds();
-    const found = await this.findInSales(cached, orderId);
-    if (found) return found;
-    const fresh = (await this.liveSaleIds({ fresh: true })).filter((saleId) => !cached.includes(saleId));
-    return this.findInSales(fresh, orderId);
+    const fresh = async () => (await this.liveSaleIds({ fresh: true })).filter((saleId) => !cached.includes(saleId));
+    const found = (await this.findInSales(cached, orderId)) ?? (await this.findInSales(await fresh(), orderId));
+    return found && { order: found, inRedis: true };
   }
 
   private async findInSales(saleIds: readonly string[], orderId: string): Promise<Order | undefined> {

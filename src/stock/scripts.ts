@@ -34,6 +34,7 @@ export function readScripts(dir: string = LUA_DIR): ScriptFile[] {
 }
 
 const SCRIPTS = readScripts();
+const SCRIPT_SHAS = SCRIPTS.map((s) => createHash('sha1').update(s.lua).digest('hex'));
 
 type ScriptCall = (...keysAndArgs: (string | number)[]) => Promise<unknown>;
 
@@ -71,10 +72,9 @@ export async function ensureScriptsLoaded(client: RedisClient): Promise<boolean>
 }
 
 async function ensureLoadedOn(node: Redis): Promise<boolean> {
-  const shas = SCRIPTS.map((s) => createHash('sha1').update(s.lua).digest('hex'));
-  const cached = (await node.script('EXISTS', ...shas)) as number[];
+  const cached = (await node.script('EXISTS', ...SCRIPT_SHAS)) as number[];
   if (cached.every((flag) => flag === 1)) return true;
   await Promise.all(SCRIPTS.map((s) => node.script('LOAD', s.lua)));
-  const exists = (await node.script('EXISTS', ...shas)) as number[];
+  const exists = (await node.script('EXISTS', ...SCRIPT_SHAS)) as number[];
   return exists.every((flag) => flag === 1);
 }
