@@ -1,5 +1,6 @@
-// Entry point: `tsx src/main.ts [all|api|worker]` runs the chosen roles (`all` migrates first) and exits gracefully on
-// SIGTERM/SIGINT (a second signal, or the shutdown timeout, exits at once).
+// Entry point: `node dist/main.js [all|api|worker]` (compiled by `npm run build`; `tsx src/main.ts` in development)
+// runs the chosen roles (`all` migrates first) and exits gracefully on SIGTERM/SIGINT (a second signal, or the
+// shutdown timeout, exits at once).
 import closeWithGrace from 'close-with-grace';
 import { loadConfigOrExit, type Role } from './config.ts';
 import { migrate } from './db/migrate.ts';

@@ -1,4 +1,4 @@
-// `npm run migrate`: applies pending migrations to DATABASE_URL; exits non-zero on any failure.
+// `npm run migrate` (node dist/cli/migrate.js): applies pending migrations to DATABASE_URL; exits non-zero on any failure.
 import { loadConfigOrExit } from '../config.ts';
 import { createLogger } from '../logger.ts';
 import { migrate } from '../db/migrate.ts';

@@ -1,11 +1,13 @@
 // The container deployment's promises, read from docker-compose.yml, the Dockerfile and
 // .dockerignore: durable Redis, health-gated start order, and each role's configuration.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { parse } from 'yaml';
 import { describe, expect, it } from 'vitest';
 
 const root = new URL('../../', import.meta.url);
 const read = (file: string): string => readFileSync(new URL(file, root), 'utf8');
+// tsconfig.build.json compiles src/x.ts to dist/x.js (rootDir src, outDir dist).
+const sourceOf = (compiled: string): URL => new URL(compiled.replace(/^dist\//, 'src/').replace(/\.js$/, '.ts'), root);
 
 // The configuration table of API.md, plus settings the config module also reads.
 const CONTRACT_VARIABLES = [
@@ -95,15 +97,18 @@ describe('docker-compose.yml', () => {
     expect(service('migrate')['restart']).toBe('no');
   });
 
-  it('when the node services are built, then all come from the Dockerfile and run their npm script', () => {
+  it('when the node services are built, then all come from the Dockerfile and run its compiled entry points', () => {
     for (const name of NODE_SERVICES) {
       const build = objectAt(service(name)['build'], `services.${name}.build`);
       expect(build['dockerfile']).toBe('Dockerfile');
       expect(build['context']).toBe('.');
     }
-    expect(commandText('migrate')).toBe('npm run migrate');
-    expect(commandText('api')).toBe('npm run start:api');
-    expect(commandText('worker')).toBe('npm run start:worker');
+    // node runs the JavaScript directly: no npm in between (it would not pass SIGTERM on), no
+    // TypeScript compiled at start-up (the image has no compiler).
+    expect(commandText('migrate')).toBe('node dist/cli/migrate.js');
+    expect(commandText('api')).toBe('node dist/main.js api');
+    expect(commandText('worker')).toBe('node dist/main.js worker');
+    for (const name of NODE_SERVICES) expect(existsSync(sourceOf(commandText(name).split(' ')[1] ?? ''))).toBe(true);
   });
 
   it('when the node services are configured, then each sets what it needs and nothing outside the contract', () => {
@@ -136,15 +141,41 @@ describe('docker-compose.yml', () => {
 
 describe('Dockerfile', () => {
   const dockerfile = read('Dockerfile');
+  // Stages in order, each the text from its FROM line to the next.
+  const stages = dockerfile.split(/^(?=FROM\s)/m).filter((part) => part.startsWith('FROM'));
+  const runtime = stages.at(-1) ?? '';
+  const build = stages.find((stage) => /^RUN npm run build\s*$/m.test(stage)) ?? '';
 
-  it('when built, then it starts from Node 20, installs from the lockfile and runs in production mode', () => {
-    expect(dockerfile).toMatch(/^FROM node:20(-slim)?(@sha256:[0-9a-f]+)?\s*$/m);
-    expect(dockerfile).toMatch(/^RUN npm ci\b/m);
-    expect(dockerfile).toMatch(/^ENV NODE_ENV=production\s*$/m);
+  it('when built, then a build stage with the dev dependencies compiles the TypeScript', () => {
+    expect(stages.length).toBeGreaterThanOrEqual(2);
+    expect(build).toMatch(/^FROM node:20(-slim)?(@sha256:[0-9a-f]+)? AS (\S+)\s*$/m);
+    expect(build).toMatch(/^RUN npm ci(?!.*--omit=dev)/m);
+    expect(build).toMatch(/^COPY .*tsconfig\.build\.json/m);
+  });
+
+  it('when run, then the last stage is Node 20 in production mode with production dependencies only', () => {
+    expect(runtime).toMatch(/^FROM node:20(-slim)?(@sha256:[0-9a-f]+)?\s*$/m);
+    expect(runtime).toMatch(/^RUN npm ci --omit=dev\b/m);
+    expect(runtime).toMatch(/^ENV NODE_ENV=production\s*$/m);
+  });
+
+  it('when run, then it holds the compiled code beside lua/ and migrations/, and no TypeScript', () => {
+    const stageName = /^FROM \S+ AS (\S+)/m.exec(build)?.[1];
+    expect(runtime).toMatch(new RegExp(`^COPY --from=${stageName} /app/dist \\./dist\\s*$`, 'm'));
+    expect(runtime).toMatch(/^COPY lua \.\/lua\s*$/m);
+    expect(runtime).toMatch(/^COPY migrations \.\/migrations\s*$/m);
+    expect(runtime).not.toMatch(/^COPY (src|tsconfig)/m);
+    expect(runtime).toMatch(/^CMD \["node", "dist\/main\.js", "all"\]\s*$/m);
+    expect(existsSync(sourceOf('dist/main.js'))).toBe(true);
+  });
+
+  it('when installed for production, then no dependency compiles TypeScript at start-up', () => {
+    const manifest = JSON.parse(read('package.json')) as { dependencies: Record<string, string> };
+    for (const compiler of ['tsx', 'typescript', 'ts-node', 'esbuild']) expect(Object.keys(manifest.dependencies)).not.toContain(compiler);
   });
 
   it('when run, then the process is not root', () => {
-    const user = /^USER\s+(\S+)\s*$/m.exec(dockerfile)?.[1];
+    const user = /^USER\s+(\S+)\s*$/m.exec(runtime)?.[1];
     expect(user).toBeDefined();
     expect(['root', '0']).not.toContain(user);
   });
@@ -156,6 +187,7 @@ describe('.dockerignore', () => {
       .split('\n')
       .map((line) => line.trim())
       .filter((line) => line !== '' && !line.startsWith('#'));
-    for (const entry of ['node_modules', '.git', '.data', 'reports']) expect(ignored).toContain(entry);
+    // dist too: the build stage compiles from source, never from a developer's stale output.
+    for (const entry of ['node_modules', '.git', '.data', 'reports', 'dist']) expect(ignored).toContain(entry);
   });
 });
