@@ -9,7 +9,7 @@ const read = (file: string): string => readFileSync(new URL(file, root), 'utf8')
 // tsconfig.build.json compiles src/x.ts to dist/x.js (rootDir src, outDir dist).
 const sourceOf = (compiled: string): URL => new URL(compiled.replace(/^dist\//, 'src/').replace(/\.js$/, '.ts'), root);
 
-// The configuration table of API.md, plus settings the config module also reads.
+// The contract's configuration variables, plus settings the config module also reads (docs/design.md lists all).
 const CONTRACT_VARIABLES = [
   'PORT',
   'HOST',
