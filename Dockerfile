@@ -17,6 +17,8 @@ RUN npm run build
 FROM node:20-slim
 
 ENV NODE_ENV=production
+# Stack traces name the TypeScript lines (dist/ carries source maps) for every node in the image.
+ENV NODE_OPTIONS=--enable-source-maps
 WORKDIR /app
 
 # Dependencies first, so source edits do not invalidate this layer.

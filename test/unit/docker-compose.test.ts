@@ -157,6 +157,8 @@ describe('Dockerfile', () => {
     expect(runtime).toMatch(/^FROM node:20(-slim)?(@sha256:[0-9a-f]+)?\s*$/m);
     expect(runtime).toMatch(/^RUN npm ci --omit=dev\b/m);
     expect(runtime).toMatch(/^ENV NODE_ENV=production\s*$/m);
+    // dist/ carries source maps: stack traces in production name the TypeScript lines.
+    expect(runtime).toMatch(/^ENV NODE_OPTIONS=--enable-source-maps\s*$/m);
   });
 
   it('when run, then it holds the compiled code beside lua/ and migrations/, and no TypeScript', () => {
