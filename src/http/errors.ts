@@ -22,6 +22,7 @@ export const API_ERRORS = {
   ORDER_EXPIRED: [409, 'The order expired before payment'],
   ORDER_CANCELLED: [409, 'The order was cancelled'],
   ORDER_ALREADY_PAID: [409, 'The order is already paid'],
+  STOCK_LIMIT_EXCEEDED: [409, "The restock would take the item past its maximum total stock (1,000,000,000 units, and stock × unitPrice ≤ 9,007,199,254,740,991)"],
   PAYLOAD_TOO_LARGE: [413, 'Request body is larger than 16 KiB'],
   UNSUPPORTED_MEDIA_TYPE: [415, 'Send application/json'],
   IDEMPOTENCY_KEY_REUSED: [422, 'This Idempotency-Key already made an order with a different body'],

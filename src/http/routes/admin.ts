@@ -2,6 +2,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { SaleReporter } from '../../sales/report.ts';
+import { MAX_ITEM_VALUE } from '../../sales/sale.ts';
 import type { SalesService } from '../../sales/sales-service.ts';
 import type { Authenticator } from '../auth.ts';
 import { sendError } from '../errors.ts';
@@ -17,6 +18,10 @@ function saleBodyProblem(body: CreateSaleBodyType): string | undefined {
   for (const [index, item] of body.items.entries()) {
     if (seen.has(item.sku)) return `body.items.${index}.sku duplicates SKU ${item.sku}`;
     seen.add(item.sku);
+    // The item's revenue (stock × unitPrice at most) must stay an exact JavaScript number.
+    if (item.stock * item.unitPrice > MAX_ITEM_VALUE) {
+      return `body.items.${index} stock × unitPrice must not exceed ${MAX_ITEM_VALUE} (Number.MAX_SAFE_INTEGER)`;
+    }
   }
   return undefined;
 }
@@ -112,7 +117,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox<AdminRouteOptions> = async (
 
   app.post(
     '/v1/admin/sales/:saleId/items/:sku/restock',
-    { schema: { ...adminSchema, params: ItemParams, body: RestockBody, response: { ...ITEM_RESPONSES, 400: ErrorBody } } },
+    { schema: { ...adminSchema, params: ItemParams, body: RestockBody, response: { ...ITEM_RESPONSES, 400: ErrorBody, 409: ErrorBody } } },
     async (request, reply) => {
       const { saleId, sku } = request.params;
       const result = await sales.restock(saleId, sku, request.body.quantity);
