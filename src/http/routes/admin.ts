@@ -36,6 +36,8 @@ const ReportBody = Type.Object({
   ordersAccepted: Type.Integer(),
   ordersPersisted: Type.Integer(),
   persistLagSeconds: Type.Number(),
+  ordersDeadLettered: Type.Integer(),
+  persistFailedBatches: Type.Integer(),
   items: Type.Array(
     Type.Object({
       sku: Type.String(),
