@@ -13,6 +13,10 @@ const DEFAULT_PAYMENT_WINDOW_SECONDS = 900;
 
 /** Rules JSON Schema cannot state; undefined when the body is sound. */
 function saleBodyProblem(body: CreateSaleBodyType): string | undefined {
+  // The date-time format admits a leap second (23:59:60), which JavaScript cannot represent.
+  for (const field of ['startsAt', 'endsAt'] as const) {
+    if (Number.isNaN(Date.parse(body[field]))) return `body.${field} is not a representable time (leap seconds are not)`;
+  }
   if (Date.parse(body.endsAt) <= Date.parse(body.startsAt)) return 'body.endsAt must be after body.startsAt';
   const seen = new Set<string>();
   for (const [index, item] of body.items.entries()) {

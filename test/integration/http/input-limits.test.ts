@@ -97,6 +97,14 @@ describe('strings a caller chooses', () => {
   );
 });
 
+describe('times', () => {
+  it('when startsAt is a leap second (valid date-time, but no JavaScript time), then 400 VALIDATION_FAILED names it', async () => {
+    const body = saleBody([{ sku: 'a', stock: 5 }], { startsAt: '2026-12-31T23:59:60Z' });
+    expectRefused(await post('/v1/admin/sales', body), 400, 'VALIDATION_FAILED', /body\.startsAt/);
+    expect((await db.query('SELECT 1 FROM sales WHERE id = $1', [body.id])).rowCount).toBe(0);
+  });
+});
+
 describe('numbers summed or multiplied', () => {
   it('when an item is restocked by 1,000,000,000 three times, then the ones past the maximum are 409 STOCK_LIMIT_EXCEEDED and change nothing', async () => {
     const sale = await createSale([{ sku: 'a', stock: 0, unitPrice: 1 }]);
