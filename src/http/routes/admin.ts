@@ -22,6 +22,12 @@ function saleBodyProblem(body: CreateSaleBodyType): string | undefined {
   for (const [index, item] of body.items.entries()) {
     if (seen.has(item.sku)) return `body.items.${index}.sku duplicates SKU ${item.sku}`;
     seen.add(item.sku);
+    // Postgres keeps a percentage to two decimals (numeric(5,2)); Redis would keep more, and a
+    // sale rebuilt from Postgres would then delist at another level.
+    const percent = item.lowStock && 'percent' in item.lowStock ? item.lowStock.percent : undefined;
+    if (percent !== undefined && Math.round(percent * 100) / 100 !== percent) {
+      return `body.items.${index}.lowStock.percent must have at most two decimals`;
+    }
     // The item's revenue (stock × unitPrice at most) must stay an exact JavaScript number.
     if (item.stock * item.unitPrice > MAX_ITEM_VALUE) {
       return `body.items.${index} stock × unitPrice must not exceed ${MAX_ITEM_VALUE} (Number.MAX_SAFE_INTEGER)`;

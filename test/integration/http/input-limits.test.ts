@@ -84,6 +84,19 @@ describe('strings a caller chooses', () => {
     }
   });
 
+  it('when an Idempotency-Key holds a non-ASCII character, then 400 VALIDATION_FAILED and nothing is reserved', async () => {
+    const sale = await createSale([{ sku: 'a', stock: 5 }]);
+    const before = await snapshot(sale.id);
+    const res = await app.inject({
+      method: 'POST',
+      url: `/v1/sales/${sale.id}/orders`,
+      headers: { authorization: tk.shopper(newUser()), 'idempotency-key': 'key-\u00e9' },
+      payload: { sku: 'a', quantity: 1 },
+    });
+    expectRefused(res, 400, 'VALIDATION_FAILED', /idempotency-key/);
+    expect(await snapshot(sale.id)).toEqual(before);
+  });
+
   it.each([['NUL', 'user\u0000x'], ['a C1 control', 'user\u0085'], ['a lone surrogate', 'user\ud800'], ['DEL', 'user\u007f']])(
     'when a token sub holds %s, then 401 UNAUTHORIZED and nothing is reserved',
     async (_label, sub) => {
@@ -127,6 +140,13 @@ describe('numbers summed or multiplied', () => {
     const body = saleBody([{ sku: 'a', stock: 5, lowStock: { units: 1e12 } }]);
     expectRefused(await post('/v1/admin/sales', body), 400, 'VALIDATION_FAILED', /lowStock/);
     expect((await db.query('SELECT 1 FROM sales WHERE id = $1', [body.id])).rowCount).toBe(0);
+  });
+
+  it('when a lowStock percent has more than two decimals (Postgres keeps two), then 400 VALIDATION_FAILED names it', async () => {
+    const body = saleBody([{ sku: 'a', stock: 5, lowStock: { percent: 12.345 } }]);
+    expectRefused(await post('/v1/admin/sales', body), 400, 'VALIDATION_FAILED', /body\.items\.0\.lowStock\.percent/);
+    expect((await db.query('SELECT 1 FROM sales WHERE id = $1', [body.id])).rowCount).toBe(0);
+    await createSale([{ sku: 'a', stock: 5, lowStock: { percent: 12.34 } }]);
   });
 
   it('when stock × unitPrice exceeds the safe integer range, then 400 VALIDATION_FAILED names the item', async () => {

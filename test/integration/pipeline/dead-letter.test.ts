@@ -124,6 +124,8 @@ describe('dead letters', () => {
     const read = await app.inject({ method: 'GET', url: `/v1/orders/${real.orderId}`, headers: { authorization: tk.shopper(user) } });
     expect(read.statusCode, read.body).toBe(200);
     expect(read.json()).toMatchObject({ orderId: real.orderId });
+    const report = await app.inject({ method: 'GET', url: `/v1/admin/sales/${saleId}/report`, headers: { authorization: tk.admin() } });
+    expect(report.json()).toMatchObject({ ordersDeadLettered: 1, persistFailedBatches: 0 });
   });
 
   it('when the same poisoned batch is delivered twice, then one dead letter is kept and nothing else changes', async () => {
