@@ -3,6 +3,7 @@
 import { STATUS_CODES } from 'node:http';
 import createError from '@fastify/error';
 import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
+import { SAFE_TEXT_PATTERN } from '../text.ts';
 
 export const API_ERRORS = {
   VALIDATION_FAILED: [400, 'Request is invalid'],
@@ -77,7 +78,7 @@ export function installErrorHandling(app: FastifyInstance): void {
     if (error.validation) {
       const first = error.validation[0];
       const field = validationField(error.validationContext, first?.instancePath, first?.params);
-      return sendError(reply, 'VALIDATION_FAILED', `${field} ${first?.message ?? 'is invalid'}`);
+      return sendError(reply, 'VALIDATION_FAILED', `${field} ${validationProblem(first?.message, first?.params)}`);
     }
     if (error.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || error instanceof SyntaxError) {
       return sendError(reply, 'VALIDATION_FAILED', 'body is not valid JSON');
@@ -94,6 +95,12 @@ export function installErrorHandling(app: FastifyInstance): void {
     request.log.error({ err: error }, 'request failed');
     return sendError(reply, 'INTERNAL');
   });
+}
+
+/** Ajv's wording, except for the safe-text pattern, which is said in words rather than as a regex. */
+function validationProblem(message: string | undefined, params: Record<string, unknown> | undefined): string {
+  if (params?.pattern === SAFE_TEXT_PATTERN) return 'must not contain control characters or lone surrogates';
+  return message ?? 'is invalid';
 }
 
 function validationField(
