@@ -66,6 +66,12 @@ export function createMetrics() {
       labelNames: ['reason'] as const,
       registers: [registry],
     }),
+    persistDeadLetters: new Counter({
+      name: 'flashsale_persist_dead_letters_total',
+      help: 'Order states Postgres refused as data (SQLSTATE class 22/23) and set aside in order_dead_letters, by SQLSTATE',
+      labelNames: ['sqlstate'] as const,
+      registers: [registry],
+    }),
     ordersFinalised: new Counter({
       name: 'flashsale_orders_finalised_total',
       help: 'Orders that reached a final status (paid, cancelled, expired)',

@@ -3,6 +3,7 @@
 // rush of repeat shoppers costs one HMAC per token, not per request.
 import { createVerifier } from 'fast-jwt';
 import type { FastifyRequest } from 'fastify';
+import { isSafeText } from '../text.ts';
 import { ForbiddenError, UnauthorizedError } from './errors.ts';
 
 export interface Principal {
@@ -33,8 +34,11 @@ export function createAuthenticator(secret: string) {
     } catch {
       throw new UnauthorizedError('The bearer token is malformed, expired or badly signed');
     }
+    // A sub that is not a storable user id (1–128 chars, no control characters or lone
+    // surrogates) makes the token unusable here: 401 like any other bad credential, before
+    // anything is reserved or written under that id.
     const sub = claims.sub;
-    if (typeof sub !== 'string' || sub.length < 1 || sub.length > 128) {
+    if (typeof sub !== 'string' || sub.length < 1 || sub.length > 128 || !isSafeText(sub)) {
       throw new UnauthorizedError('The token has no valid sub (user id)');
     }
     return { userId: sub, admin: claims.role === 'admin' };

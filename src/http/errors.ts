@@ -3,6 +3,7 @@
 import { STATUS_CODES } from 'node:http';
 import createError from '@fastify/error';
 import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
+import { SAFE_TEXT_PATTERN } from '../text.ts';
 
 export const API_ERRORS = {
   VALIDATION_FAILED: [400, 'Request is invalid'],
@@ -22,6 +23,7 @@ export const API_ERRORS = {
   ORDER_EXPIRED: [409, 'The order expired before payment'],
   ORDER_CANCELLED: [409, 'The order was cancelled'],
   ORDER_ALREADY_PAID: [409, 'The order is already paid'],
+  STOCK_LIMIT_EXCEEDED: [409, "The restock would take the item past its maximum total stock (1,000,000,000 units, and stock × unitPrice ≤ 9,007,199,254,740,991)"],
   PAYLOAD_TOO_LARGE: [413, 'Request body is larger than 16 KiB'],
   UNSUPPORTED_MEDIA_TYPE: [415, 'Send application/json'],
   IDEMPOTENCY_KEY_REUSED: [422, 'This Idempotency-Key already made an order with a different body'],
@@ -76,7 +78,7 @@ export function installErrorHandling(app: FastifyInstance): void {
     if (error.validation) {
       const first = error.validation[0];
       const field = validationField(error.validationContext, first?.instancePath, first?.params);
-      return sendError(reply, 'VALIDATION_FAILED', `${field} ${first?.message ?? 'is invalid'}`);
+      return sendError(reply, 'VALIDATION_FAILED', `${field} ${validationProblem(first?.message, first?.params)}`);
     }
     if (error.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || error instanceof SyntaxError) {
       return sendError(reply, 'VALIDATION_FAILED', 'body is not valid JSON');
@@ -93,6 +95,12 @@ export function installErrorHandling(app: FastifyInstance): void {
     request.log.error({ err: error }, 'request failed');
     return sendError(reply, 'INTERNAL');
   });
+}
+
+/** Ajv's wording, except for the safe-text pattern, which is said in words rather than as a regex. */
+function validationProblem(message: string | undefined, params: Record<string, unknown> | undefined): string {
+  if (params?.pattern === SAFE_TEXT_PATTERN) return 'must not contain control characters or lone surrogates';
+  return message ?? 'is invalid';
 }
 
 function validationField(

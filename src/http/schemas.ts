@@ -1,10 +1,16 @@
 // TypeBox schemas of the HTTP contract (API.md): request bodies, params and every response.
 import { Type, type Static } from 'typebox';
+import { MAX_ITEM_STOCK, MAX_ORDER_QUANTITY, MAX_UNIT_PRICE } from '../sales/sale.ts';
+import { SAFE_TEXT_PATTERN } from '../text.ts';
 
 const IDENTIFIER = '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$';
 export const Identifier = Type.String({ pattern: IDENTIFIER, description: 'client-chosen id' });
 export const Timestamp = Type.String({ format: 'date-time', description: 'ISO-8601 in UTC' });
-const Money = Type.Integer({ minimum: 0, maximum: 10_000_000_000, description: 'minor units (fen / cents)' });
+const Money = Type.Integer({ minimum: 0, maximum: MAX_UNIT_PRICE, description: 'minor units (fen / cents)' });
+/** Free text a caller chooses (names, references): no control characters, no lone surrogates. */
+const SafeText = (minLength: number, maxLength: number) =>
+  Type.String({ minLength, maxLength, pattern: SAFE_TEXT_PATTERN, description: 'no control characters or lone surrogates' });
+const StockUnits = Type.Integer({ minimum: 0, maximum: MAX_ITEM_STOCK });
 
 export const ErrorBody = Type.Object({
   statusCode: Type.Integer(),
@@ -45,10 +51,12 @@ export type OrderBodyType = Static<typeof OrderBody>;
 export const ReserveBody = Type.Object(
   {
     sku: Identifier,
-    quantity: Type.Integer({ minimum: 1, maximum: 10_000 }),
+    quantity: Type.Integer({ minimum: 1, maximum: MAX_ORDER_QUANTITY }),
   },
   { additionalProperties: false },
 );
+
+export const PaymentBody = Type.Object({ paymentRef: SafeText(1, 128) }, { additionalProperties: false });
 
 export const ReserveHeaders = Type.Object({
   'idempotency-key': Type.Optional(Type.String({ pattern: '^[\\x20-\\x7e]{1,128}$' })),
@@ -76,16 +84,16 @@ export const SaleView = Type.Object({
 
 const LowStock = Type.Union([
   Type.Object({ percent: Type.Number({ minimum: 0, maximum: 100 }) }, { additionalProperties: false }),
-  Type.Object({ units: Type.Integer({ minimum: 0 }) }, { additionalProperties: false }),
+  Type.Object({ units: StockUnits }, { additionalProperties: false }),
 ]);
 
 export const CreateSaleItem = Type.Object(
   {
     sku: Identifier,
-    name: Type.String({ minLength: 1, maxLength: 200 }),
+    name: SafeText(1, 200),
     unitPrice: Money,
-    stock: Type.Integer({ minimum: 0, maximum: 1_000_000_000 }),
-    perUserLimit: Type.Integer({ minimum: 1, maximum: 10_000 }),
+    stock: StockUnits,
+    perUserLimit: Type.Integer({ minimum: 1, maximum: MAX_ORDER_QUANTITY }),
     lowStock: Type.Optional(LowStock),
   },
   { additionalProperties: false },
@@ -94,7 +102,7 @@ export const CreateSaleItem = Type.Object(
 export const CreateSaleBody = Type.Object(
   {
     id: Identifier,
-    name: Type.String({ minLength: 1, maxLength: 200 }),
+    name: SafeText(1, 200),
     startsAt: Timestamp,
     endsAt: Timestamp,
     currency: Type.String({ pattern: '^[A-Z]{3}$' }),
@@ -105,7 +113,8 @@ export const CreateSaleBody = Type.Object(
 );
 export type CreateSaleBodyType = Static<typeof CreateSaleBody>;
 
-export const RestockBody = Type.Object({ quantity: Type.Integer({ minimum: 1, maximum: 1_000_000_000 }) }, { additionalProperties: false });
+// The item's total after the restock is checked against MAX_ITEM_STOCK by Postgres (atomically).
+export const RestockBody = Type.Object({ quantity: Type.Integer({ minimum: 1, maximum: MAX_ITEM_STOCK }) }, { additionalProperties: false });
 
 export const SaleSummary = Type.Object({
   id: Type.String(),

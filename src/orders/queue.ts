@@ -23,6 +23,31 @@ export function persistBackoff(attemptsMade: number): number {
 
 export type PersistQueue = Queue<PersistBatch, void, typeof PERSIST_JOB>;
 
+// How many jobs the report's queries look at, newest and oldest alike: the report is a view for
+// operators, not an audit, and a backlog deeper than this already shows as persist lag.
+const QUERY_WINDOW = 100;
+
+/** What the queue holds for one sale; the only place outside the worker that reads job payloads. */
+export interface QueuedSale {
+  /** Creation time (ms) of the oldest order in a batch still waiting, running or retrying. */
+  readonly oldestPendingOrderAt: number | undefined;
+  /** Batches of this sale that failed for good (kept for operators to inspect and retry). */
+  readonly failedBatches: number;
+}
+
+export async function queuedSale(queue: PersistQueue, saleId: string): Promise<QueuedSale> {
+  const [pending, failed] = await Promise.all([
+    queue.getJobs(['active', 'waiting', 'delayed'], 0, QUERY_WINDOW - 1, true),
+    queue.getJobs(['failed'], 0, QUERY_WINDOW - 1, true),
+  ]);
+  const ofSale = (jobs: typeof pending) => jobs.filter((job) => job?.data?.saleId === saleId);
+  const firstOrders = ofSale(pending).flatMap((job) => (job.data.entries[0] ? [job.data.entries[0].order.createdAt] : []));
+  return {
+    oldestPendingOrderAt: firstOrders.length > 0 ? Math.min(...firstOrders) : undefined,
+    failedBatches: ofSale(failed).length,
+  };
+}
+
 /** The queue and its own connection (BullMQ leaves a connection it was given open on close). */
 export function createPersistQueue(config: Config, logger?: Logger): { queue: PersistQueue; close(): Promise<void> } {
   // Producer connection: fail fast rather than queue commands while Redis is away.

@@ -1,7 +1,7 @@
 // The operator's report of a sale: per item what was stocked, sold, paid, given back and earned,
 // and for the sale how far Postgres (the record) trails Redis (the decisions).
 import type { Pool } from '../db/pool.ts';
-import type { PersistQueue } from '../orders/queue.ts';
+import { queuedSale, type PersistQueue } from '../orders/queue.ts';
 import type { RedisClient } from '../redis/connection.ts';
 import { saleKeys } from '../stock/keys.ts';
 import type { SalesService } from './sales-service.ts';
@@ -28,6 +28,10 @@ export interface SaleReportData {
   readonly ordersAccepted: number;
   readonly ordersPersisted: number;
   readonly persistLagSeconds: number;
+  /** Order states Postgres refused as data, set aside in order_dead_letters. */
+  readonly ordersDeadLettered: number;
+  /** Persist batches that failed for good (e.g. the oversell guard refused an order). */
+  readonly persistFailedBatches: number;
   readonly items: readonly ItemReport[];
 }
 
@@ -51,17 +55,26 @@ export class SaleReporter {
     const view = await this.sales.view(saleId, now, { fresh: true });
     if (!view) return undefined;
     const keys = saleKeys(this.prefix, saleId);
-    const [accepted, counts, persisted, oldestUnpersisted] = await Promise.all([
+    const [accepted, counts, persisted, head, queued] = await Promise.all([
       this.redis.hget(keys.sale, 'ordersAccepted'),
+      // sum(int) is bigint and sum(bigint) numeric: both arrive as strings. The stock and price
+      // limits (src/sales/sale.ts) keep them within Number.MAX_SAFE_INTEGER, so Number() is exact.
       this.pool.query<StatusRow>(
         'SELECT sku, status, sum(quantity) AS quantity, sum(amount) AS amount FROM orders WHERE sale_id = $1 GROUP BY sku, status',
         [saleId],
       ),
-      this.pool.query<{ count: string }>('SELECT count(*) FROM orders WHERE sale_id = $1', [saleId]),
-      this.oldestUnpersisted(saleId, keys.outbox),
+      this.pool.query<{ orders: string; dead: string }>(
+        'SELECT (SELECT count(*) FROM orders WHERE sale_id = $1) AS orders, (SELECT count(*) FROM order_dead_letters WHERE sale_id = $1) AS dead',
+        [saleId],
+      ),
+      this.redis.xrange(keys.outbox, '-', '+', 'COUNT', 1) as Promise<[string, string[]][]>,
+      queuedSale(this.queue(), saleId),
     ]);
     const ordersAccepted = Number(accepted ?? 0);
-    const ordersPersisted = Number(persisted.rows[0]?.count ?? 0);
+    const ordersPersisted = Number(persisted.rows[0]?.orders ?? 0);
+    // The oldest order still on its way: at the head of the outbox, or in a queued batch.
+    const candidates = [head[0] ? Number(head[0][0].split('-')[0]) : undefined, queued.oldestPendingOrderAt].filter((ms) => ms !== undefined);
+    const oldestUnpersisted = candidates.length > 0 ? Math.min(...candidates) : undefined;
     const sum = (sku: string, status: string, field: 'quantity' | 'amount') =>
       Number(counts.rows.find((row) => row.sku === sku && row.status === status)?.[field] ?? 0);
     return {
@@ -70,6 +83,8 @@ export class SaleReporter {
       ordersAccepted,
       ordersPersisted,
       persistLagSeconds: ordersPersisted >= ordersAccepted || oldestUnpersisted === undefined ? 0 : Math.max(0, now - oldestUnpersisted) / 1000,
+      ordersDeadLettered: Number(persisted.rows[0]?.dead ?? 0),
+      persistFailedBatches: queued.failedBatches,
       items: view.items.map((item) => ({
         sku: item.sku,
         initialStock: item.initialStock,
@@ -85,17 +100,5 @@ export class SaleReporter {
         state: item.state,
       })),
     };
-  }
-
-  /** Creation time (ms) of the oldest order still on its way: in the outbox, or queued. */
-  private async oldestUnpersisted(saleId: string, outbox: string): Promise<number | undefined> {
-    const [head] = (await this.redis.xrange(outbox, '-', '+', 'COUNT', 1)) as [string, string[]][];
-    const candidates: number[] = head ? [Number(head[0].split('-')[0])] : [];
-    const jobs = await this.queue().getJobs(['active', 'waiting', 'delayed'], 0, 99, true);
-    for (const job of jobs) {
-      const first = job?.data?.saleId === saleId ? job.data.entries[0] : undefined;
-      if (first) candidates.push(first.order.createdAt);
-    }
-    return candidates.length > 0 ? Math.min(...candidates) : undefined;
   }
 }

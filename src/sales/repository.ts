@@ -43,6 +43,9 @@ function itemFromRow(row: ItemRow): SaleItemDefinition & { restocked: number } {
   };
 }
 
+// migrations/0002_limits_and_dead_letters.sql
+const STOCK_LIMIT_CONSTRAINTS = new Set(['sale_items_stock_within_limit', 'sale_items_value_within_limit']);
+
 export class SaleRepository {
   constructor(private readonly pool: Pool) {}
 
@@ -113,14 +116,24 @@ export class SaleRepository {
     }));
   }
 
-  /** Records a restock (raising the per-item guard); false when the item is unknown. */
-  async addRestock(saleId: string, sku: string, quantity: number): Promise<boolean> {
-    const result = await this.pool.query('UPDATE sale_items SET restocked = restocked + $3 WHERE sale_id = $1 AND sku = $2', [
-      saleId,
-      sku,
-      quantity,
-    ]);
-    return result.rowCount === 1;
+  /**
+   * Records a restock (raising the per-item guard): false when the item is unknown,
+   * 'STOCK_LIMIT_EXCEEDED' when the item's CHECKs (total ≤ MAX_ITEM_STOCK, total × unit price ≤
+   * MAX_ITEM_VALUE) refuse it — decided by Postgres on the locked row, so concurrent restocks
+   * cannot both slip under the limit.
+   */
+  async addRestock(saleId: string, sku: string, quantity: number): Promise<boolean | 'STOCK_LIMIT_EXCEEDED'> {
+    try {
+      const result = await this.pool.query('UPDATE sale_items SET restocked = restocked + $3::bigint WHERE sale_id = $1 AND sku = $2', [
+        saleId,
+        sku,
+        quantity,
+      ]);
+      return result.rowCount === 1;
+    } catch (error) {
+      if (STOCK_LIMIT_CONSTRAINTS.has(String((error as { constraint?: unknown }).constraint))) return 'STOCK_LIMIT_EXCEEDED';
+      throw error;
+    }
   }
 
   async markClosed(saleId: string, closedAt: number): Promise<void> {

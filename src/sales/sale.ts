@@ -45,3 +45,14 @@ export function itemState(stock: Pick<ItemStock, 'available' | 'delisted'>): Ite
   if (stock.delisted) return 'delisted';
   return stock.available <= 0 ? 'sold_out' : 'listed';
 }
+
+// Limits that keep every count and sum inside Postgres's integer columns and JavaScript's safe
+// integers (migrations/0002_limits_and_dead_letters.sql holds the same numbers as CHECKs).
+/** Initial stock plus every restock of one item. Fits int4 with room for one more restock. */
+export const MAX_ITEM_STOCK = 1_000_000_000;
+/** Minor units per unit. */
+export const MAX_UNIT_PRICE = 10_000_000_000;
+/** One order's quantity and one shopper's per-item limit. */
+export const MAX_ORDER_QUANTITY = 10_000;
+/** Total stock × unit price: the largest revenue an item can report, exact as a JS number. */
+export const MAX_ITEM_VALUE = Number.MAX_SAFE_INTEGER;

@@ -25,6 +25,7 @@ export interface SaleView {
 }
 
 export type SaleActionError = 'SALE_NOT_FOUND' | 'ITEM_NOT_FOUND';
+export type RestockError = SaleActionError | 'STOCK_LIMIT_EXCEEDED';
 
 export interface SaleEvents {
   onStock(saleId: string, sku: string, available: number): void;
@@ -150,11 +151,14 @@ export class SalesService {
     return this.itemView(saleId, sku);
   }
 
-  async restock(saleId: string, sku: string, quantity: number): Promise<ItemView | SaleActionError> {
+  async restock(saleId: string, sku: string, quantity: number): Promise<ItemView | RestockError> {
     const missing = await this.item(saleId, sku);
     if (missing) return missing;
     // Postgres first: should Redis fail now, the guard there is merely looser than the truth.
-    if (!(await this.repository.addRestock(saleId, sku, quantity))) return 'ITEM_NOT_FOUND';
+    // Postgres also holds the stock limits, so a refused restock never reaches Redis.
+    const recorded = await this.repository.addRestock(saleId, sku, quantity);
+    if (recorded === 'STOCK_LIMIT_EXCEEDED') return recorded;
+    if (!recorded) return 'ITEM_NOT_FOUND';
     const result = await this.catalog.restock(saleId, sku, quantity);
     if (!result.ok) return result.code;
     this.logger.info({ event: 'item_restocked', saleId, sku, quantity, relisted: result.relisted }, 'item restocked');

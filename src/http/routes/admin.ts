@@ -2,6 +2,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { SaleReporter } from '../../sales/report.ts';
+import { MAX_ITEM_VALUE } from '../../sales/sale.ts';
 import type { SalesService } from '../../sales/sales-service.ts';
 import type { Authenticator } from '../auth.ts';
 import { sendError } from '../errors.ts';
@@ -12,11 +13,25 @@ const DEFAULT_PAYMENT_WINDOW_SECONDS = 900;
 
 /** Rules JSON Schema cannot state; undefined when the body is sound. */
 function saleBodyProblem(body: CreateSaleBodyType): string | undefined {
+  // The date-time format admits a leap second (23:59:60), which JavaScript cannot represent.
+  for (const field of ['startsAt', 'endsAt'] as const) {
+    if (Number.isNaN(Date.parse(body[field]))) return `body.${field} is not a representable time (leap seconds are not)`;
+  }
   if (Date.parse(body.endsAt) <= Date.parse(body.startsAt)) return 'body.endsAt must be after body.startsAt';
   const seen = new Set<string>();
   for (const [index, item] of body.items.entries()) {
     if (seen.has(item.sku)) return `body.items.${index}.sku duplicates SKU ${item.sku}`;
     seen.add(item.sku);
+    // Postgres keeps a percentage to two decimals (numeric(5,2)); Redis would keep more, and a
+    // sale rebuilt from Postgres would then delist at another level.
+    const percent = item.lowStock && 'percent' in item.lowStock ? item.lowStock.percent : undefined;
+    if (percent !== undefined && Math.round(percent * 100) / 100 !== percent) {
+      return `body.items.${index}.lowStock.percent must have at most two decimals`;
+    }
+    // The item's revenue (stock × unitPrice at most) must stay an exact JavaScript number.
+    if (item.stock * item.unitPrice > MAX_ITEM_VALUE) {
+      return `body.items.${index} stock × unitPrice must not exceed ${MAX_ITEM_VALUE} (Number.MAX_SAFE_INTEGER)`;
+    }
   }
   return undefined;
 }
@@ -31,6 +46,8 @@ const ReportBody = Type.Object({
   ordersAccepted: Type.Integer(),
   ordersPersisted: Type.Integer(),
   persistLagSeconds: Type.Number(),
+  ordersDeadLettered: Type.Integer(),
+  persistFailedBatches: Type.Integer(),
   items: Type.Array(
     Type.Object({
       sku: Type.String(),
@@ -112,7 +129,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox<AdminRouteOptions> = async (
 
   app.post(
     '/v1/admin/sales/:saleId/items/:sku/restock',
-    { schema: { ...adminSchema, params: ItemParams, body: RestockBody, response: { ...ITEM_RESPONSES, 400: ErrorBody } } },
+    { schema: { ...adminSchema, params: ItemParams, body: RestockBody, response: { ...ITEM_RESPONSES, 400: ErrorBody, 409: ErrorBody } } },
     async (request, reply) => {
       const { saleId, sku } = request.params;
       const result = await sales.restock(saleId, sku, request.body.quantity);

@@ -11,7 +11,7 @@ import type { Reservation, Reservations } from '../../stock/reservations.ts';
 import { principal, type Authenticator } from '../auth.ts';
 import { sendError } from '../errors.ts';
 import { presentOrder } from '../present.ts';
-import { ErrorBody, Identifier, OrderBody, OrderParams, ReserveBody, ReserveHeaders, SaleParams } from '../schemas.ts';
+import { ErrorBody, Identifier, OrderBody, OrderParams, PaymentBody, ReserveBody, ReserveHeaders, SaleParams } from '../schemas.ts';
 
 export interface OrderRouteOptions {
   readonly auth: Authenticator;
@@ -127,7 +127,7 @@ export const orderRoutes: FastifyPluginAsyncTypebox<OrderRouteOptions> = async (
       schema: {
         ...ownerSchema,
         summary: "Record the payment provider's confirmation",
-        body: Type.Object({ paymentRef: Type.String({ minLength: 1, maxLength: 128 }) }, { additionalProperties: false }),
+        body: PaymentBody,
         response: { 200: OrderBody, 400: ErrorBody, 401: ErrorBody, 404: ErrorBody, 409: ErrorBody },
       },
     },

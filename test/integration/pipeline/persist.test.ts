@@ -171,5 +171,8 @@ describe('order pipeline', () => {
     expect(persisted.rows[0]).toEqual({ n: '3', sold: 3 });
     const failuresAfter = (await service.metrics.persistFailures.get()).values.find((v) => v.labels.reason === 'guard')?.value ?? 0;
     expect(failuresAfter).toBe(failuresBefore + 1);
+    // The operator's report shows the failed batch (read through the queue module's query API).
+    const report = await service.app!.inject({ method: 'GET', url: `/v1/admin/sales/${saleId}/report`, headers: { authorization: auth().admin() } });
+    expect(report.json()).toMatchObject({ persistFailedBatches: 1, ordersDeadLettered: 0 });
   });
 });
