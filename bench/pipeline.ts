@@ -11,11 +11,14 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
-import { createSigner } from 'fast-jwt';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { migrate } from '../src/db/migrate.ts';
-import { findFreePort } from '../test/support/local-servers.ts';
+import { dropDatabase, withDatabase } from '../tools/databases.ts';
+import { findFreePort } from '../tools/free-port.ts';
+import { deleteServiceKeys } from '../tools/redis-keys.ts';
+import { saleBody } from '../tools/sale-body.ts';
+import { tokens as tokenMinter } from '../tools/tokens.ts';
 
 const { values } = parseArgs({
   options: {
@@ -30,13 +33,7 @@ const RUNS = Number(values.runs);
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const POSTGRES_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const SECRET = 'bench-secret-at-least-16-chars';
-const sign = createSigner({ key: SECRET, algorithm: 'HS256' });
-
-function databaseUrl(database: string): string {
-  const url = new URL(POSTGRES_URL);
-  url.pathname = `/${database}`;
-  return url.toString();
-}
+const mint = tokenMinter(SECRET);
 
 async function waitReady(url: string): Promise<void> {
   for (let i = 0; i < 200; i++) {
@@ -75,7 +72,7 @@ interface RunResult {
 async function run(): Promise<RunResult> {
   const tag = randomBytes(3).toString('hex');
   const prefix = `bench${tag}`;
-  const dbUrl = databaseUrl(`flashsale_bench_${tag}`);
+  const dbUrl = withDatabase(POSTGRES_URL, `flashsale_bench_${tag}`);
   await migrate({ databaseUrl: dbUrl });
   const [port, apiMetrics, workerMetrics] = [await findFreePort(), await findFreePort(), await findFreePort()];
   const env = { REDIS_URL, DATABASE_URL: dbUrl, REDIS_PREFIX: prefix };
@@ -87,20 +84,15 @@ async function run(): Promise<RunResult> {
   try {
     await waitReady(`${base}/health/ready`);
     const saleId = `bench-${tag}`;
-    const now = Date.now();
     const created = await fetch(`${base}/v1/admin/sales`, {
       method: 'POST',
-      headers: { authorization: `Bearer ${sign({ sub: 'ops', role: 'admin' })}`, 'content-type': 'application/json' },
-      body: JSON.stringify({
-        id: saleId, name: 'bench', currency: 'CNY', paymentWindowSeconds: 900,
-        startsAt: new Date(now - 1000).toISOString(), endsAt: new Date(now + 3_600_000).toISOString(),
-        items: [{ sku: 'hot', name: 'Hot', unitPrice: 100, stock: 10_000_000, perUserLimit: 10_000 }],
-      }),
+      headers: { authorization: mint.admin(), 'content-type': 'application/json' },
+      body: JSON.stringify(saleBody([{ sku: 'hot', unitPrice: 100, stock: 10_000_000, perUserLimit: 10_000 }], { id: saleId, name: 'bench' })),
     });
     if (created.status !== 201) throw new Error(`sale creation answered ${created.status}`);
 
     // A pool of shoppers; each request takes the next token.
-    const tokens = Array.from({ length: 5000 }, (_, i) => `Bearer ${sign({ sub: `u${i}` })}`);
+    const tokens = Array.from({ length: 5000 }, (_, i) => mint.shopper(`u${i}`));
     let next = 0;
     const result = await autocannon({
       url: base,
@@ -164,18 +156,10 @@ async function run(): Promise<RunResult> {
   } finally {
     await stop(api);
     await db.end();
-    // The bench's database goes with it.
-    const admin = new pg.Client({ connectionString: databaseUrl('postgres') });
-    await admin.connect();
-    await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(new URL(dbUrl).pathname.slice(1))} WITH (FORCE)`).finally(() => admin.end());
-    // The bench's keys go with it.
-    let cursor = '0';
-    do {
-      const [nextCursor, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-      if (keys.length > 0) await redis.unlink(...keys);
-      cursor = nextCursor;
-    } while (cursor !== '0');
     redis.disconnect();
+    // The bench's database and keys (the BullMQ queue's too) go with it.
+    await dropDatabase(dbUrl);
+    await deleteServiceKeys(REDIS_URL, prefix);
   }
 }
 

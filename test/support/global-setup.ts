@@ -5,7 +5,8 @@ import { randomBytes } from 'node:crypto';
 import type { TestProject } from 'vitest/node';
 import pg from 'pg';
 import { migrate } from '../../src/db/migrate.ts';
-import { startLocalPostgres, startLocalRedis } from './local-servers.ts';
+import { onServer, withDatabase } from '../../tools/databases.ts';
+import { startLocalPostgres, startLocalRedis } from '../../tools/local-servers.ts';
 
 export interface TestServices {
   readonly redisUrl: string;
@@ -60,24 +61,14 @@ async function providePostgres(stops: Stop[]): Promise<string> {
   return server.url;
 }
 
-export function databaseUrl(serverUrl: string, database: string): string {
-  const url = new URL(serverUrl);
-  url.pathname = `/${database}`;
-  return url.toString();
-}
-
 async function dropRunDatabases(postgresUrl: string, runId: string): Promise<void> {
-  const admin = new pg.Client({ connectionString: databaseUrl(postgresUrl, 'postgres') });
-  await admin.connect();
-  try {
+  await onServer(postgresUrl, async (admin) => {
     const { rows } = await admin.query<{ datname: string }>(
       "SELECT datname FROM pg_database WHERE datname LIKE $1 || '%'",
       [runId],
     );
     for (const { datname } of rows) await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(datname)} WITH (FORCE)`);
-  } finally {
-    await admin.end();
-  }
+  });
 }
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
@@ -85,7 +76,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const runId = `fst_${randomBytes(4).toString('hex')}`;
   const [redisUrl, postgresUrl] = await Promise.all([provideRedis(stops), providePostgres(stops)]);
   const templateDatabase = `${runId}_template`;
-  await migrate({ databaseUrl: databaseUrl(postgresUrl, templateDatabase) });
+  await migrate({ databaseUrl: withDatabase(postgresUrl, templateDatabase) });
   project.provide('services', { redisUrl, postgresUrl, templateDatabase, runId });
 
   return async () => {
