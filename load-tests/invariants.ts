@@ -27,11 +27,8 @@ export interface ReportedItem {
   readonly reserved: number;
 }
 
-export interface PersistedOrder {
-  readonly id: string;
-  readonly sku: string;
-  readonly userId: string;
-  readonly quantity: number;
+/** A row of `orders`: the facts the exactly-once check compares, and its status. */
+export interface PersistedOrder extends OrderFacts {
   readonly status: string;
 }
 

@@ -35,31 +35,39 @@ async function dockerAnswers(): Promise<boolean> {
   }
 }
 
-async function provideRedis(stops: Stop[]): Promise<string> {
-  if (process.env.REDIS_URL) return process.env.REDIS_URL;
-  if (await dockerAnswers()) {
-    const { RedisContainer } = await import('@testcontainers/redis');
-    const container = await new RedisContainer('redis:7').start();
-    stops.push(async () => void (await container.stop()));
-    return container.getConnectionUrl();
-  }
-  const server = await startLocalRedis();
-  stops.push(() => server.stop());
+/** One way to get a server: the URL given, else a container, else a private process. */
+interface Source {
+  readonly given: string | undefined;
+  container(): Promise<{ readonly url: string; stop(): Promise<unknown> }>;
+  local(): Promise<{ readonly url: string; stop(): Promise<void> }>;
+}
+
+async function provide(source: Source, stops: Stop[]): Promise<string> {
+  if (source.given) return source.given;
+  const server = (await dockerAnswers()) ? await source.container() : await source.local();
+  stops.push(async () => void (await server.stop()));
   return server.url;
 }
 
-async function providePostgres(stops: Stop[]): Promise<string> {
-  if (process.env.DATABASE_URL) return process.env.DATABASE_URL;
-  if (await dockerAnswers()) {
+const REDIS: Source = {
+  given: process.env.REDIS_URL,
+  async container() {
+    const { RedisContainer } = await import('@testcontainers/redis');
+    const container = await new RedisContainer('redis:7').start();
+    return { url: container.getConnectionUrl(), stop: () => container.stop() };
+  },
+  local: () => startLocalRedis(),
+};
+
+const POSTGRES: Source = {
+  given: process.env.DATABASE_URL,
+  async container() {
     const { PostgreSqlContainer } = await import('@testcontainers/postgresql');
     const container = await new PostgreSqlContainer('postgres:15').start();
-    stops.push(async () => void (await container.stop()));
-    return container.getConnectionUri();
-  }
-  const server = await startLocalPostgres();
-  stops.push(() => server.stop());
-  return server.url;
-}
+    return { url: container.getConnectionUri(), stop: () => container.stop() };
+  },
+  local: () => startLocalPostgres(),
+};
 
 async function dropRunDatabases(postgresUrl: string, runId: string): Promise<void> {
   await onServer(postgresUrl, async (admin) => {
@@ -74,7 +82,7 @@ async function dropRunDatabases(postgresUrl: string, runId: string): Promise<voi
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const stops: Stop[] = [];
   const runId = `fst_${randomBytes(4).toString('hex')}`;
-  const [redisUrl, postgresUrl] = await Promise.all([provideRedis(stops), providePostgres(stops)]);
+  const [redisUrl, postgresUrl] = await Promise.all([provide(REDIS, stops), provide(POSTGRES, stops)]);
   const templateDatabase = `${runId}_template`;
   await migrate({ databaseUrl: withDatabase(postgresUrl, templateDatabase) });
   project.provide('services', { redisUrl, postgresUrl, templateDatabase, runId });
