@@ -69,7 +69,7 @@ export async function runLoad(options: LoadOptions = {}): Promise<LoadResult> {
 
   let service: StartedService | undefined;
   if (!options.url) {
-    if (!options.redisUrl || !options.databaseUrl) throw new Error('without --url, give --redis and --database (or REDIS_URL and DATABASE_URL)');
+    if (!options.redisUrl || !options.databaseUrl) throw new Error('without url, runLoad needs redisUrl and databaseUrl (the CLI and the demo find them with tools/services.ts)');
     log('starting the service (node --import tsx src/main.ts all) …');
     service = await startServiceProcess({
       redisUrl: options.redisUrl,

@@ -5,18 +5,8 @@ import { Redis } from 'ioredis';
 import { expect, it } from 'vitest';
 import { createPersistQueue, PERSIST_JOB } from '../../src/orders/queue.ts';
 import { databaseName, onServer } from '../../tools/databases.ts';
+import { scanKeys } from '../../tools/redis-keys.ts';
 import { createTestContext } from '../support/context.ts';
-
-async function keysMatching(client: Redis, pattern: string): Promise<string[]> {
-  const found: string[] = [];
-  let cursor = '0';
-  do {
-    const [next, keys] = await client.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
-    found.push(...keys);
-    cursor = next;
-  } while (cursor !== '0');
-  return found;
-}
 
 it('when a test context that queued a persist job is cleaned up, then none of its keys and not its database remain, and other keys stay', async () => {
   const ctx = await createTestContext();
@@ -28,12 +18,12 @@ it('when a test context that queued a persist job is cleaned up, then none of it
     const persist = createPersistQueue(ctx.config);
     await persist.queue.add(PERSIST_JOB, { saleId: 's', entries: [] });
     await persist.close();
-    expect(await keysMatching(other, `{${ctx.prefix}:bull}:*`)).not.toEqual([]);
+    expect(await scanKeys(other, `{${ctx.prefix}:bull}:*`)).not.toEqual([]);
 
     await ctx.cleanup();
 
-    expect(await keysMatching(other, `${ctx.prefix}:*`)).toEqual([]);
-    expect(await keysMatching(other, `{${ctx.prefix}:bull}:*`)).toEqual([]);
+    expect(await scanKeys(other, `${ctx.prefix}:*`)).toEqual([]);
+    expect(await scanKeys(other, `{${ctx.prefix}:bull}:*`)).toEqual([]);
     expect(await other.exists(neighbour)).toBe(1);
     const found = await onServer(ctx.databaseUrl, (admin) => admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [databaseName(ctx.databaseUrl)]));
     expect(found.rowCount).toBe(0);
