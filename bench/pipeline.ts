@@ -6,9 +6,10 @@
 // Each run: an API-only process takes a rush over real HTTP (autocannon) with no worker running,
 // so the outbox fills; then a worker-only process starts and drains it into Postgres. Reported:
 // reservations/s (accepted 201s per second of rush), persisted orders/s (rows per second of
-// drain), their ratio, and the median over runs.
-import { spawn, type ChildProcess } from 'node:child_process';
+// drain), their ratio, and the median over runs. The processes' output goes to reports/bench/.
 import { randomBytes } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { Redis } from 'ioredis';
@@ -16,6 +17,7 @@ import pg from 'pg';
 import { migrate } from '../src/db/migrate.ts';
 import { dropDatabase, withDatabase } from '../tools/databases.ts';
 import { findFreePort } from '../tools/free-port.ts';
+import { REPO_ROOT, spawnTs, waitForHttp, type Child } from '../tools/processes.ts';
 import { deleteServiceKeys } from '../tools/redis-keys.ts';
 import { saleBody } from '../tools/sale-body.ts';
 import { tokens as tokenMinter } from '../tools/tokens.ts';
@@ -35,30 +37,13 @@ const POSTGRES_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:
 const SECRET = 'bench-secret-at-least-16-chars';
 const mint = tokenMinter(SECRET);
 
-async function waitReady(url: string): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    try {
-      if ((await fetch(url)).status === 200) return;
-    } catch {
-      // not up yet
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error(`${url} never became ready`);
-}
+const LOG_DIR = join(REPO_ROOT, 'reports', 'bench');
+mkdirSync(LOG_DIR, { recursive: true });
 
-function startRole(role: 'api' | 'worker', env: Record<string, string>): ChildProcess {
-  return spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', role], {
-    env: { PATH: process.env.PATH, NODE_ENV: 'production', LOG_LEVEL: 'warn', JWT_SECRET: SECRET, RATE_LIMIT_USER_PER_SEC: '0', ...env },
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
-}
-
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGTERM');
-  await exited;
+/** One role of the service as its own process, its output in reports/bench/<role>.log. */
+function startRole(role: 'api' | 'worker', env: Record<string, string>): Child {
+  const settings = { NODE_ENV: 'production', LOG_LEVEL: 'warn', REDIS_CLUSTER_NODES: '', JWT_SECRET: SECRET, RATE_LIMIT_USER_PER_SEC: '0', ...env };
+  return spawnTs(role, 'src/main.ts', [role], settings, join(LOG_DIR, `${role}.log`));
 }
 
 interface RunResult {
@@ -82,7 +67,7 @@ async function run(): Promise<RunResult> {
   const db = new pg.Client({ connectionString: dbUrl });
   await db.connect();
   try {
-    await waitReady(`${base}/health/ready`);
+    await waitForHttp(api, `${base}/health/ready`);
     const saleId = `bench-${tag}`;
     const created = await fetch(`${base}/v1/admin/sales`, {
       method: 'POST',
@@ -111,7 +96,7 @@ async function run(): Promise<RunResult> {
       ],
     });
     const accepted = Number((await redis.hget(`${prefix}:{${saleId}}:sale`, 'ordersAccepted')) ?? 0);
-    await stop(api);
+    await api.stop();
 
     // Drain: a worker alone moves the filled outbox into Postgres.
     const worker = startRole('worker', { ...env, METRICS_PORT: String(workerMetrics) });
@@ -128,7 +113,7 @@ async function run(): Promise<RunResult> {
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
     const drainSeconds = (Date.now() - firstAt) / 1000;
-    await stop(worker);
+    await worker.stop();
     if (count !== accepted) throw new Error(`persisted ${count} of ${accepted}`);
 
     // Memory: what one order holds while pending, and what outlives it once finished and persisted
@@ -154,7 +139,7 @@ async function run(): Promise<RunResult> {
       bytesPerFinishedOrder: perUserZsetPerOrder,
     };
   } finally {
-    await stop(api);
+    await api.stop();
     await db.end();
     redis.disconnect();
     // The bench's database and keys (the BullMQ queue's too) go with it.

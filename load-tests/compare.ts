@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { findFreePort } from '../tools/free-port.ts';
-import { spawnTs, waitForHttp } from './processes.ts';
+import { spawnTs, waitForHttp } from '../tools/processes.ts';
 import type { SaleItemSpec } from './scenarios.ts';
 
 export type CompareTarget = 'ceiling' | 'naive-pg';

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { createDatabase, dropDatabase } from '../tools/databases.ts';
 import { findFreePort } from '../tools/free-port.ts';
 import { deleteServiceKeys } from '../tools/redis-keys.ts';
-import { spawnTs, waitForHttp } from './processes.ts';
+import { spawnTs, waitForHttp } from '../tools/processes.ts';
 
 export interface ServiceOptions {
   readonly redisUrl: string;

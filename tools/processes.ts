@@ -1,4 +1,6 @@
-// Child processes the kit runs (the service, the comparison apps): each with its own event loop, its output in a log file, waited for over HTTP, stopped gracefully, killed if we exit.
+// Child processes the load kit and the benchmark run (the service's roles, the comparison apps):
+// each with its own event loop, its output in a log file, waited for over HTTP, stopped
+// gracefully, killed if we exit.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import { dirname, join } from 'node:path';
