@@ -1,10 +1,15 @@
 // The load kit's calls to the service outside the measured phases: creating a sale as an
 // operator, and buying one order as a shopper (the sold-out probe).
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { SaleBody } from '../tools/sale-body.ts';
 import type { Tokens } from '../tools/tokens.ts';
 import type { AcceptedOrder } from './recorder.ts';
 
 export const OPERATOR = 'load-test-operator';
+
+/** A 503 is load shedding, answered before anything is decided: retried, as a storefront would. */
+const SHED_RETRIES = 40;
+const SHED_PAUSE_MS = 250;
 
 export class SaleClient {
   constructor(
@@ -29,12 +34,17 @@ export class SaleClient {
     return { orderId: order.orderId, userId, sku, quantity, key: undefined, replayed: false };
   }
 
-  #post(authorization: string, path: string, body: unknown): Promise<Response> {
-    return fetch(`${this.origin}${path}`, {
-      method: 'POST',
-      headers: { authorization, 'content-type': 'application/json' },
-      body: JSON.stringify(body),
-      signal: AbortSignal.timeout(10_000),
-    });
+  async #post(authorization: string, path: string, body: unknown): Promise<Response> {
+    for (let attempt = 0; ; attempt++) {
+      const response = await fetch(`${this.origin}${path}`, {
+        method: 'POST',
+        headers: { authorization, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+        signal: AbortSignal.timeout(10_000),
+      });
+      if (response.status !== 503 || attempt >= SHED_RETRIES) return response;
+      await response.arrayBuffer();
+      await sleep(SHED_PAUSE_MS);
+    }
   }
 }
