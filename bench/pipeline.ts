@@ -6,16 +6,21 @@
 // Each run: an API-only process takes a rush over real HTTP (autocannon) with no worker running,
 // so the outbox fills; then a worker-only process starts and drains it into Postgres. Reported:
 // reservations/s (accepted 201s per second of rush), persisted orders/s (rows per second of
-// drain), their ratio, and the median over runs.
-import { spawn, type ChildProcess } from 'node:child_process';
+// drain), their ratio, and the median over runs. The processes' output goes to reports/bench/.
 import { randomBytes } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
-import { createSigner } from 'fast-jwt';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { migrate } from '../src/db/migrate.ts';
-import { findFreePort } from '../test/support/local-servers.ts';
+import { dropDatabase, withDatabase } from '../tools/databases.ts';
+import { findFreePort } from '../tools/free-port.ts';
+import { REPO_ROOT, spawnTs, waitForHttp, type Child } from '../tools/processes.ts';
+import { deleteServiceKeys } from '../tools/redis-keys.ts';
+import { saleBody } from '../tools/sale-body.ts';
+import { tokens as tokenMinter } from '../tools/tokens.ts';
 
 const { values } = parseArgs({
   options: {
@@ -30,38 +35,15 @@ const RUNS = Number(values.runs);
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const POSTGRES_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const SECRET = 'bench-secret-at-least-16-chars';
-const sign = createSigner({ key: SECRET, algorithm: 'HS256' });
+const mint = tokenMinter(SECRET);
 
-function databaseUrl(database: string): string {
-  const url = new URL(POSTGRES_URL);
-  url.pathname = `/${database}`;
-  return url.toString();
-}
+const LOG_DIR = join(REPO_ROOT, 'reports', 'bench');
+mkdirSync(LOG_DIR, { recursive: true });
 
-async function waitReady(url: string): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    try {
-      if ((await fetch(url)).status === 200) return;
-    } catch {
-      // not up yet
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error(`${url} never became ready`);
-}
-
-function startRole(role: 'api' | 'worker', env: Record<string, string>): ChildProcess {
-  return spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', role], {
-    env: { PATH: process.env.PATH, NODE_ENV: 'production', LOG_LEVEL: 'warn', JWT_SECRET: SECRET, RATE_LIMIT_USER_PER_SEC: '0', ...env },
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
-}
-
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGTERM');
-  await exited;
+/** One role of the service as its own process, its output in reports/bench/<role>.log. */
+function startRole(role: 'api' | 'worker', env: Record<string, string>): Child {
+  const settings = { NODE_ENV: 'production', LOG_LEVEL: 'warn', REDIS_CLUSTER_NODES: '', JWT_SECRET: SECRET, RATE_LIMIT_USER_PER_SEC: '0', ...env };
+  return spawnTs(role, 'src/main.ts', [role], settings, join(LOG_DIR, `${role}.log`));
 }
 
 interface RunResult {
@@ -75,7 +57,7 @@ interface RunResult {
 async function run(): Promise<RunResult> {
   const tag = randomBytes(3).toString('hex');
   const prefix = `bench${tag}`;
-  const dbUrl = databaseUrl(`flashsale_bench_${tag}`);
+  const dbUrl = withDatabase(POSTGRES_URL, `flashsale_bench_${tag}`);
   await migrate({ databaseUrl: dbUrl });
   const [port, apiMetrics, workerMetrics] = [await findFreePort(), await findFreePort(), await findFreePort()];
   const env = { REDIS_URL, DATABASE_URL: dbUrl, REDIS_PREFIX: prefix };
@@ -85,22 +67,17 @@ async function run(): Promise<RunResult> {
   const db = new pg.Client({ connectionString: dbUrl });
   await db.connect();
   try {
-    await waitReady(`${base}/health/ready`);
+    await waitForHttp(api, `${base}/health/ready`);
     const saleId = `bench-${tag}`;
-    const now = Date.now();
     const created = await fetch(`${base}/v1/admin/sales`, {
       method: 'POST',
-      headers: { authorization: `Bearer ${sign({ sub: 'ops', role: 'admin' })}`, 'content-type': 'application/json' },
-      body: JSON.stringify({
-        id: saleId, name: 'bench', currency: 'CNY', paymentWindowSeconds: 900,
-        startsAt: new Date(now - 1000).toISOString(), endsAt: new Date(now + 3_600_000).toISOString(),
-        items: [{ sku: 'hot', name: 'Hot', unitPrice: 100, stock: 10_000_000, perUserLimit: 10_000 }],
-      }),
+      headers: { authorization: mint.admin(), 'content-type': 'application/json' },
+      body: JSON.stringify(saleBody([{ sku: 'hot', unitPrice: 100, stock: 10_000_000, perUserLimit: 10_000 }], { id: saleId, name: 'bench' })),
     });
     if (created.status !== 201) throw new Error(`sale creation answered ${created.status}`);
 
     // A pool of shoppers; each request takes the next token.
-    const tokens = Array.from({ length: 5000 }, (_, i) => `Bearer ${sign({ sub: `u${i}` })}`);
+    const tokens = Array.from({ length: 5000 }, (_, i) => mint.shopper(`u${i}`));
     let next = 0;
     const result = await autocannon({
       url: base,
@@ -119,7 +96,7 @@ async function run(): Promise<RunResult> {
       ],
     });
     const accepted = Number((await redis.hget(`${prefix}:{${saleId}}:sale`, 'ordersAccepted')) ?? 0);
-    await stop(api);
+    await api.stop();
 
     // Drain: a worker alone moves the filled outbox into Postgres.
     const worker = startRole('worker', { ...env, METRICS_PORT: String(workerMetrics) });
@@ -136,7 +113,7 @@ async function run(): Promise<RunResult> {
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
     const drainSeconds = (Date.now() - firstAt) / 1000;
-    await stop(worker);
+    await worker.stop();
     if (count !== accepted) throw new Error(`persisted ${count} of ${accepted}`);
 
     // Memory: what one order holds while pending, and what outlives it once finished and persisted
@@ -162,20 +139,12 @@ async function run(): Promise<RunResult> {
       bytesPerFinishedOrder: perUserZsetPerOrder,
     };
   } finally {
-    await stop(api);
+    await api.stop();
     await db.end();
-    // The bench's database goes with it.
-    const admin = new pg.Client({ connectionString: databaseUrl('postgres') });
-    await admin.connect();
-    await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(new URL(dbUrl).pathname.slice(1))} WITH (FORCE)`).finally(() => admin.end());
-    // The bench's keys go with it.
-    let cursor = '0';
-    do {
-      const [nextCursor, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-      if (keys.length > 0) await redis.unlink(...keys);
-      cursor = nextCursor;
-    } while (cursor !== '0');
     redis.disconnect();
+    // The bench's database and keys (the BullMQ queue's too) go with it.
+    await dropDatabase(dbUrl);
+    await deleteServiceKeys(REDIS_URL, prefix);
   }
 }
 

@@ -1,8 +1,12 @@
-// `npm run load -- [options]`: parses the options, runs the load test (run.ts), prints the report
-// and exits non-zero when an invariant was violated (2 for bad usage, 1 for a failed run).
+// `npm run load -- [options]`: parses the options, finds Redis and Postgres as the demo does (unless
+// --url names a running service), runs the load test (run.ts), prints the report and exits
+// non-zero when an invariant was violated (2 for bad usage, 1 for a failed run).
 import { parseArgs } from 'node:util';
-import { COMPARE_TARGETS, runLoad, SCENARIO_NAMES, SCENARIOS, type CompareTarget, type LoadOptions, type ScenarioName } from './run.ts';
+import { MissingServiceError, withServices } from '../tools/services.ts';
+import { COMPARE_TARGETS, type CompareTarget } from './compare.ts';
 import { formatReport } from './report-text.ts';
+import { runLoad, type LoadOptions } from './run.ts';
+import { SCENARIO_NAMES, SCENARIOS, type ScenarioName } from './scenarios.ts';
 
 const HELP = `Flash-sale load-test kit: drives the order API with autocannon, then checks the invariants.
 
@@ -18,10 +22,11 @@ ${SCENARIO_NAMES.map((name) => {
 options:
   --scenario NAME        rush | sustained | soak (default rush)
   --url URL              an already running service (default: start one as a child process)
-  --redis URL            Redis for the started service (default $REDIS_URL)
-  --database URL         Postgres server for the started service, which gets a fresh database on it;
-                         with --url: the service's own database, read for the invariants
-                         (default $DATABASE_URL)
+  --redis URL            Redis for the started service (default $REDIS_URL, else 127.0.0.1:6379,
+                         else a redis-server started under .data/)
+  --database URL         Postgres server for the started service, which gets a fresh database on it
+                         (default $DATABASE_URL, else 127.0.0.1:5432, else a postgres started under
+                         .data/); with --url: the service's own database, read for the invariants
   --duration SECONDS     length of the main phase (capped at 3600)
   --connections N        concurrent connections
   --rate N               requests per second over all connections (autocannon overallRate)
@@ -128,12 +133,19 @@ async function main(): Promise<number> {
     process.stdout.write(HELP);
     return 0;
   }
+  const run = options;
   try {
-    const result = await runLoad(options);
+    // A running service (--url) brings its own Redis and Postgres; otherwise find or start them.
+    const result = run.url
+      ? await runLoad(run)
+      : await withServices({ redisUrl: run.redisUrl, postgresUrl: run.databaseUrl }, (line) => run.log?.(line), (services) =>
+          runLoad({ ...run, redisUrl: services.redisUrl, databaseUrl: services.postgresUrl }),
+        );
     process.stdout.write(`\n${formatReport(result)}\n`);
     return result.passed ? 0 : 1;
   } catch (err) {
-    process.stderr.write(`load test failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    if (err instanceof MissingServiceError) process.stderr.write(`${err.message}\n`);
+    else process.stderr.write(`load test failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
     return 1;
   }
 }

@@ -3,7 +3,8 @@
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import { freePort, spawnTs, waitForHttp } from './processes.ts';
+import { findFreePort } from '../tools/free-port.ts';
+import { spawnTs, waitForHttp } from '../tools/processes.ts';
 import type { SaleItemSpec } from './scenarios.ts';
 
 export type CompareTarget = 'ceiling' | 'naive-pg';
@@ -40,7 +41,7 @@ export async function startTarget(
   target: CompareTarget,
   options: { readonly databaseUrl: string | undefined; readonly jwtSecret: string; readonly items: readonly SaleItemSpec[]; readonly logDir: string },
 ): Promise<RunningTarget> {
-  const port = await freePort();
+  const port = await findFreePort();
   const origin = `http://127.0.0.1:${port}`;
   const logFile = join(options.logDir, `${target}.log`);
   if (target === 'ceiling') {

@@ -1,5 +1,6 @@
 // The invariant checker: pure judgement of what a run saw (its 201s, unanswered requests, status
 // counts) against what the service recorded (admin report, Postgres rows). DESIGN.md's invariants.
+import { compareWithRows, unitsBySku, type OrderFacts } from '../tools/exactly-once.ts';
 import type { AcceptedOrder } from './recorder.ts';
 
 export type Verdict = 'PASS' | 'FAIL' | 'SKIP';
@@ -26,11 +27,8 @@ export interface ReportedItem {
   readonly reserved: number;
 }
 
-export interface PersistedOrder {
-  readonly id: string;
-  readonly sku: string;
-  readonly userId: string;
-  readonly quantity: number;
+/** A row of `orders`: the facts the exactly-once check compares, and its status. */
+export interface PersistedOrder extends OrderFacts {
   readonly status: string;
 }
 
@@ -53,10 +51,10 @@ const LIVE = new Set(['pending_payment', 'paid']);
 export function checkInvariants(evidence: Evidence): InvariantResult[] {
   const distinct = distinctOrders(evidence.orders);
   return [
-    noOversell('no oversell (201 answers)', evidence.items, liveBySku(distinct)),
+    noOversell('no oversell (201 answers)', evidence.items, unitsBySku(distinct)),
     evidence.rows === undefined
       ? skip('no oversell (Postgres)', 'no database URL')
-      : noOversell('no oversell (Postgres)', evidence.items, liveBySku(evidence.rows.filter((row) => LIVE.has(row.status)))),
+      : noOversell('no oversell (Postgres)', evidence.items, unitsBySku(evidence.rows.filter((row) => LIVE.has(row.status)))),
     availableMatches(evidence),
     perUserLimit(evidence, distinct),
     persistedOnce(evidence, distinct),
@@ -82,11 +80,7 @@ function distinctOrders(orders: readonly AcceptedOrder[]): AcceptedOrder[] {
   return [...byId.values()];
 }
 
-function liveBySku(orders: readonly { sku: string; quantity: number }[]): Map<string, number> {
-  const units = new Map<string, number>();
-  for (const order of orders) units.set(order.sku, (units.get(order.sku) ?? 0) + order.quantity);
-  return units;
-}
+const facts = (order: AcceptedOrder): OrderFacts => ({ id: order.orderId, userId: order.userId, sku: order.sku, quantity: order.quantity });
 
 function noOversell(name: string, items: readonly ItemTruth[], live: Map<string, number>): InvariantResult {
   const problems: string[] = [];
@@ -108,7 +102,7 @@ function availableMatches(evidence: Evidence): InvariantResult {
   if (!evidence.report) return skip(name, 'admin report unavailable');
   const source = evidence.rows?.filter((row) => LIVE.has(row.status));
   if (!source && evidence.unanswered.length > 0) return skip(name, 'no database URL, and some requests went unanswered');
-  const live = liveBySku(source ?? distinctOrders(evidence.orders));
+  const live = unitsBySku(source ?? distinctOrders(evidence.orders));
   const problems: string[] = [];
   for (const item of evidence.items) {
     const reported = evidence.report.find((entry) => entry.sku === item.sku);
@@ -148,24 +142,15 @@ function perUserLimit(evidence: Evidence, distinct: readonly AcceptedOrder[]): I
 function persistedOnce(evidence: Evidence, distinct: readonly AcceptedOrder[]): InvariantResult {
   const name = 'every 201 persisted exactly once';
   if (!evidence.rows) return skip(name, 'no database URL');
-  const rowsById = new Map<string, PersistedOrder[]>();
-  for (const row of evidence.rows) rowsById.set(row.id, [...(rowsById.get(row.id) ?? []), row]);
-  const problems: string[] = [];
-  for (const order of distinct) {
-    const rows = rowsById.get(order.orderId) ?? [];
-    const row = rows[0];
-    if (rows.length !== 1 || !row) problems.push(`${order.orderId}: ${rows.length} rows`);
-    else if (row.userId !== order.userId || row.sku !== order.sku || row.quantity !== order.quantity) {
-      problems.push(`${order.orderId}: row says ${row.userId}/${row.sku}×${row.quantity}, the 201 said ${order.userId}/${order.sku}×${order.quantity}`);
-    }
-  }
+  const { missing, duplicated, mismatched } = compareWithRows(distinct.map(facts), evidence.rows);
+  const problems = [...missing.map((id) => `${id}: 0 rows`), ...duplicated, ...mismatched];
   return verdict(name, problems, `${distinct.length} orders, each one row with the same user, SKU and quantity`);
 }
 
 function noPhantoms(evidence: Evidence): InvariantResult {
   const name = 'no phantom rows (every row answers a 201)';
   if (!evidence.rows) return skip(name, 'no database URL');
-  const answered = new Set(evidence.orders.map((order) => order.orderId));
+  const { extra } = compareWithRows(evidence.orders.map(facts), evidence.rows);
   // A request cut off (or timed out) may still have been accepted: its row is no phantom, but
   // each such request can explain one row at most, of the same user, SKU and quantity.
   const pending = new Map<string, number>();
@@ -173,8 +158,7 @@ function noPhantoms(evidence: Evidence): InvariantResult {
   for (const attempt of evidence.unanswered) pending.set(shape(attempt), (pending.get(shape(attempt)) ?? 0) + 1);
   const problems: string[] = [];
   let explained = 0;
-  for (const row of evidence.rows) {
-    if (answered.has(row.id)) continue;
+  for (const row of extra) {
     const left = pending.get(shape(row)) ?? 0;
     if (left > 0) {
       pending.set(shape(row), left - 1);

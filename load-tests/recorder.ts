@@ -1,6 +1,8 @@
 // Records what one phase sent and what came back: every answer by status and error code, every
 // 201 in full (order id, user, SKU, quantity, replayed or not), the requests still unanswered when
 // the phase stopped, each latency, and a per-second timeline of throughput and latency.
+// Latencies go into HDR histograms (microseconds, 3 significant digits), whole-phase and per second.
+import hdr, { type Histogram } from 'hdr-histogram-js';
 import type { Attempt } from './scenarios.ts';
 
 export interface AcceptedOrder {
@@ -50,29 +52,26 @@ export interface Sent {
 
 const CODE = /"code"\s*:\s*"([A-Za-z0-9_]+)"/;
 
-export function percentile(sorted: ArrayLike<number>, p: number): number {
-  if (sorted.length === 0) return 0;
-  const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[index] ?? 0;
-}
-
 const round = (ms: number) => Math.round(ms * 100) / 100;
+
+const histogram = (): Histogram => hdr.build({ lowestDiscernibleValue: 1, numberOfSignificantValueDigits: 3 });
+const recordMs = (h: Histogram, ms: number) => h.recordValue(Math.max(1, Math.round(ms * 1000)));
+const percentileMs = (h: Histogram, p: number) => (h.totalCount === 0 ? 0 : round(h.getValueAtPercentile(p) / 1000));
 
 export class Recorder {
   readonly #inFlight = new Set<Sent>();
   readonly #byStatus = new Map<string, number>();
   readonly #byCode = new Map<string, number>();
   readonly #orders: AcceptedOrder[] = [];
-  #latencies = new Float64Array(1 << 14);
-  #count = 0;
+  readonly #latencies = histogram();
   readonly #timeline: TimelinePoint[] = [];
   #second = 0;
-  #secondLatencies: number[] = [];
+  readonly #secondLatencies = histogram();
 
   constructor(private readonly startedAt: number) {}
 
   get answers(): number {
-    return this.#count;
+    return this.#latencies.totalCount;
   }
 
   /** Answers with a status in [from, to]. */
@@ -104,43 +103,36 @@ export class Recorder {
   finish(): Recording {
     // The last, partial second would show as a dip in throughput: keep it only when it is all there is.
     if (this.#timeline.length === 0) this.#flushSecond();
-    const sorted = this.#latencies.slice(0, this.#count).sort();
-    let sum = 0;
-    for (const value of sorted) sum += value;
+    const all = this.#latencies;
     return {
-      answers: this.#count,
+      answers: all.totalCount,
       byStatus: Object.fromEntries(this.#byStatus),
       byCode: Object.fromEntries(this.#byCode),
       orders: this.#orders,
       unanswered: [...this.#inFlight].map((sent) => sent.attempt),
       latency: {
-        meanMs: round(this.#count === 0 ? 0 : sum / this.#count),
-        p50Ms: round(percentile(sorted, 50)),
-        p90Ms: round(percentile(sorted, 90)),
-        p99Ms: round(percentile(sorted, 99)),
-        p999Ms: round(percentile(sorted, 99.9)),
-        maxMs: round(sorted[sorted.length - 1] ?? 0),
+        meanMs: all.totalCount === 0 ? 0 : round(all.mean / 1000),
+        p50Ms: percentileMs(all, 50),
+        p90Ms: percentileMs(all, 90),
+        p99Ms: percentileMs(all, 99),
+        p999Ms: percentileMs(all, 99.9),
+        maxMs: all.totalCount === 0 ? 0 : round(all.maxValue / 1000),
       },
       timeline: this.#timeline,
     };
   }
 
   #latency(ms: number, now: number): void {
-    if (this.#count === this.#latencies.length) {
-      const grown = new Float64Array(this.#latencies.length * 2);
-      grown.set(this.#latencies);
-      this.#latencies = grown;
-    }
-    this.#latencies[this.#count++] = ms;
+    recordMs(this.#latencies, ms);
     const second = Math.max(0, Math.floor((now - this.startedAt) / 1000));
     while (second > this.#second) this.#flushSecond();
-    this.#secondLatencies.push(ms);
+    recordMs(this.#secondLatencies, ms);
   }
 
   #flushSecond(): void {
-    const sorted = this.#secondLatencies.sort((a, b) => a - b);
-    this.#timeline.push({ second: this.#second, answers: sorted.length, p50Ms: round(percentile(sorted, 50)), p99Ms: round(percentile(sorted, 99)) });
-    this.#secondLatencies = [];
+    const h = this.#secondLatencies;
+    this.#timeline.push({ second: this.#second, answers: h.totalCount, p50Ms: percentileMs(h, 50), p99Ms: percentileMs(h, 99) });
+    h.reset();
     this.#second++;
   }
 }

@@ -1,7 +1,7 @@
 // The self-contained HTML report: inline SVG line charts of throughput and latency (p50, p99) per
 // second, and the tables and invariants of the terminal report. No scripts, no external resources.
 import { counts, describePlan, RUN_HEADER, runRow } from './report-text.ts';
-import type { LoadResult, RunSummary } from './run.ts';
+import type { LoadResult, RunSummary } from './result.ts';
 
 interface Series {
   readonly name: string;

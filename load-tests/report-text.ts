@@ -1,6 +1,7 @@
 // The terminal report: throughput and latency per phase and target, answers by status and by
 // error code, the comparison ratios and every invariant with PASS/FAIL.
-import type { LoadResult, Plan, RunSummary } from './run.ts';
+import type { Plan } from './plan.ts';
+import type { LoadResult, RunSummary } from './result.ts';
 
 export function describePlan(plan: Plan): string {
   const pace = plan.rate === undefined ? 'closed loop' : `${plan.rate} req/s (overallRate)`;

@@ -1,7 +1,8 @@
 // The load scenarios (rush, sustained, soak) and the traffic they send: which SKU, which shopper,
 // which Idempotency-Key, and when a request repeats an earlier one (a retry or a double click).
 import { randomBytes } from 'node:crypto';
-import { createSigner } from 'fast-jwt';
+import { saleBody, type SaleItemInput } from '../tools/sale-body.ts';
+import { tokens, type Tokens } from '../tools/tokens.ts';
 
 export type ScenarioName = 'rush' | 'sustained' | 'soak';
 export const SCENARIO_NAMES: readonly ScenarioName[] = ['rush', 'sustained', 'soak'];
@@ -60,11 +61,8 @@ export const HOT_SKU = 'hot';
 export const SOLD_OUT_SKU = 'gone';
 export const tailSku = (index: number) => `tail-${String(index + 1).padStart(3, '0')}`;
 
-export interface SaleItemSpec {
-  readonly sku: string;
-  readonly stock: number;
+export interface SaleItemSpec extends SaleItemInput {
   readonly perUserLimit: number;
-  readonly lowStock: { readonly percent: number } | { readonly units: number } | undefined;
 }
 
 /** The stock level at or below which the item is delisted (as reserveOrder computes it). */
@@ -85,46 +83,31 @@ export function saleItems(skus: number, stock: number, perUserLimit: number): Sa
   return items;
 }
 
-export function saleBody(saleId: string, items: readonly SaleItemSpec[], lastsSeconds: number) {
-  const now = Date.now();
-  return {
-    id: saleId,
-    name: `Load test ${saleId}`,
-    startsAt: new Date(now - 60_000).toISOString(),
-    endsAt: new Date(now + (lastsSeconds + 3600) * 1000).toISOString(),
-    currency: 'CNY',
-    // Long enough that nothing expires before the invariants are checked.
-    paymentWindowSeconds: 6 * 3600,
-    items: items.map((item) => ({
-      sku: item.sku,
-      name: `Item ${item.sku}`,
-      unitPrice: 9900,
-      stock: item.stock,
-      perUserLimit: item.perUserLimit,
-      ...(item.lowStock && { lowStock: item.lowStock }),
-    })),
-  };
+/** The load test's sale: on from a minute ago until an hour after the run would end. */
+export function loadSaleBody(saleId: string, items: readonly SaleItemSpec[], lastsSeconds: number) {
+  return saleBody(
+    items.map((item) => ({ ...item, unitPrice: 9900 })),
+    {
+      id: saleId,
+      name: `Load test ${saleId}`,
+      endsAt: new Date(Date.now() + (lastsSeconds + 3600) * 1000).toISOString(),
+      // Long enough that nothing expires before the invariants are checked.
+      paymentWindowSeconds: 6 * 3600,
+    },
+  );
 }
 
-/** Pre-minted HS256 tokens (sub = user id), so the generator spends no time signing. */
-export class Tokens {
-  readonly #sign: (claims: Record<string, unknown>) => string;
+/** The run's shoppers, each with a token minted up front, so the generator spends no time signing. */
+export class Shoppers {
+  readonly tokens: Tokens;
   readonly users: readonly { readonly id: string; readonly authorization: string }[];
 
   constructor(secret: string, users: number, tag: string) {
-    this.#sign = createSigner({ key: secret, algorithm: 'HS256' });
+    this.tokens = tokens(secret);
     this.users = Array.from({ length: users }, (_, i) => {
       const id = `${tag}-u${i}`;
-      return { id, authorization: `Bearer ${this.#sign({ sub: id })}` };
+      return { id, authorization: this.tokens.shopper(id) };
     });
-  }
-
-  admin(): string {
-    return `Bearer ${this.#sign({ sub: 'load-test-operator', role: 'admin' })}`;
-  }
-
-  shopper(userId: string): string {
-    return `Bearer ${this.#sign({ sub: userId })}`;
   }
 }
 
@@ -156,7 +139,7 @@ export class Traffic {
 
   constructor(
     private readonly mix: TrafficMix,
-    private readonly tokens: Tokens,
+    private readonly shoppers: Shoppers,
     private readonly random: () => number = Math.random,
   ) {}
 
@@ -166,7 +149,7 @@ export class Traffic {
       const earlier = this.#recent[Math.floor(random() * this.#recent.length)];
       if (earlier) return { ...earlier, repeat: true };
     }
-    const user = this.tokens.users[Math.floor(random() * this.tokens.users.length)];
+    const user = this.shoppers.users[Math.floor(random() * this.shoppers.users.length)];
     if (!user) throw new Error('no shoppers to send as');
     const sku = this.#pickSku();
     const quantity = 1 + Math.floor(random() * this.mix.maxQuantity);

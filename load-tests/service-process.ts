@@ -2,9 +2,10 @@
 // migrates first) on free ports, with its own Redis prefix and, unless told otherwise, a fresh database.
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
-import pg from 'pg';
-import { freePort, spawnTs, waitForHttp } from './processes.ts';
+import { createDatabase, dropDatabase } from '../tools/databases.ts';
+import { findFreePort } from '../tools/free-port.ts';
+import { deleteServiceKeys } from '../tools/redis-keys.ts';
+import { spawnTs, waitForHttp } from '../tools/processes.ts';
 
 export interface ServiceOptions {
   readonly redisUrl: string;
@@ -30,48 +31,14 @@ export interface StartedService {
   cleanup(): Promise<void>;
 }
 
-function withDatabase(serverUrl: string, database: string): string {
-  const url = new URL(serverUrl);
-  url.pathname = `/${database}`;
-  return url.toString();
-}
-
-async function onServer(serverUrl: string, sql: string): Promise<void> {
-  const client = new pg.Client({ connectionString: serverUrl });
-  await client.connect();
-  try {
-    await client.query(sql);
-  } finally {
-    await client.end();
-  }
-}
-
-async function deleteKeys(redisUrl: string, patterns: readonly string[]): Promise<void> {
-  const redis = new Redis(redisUrl, { lazyConnect: true });
-  await redis.connect();
-  try {
-    for (const pattern of patterns) {
-      let cursor = '0';
-      do {
-        const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
-        if (keys.length > 0) await redis.unlink(...keys);
-        cursor = next;
-      } while (cursor !== '0');
-    }
-  } finally {
-    redis.disconnect();
-  }
-}
-
 export async function startServiceProcess(options: ServiceOptions): Promise<StartedService> {
   const tag = randomBytes(4).toString('hex');
   const database = `loadtest_${tag}`;
-  const databaseUrl = options.freshDatabase ? withDatabase(options.databaseUrl, database) : options.databaseUrl;
+  const databaseUrl = options.freshDatabase ? await createDatabase(options.databaseUrl, database) : options.databaseUrl;
   const ownsPrefix = options.redisPrefix === undefined;
   const redisPrefix = options.redisPrefix ?? `lt${tag}`;
-  if (options.freshDatabase) await onServer(options.databaseUrl, `CREATE DATABASE ${pg.escapeIdentifier(database)}`);
 
-  const [port, metricsPort] = [await freePort(), await freePort()];
+  const [port, metricsPort] = [await findFreePort(), await findFreePort()];
   const child = spawnTs(
     'service',
     'src/main.ts',
@@ -95,8 +62,8 @@ export async function startServiceProcess(options: ServiceOptions): Promise<Star
   const origin = `http://127.0.0.1:${port}`;
   const cleanup = async () => {
     if (options.keep) return;
-    if (options.freshDatabase) await onServer(options.databaseUrl, `DROP DATABASE IF EXISTS ${pg.escapeIdentifier(database)} WITH (FORCE)`);
-    if (ownsPrefix) await deleteKeys(options.redisUrl, [`${redisPrefix}:*`, `{${redisPrefix}:bull}:*`]);
+    if (options.freshDatabase) await dropDatabase(databaseUrl);
+    if (ownsPrefix) await deleteServiceKeys(options.redisUrl, redisPrefix);
   };
   try {
     await waitForHttp(child, `${origin}/health/ready`);

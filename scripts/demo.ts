@@ -5,13 +5,14 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { formatReport } from '../load-tests/report-text.ts';
+import type { LoadResult } from '../load-tests/result.ts';
 import { runLoad } from '../load-tests/run.ts';
-import { MissingServiceError, reachServices, type Services } from './services.ts';
+import { MissingServiceError, withServices } from '../tools/services.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const RUSH_SECONDS = 6;
 
-function printSold(result: Awaited<ReturnType<typeof runLoad>>): void {
+function printSold(result: LoadResult): void {
   const report = result.persistence.report;
   if (!report) return;
   console.log('\nWhat sold (from the operator report, GET /v1/admin/sales/:id/report):');
@@ -29,28 +30,30 @@ function printSold(result: Awaited<ReturnType<typeof runLoad>>): void {
   for (const [code, n] of Object.entries(refused).sort(([, a], [, b]) => b - a)) console.log(`  ${code.padEnd(26)} ${n}`);
 }
 
-let services: Services | undefined;
 let exitCode = 1;
 try {
   console.log('Flash-sale demo: finding Redis and Postgres …');
-  services = await reachServices(process.env, path.join(ROOT, '.data'), (line) => console.log(`  ${line}`));
-  console.log(`  Redis    ${services.redisUrl}\n  Postgres ${services.postgresUrl}`);
-  console.log(`Starting the service (it migrates a fresh database), creating a Double 11 sale and rushing it for ${RUSH_SECONDS} s …\n`);
-  const result = await runLoad({
-    scenario: 'rush',
-    duration: RUSH_SECONDS,
-    connections: 50,
-    skus: 6,
-    stock: 300,
-    perUserLimit: 2,
-    users: 5_000,
-    soldOutDuration: 2,
-    warmup: 1,
-    redisUrl: services.redisUrl,
-    databaseUrl: services.postgresUrl,
-    outDir: path.join(ROOT, 'reports', 'demo'),
-    progress: process.stderr.isTTY ? 'bar' : 'off',
-    log: (line) => console.log(line),
+  const log = (line: string) => console.log(`  ${line}`);
+  const wanted = { redisUrl: process.env['REDIS_URL'], postgresUrl: process.env['DATABASE_URL'] };
+  const result = await withServices(wanted, log, async (services) => {
+    console.log(`  Redis    ${services.redisUrl}\n  Postgres ${services.postgresUrl}`);
+    console.log(`Starting the service (it migrates a fresh database), creating a Double 11 sale and rushing it for ${RUSH_SECONDS} s …\n`);
+    return runLoad({
+      scenario: 'rush',
+      duration: RUSH_SECONDS,
+      connections: 50,
+      skus: 6,
+      stock: 300,
+      perUserLimit: 2,
+      users: 5_000,
+      soldOutDuration: 2,
+      warmup: 1,
+      redisUrl: services.redisUrl,
+      databaseUrl: services.postgresUrl,
+      outDir: path.join(ROOT, 'reports', 'demo'),
+      progress: process.stderr.isTTY ? 'bar' : 'off',
+      log: (line) => console.log(line),
+    });
   });
   console.log(formatReport(result));
   printSold(result);
@@ -60,10 +63,5 @@ try {
 } catch (error) {
   if (error instanceof MissingServiceError) console.error(`\n${error.message}`);
   else console.error('\nThe demo failed:', error);
-} finally {
-  if (services && services.started.length > 0) {
-    console.log('Stopping the servers the demo started …');
-    await services.stop();
-  }
 }
 process.exit(exitCode);

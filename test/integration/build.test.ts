@@ -12,7 +12,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { saleBody, tokens } from '../support/api.ts';
 import { createTestContext, type TestContext } from '../support/context.ts';
-import { findFreePort } from '../support/local-servers.ts';
+import { findFreePort } from '../../tools/free-port.ts';
 
 const run = promisify(execFile);
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));

@@ -7,7 +7,7 @@ import { createLogger } from '../../src/logger.ts';
 import { startService, type RunningService } from '../../src/service.ts';
 import { saleBody, tokens } from '../support/api.ts';
 import { createTestContext, type TestContext } from '../support/context.ts';
-import { startLocalRedis, type LocalServer } from '../support/local-servers.ts';
+import { startLocalRedis, type LocalServer } from '../../tools/local-servers.ts';
 
 let ctx: TestContext;
 let cluster: LocalServer;

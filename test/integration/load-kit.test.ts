@@ -1,9 +1,12 @@
 // The load-test kit end to end: a tiny rush through runLoad against a service it starts as a
-// child process on this file's database and Redis prefix; every invariant holds and the reports exist.
+// child process on this file's database and Redis prefix; every invariant holds and the reports
+// exist. And the README's command as written: the CLI finds Redis and Postgres with no URLs given.
+import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runLoad } from '../../load-tests/run.ts';
 import { createTestContext, type TestContext } from '../support/context.ts';
@@ -52,5 +55,31 @@ describe('load-test kit', () => {
     const html = readFileSync(result.files.html, 'utf8');
     expect(html).toContain('<svg');
     expect(html).not.toMatch(/<script|<link /);
+  }, 120_000);
+});
+
+const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+/** Runs `npm run load -- …args` as the README does, with neither REDIS_URL nor DATABASE_URL set. */
+function runCliWithoutUrls(args: readonly string[]): Promise<{ code: number | null; output: string }> {
+  const { REDIS_URL: _redis, DATABASE_URL: _database, ...env } = process.env;
+  const child = spawn(process.execPath, ['--import', 'tsx', 'load-tests/cli.ts', ...args], { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
+  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
+  return new Promise((resolve) => child.once('exit', (code) => resolve({ code, output })));
+}
+
+describe('load-test CLI', () => {
+  it('when run without REDIS_URL, DATABASE_URL, --redis or --database, then it finds Redis and Postgres itself and every invariant passes', async () => {
+    const out = join(outDir, 'cli');
+    const { code, output } = await runCliWithoutUrls([
+      '--scenario', 'rush', '--duration', '1', '--connections', '4', '--skus', '2', '--stock', '20', '--users', '50',
+      '--sold-out-duration', '0', '--warmup', '0', '--out', out,
+    ]);
+    expect(output).not.toMatch(/give --redis and --database/);
+    expect(code, output).toBe(0);
+    expect(output).toMatch(/PASS: 0 invariant\(s\) violated/);
+    expect(JSON.parse(readFileSync(join(out, 'report.json'), 'utf8'))).toMatchObject({ passed: true, scenario: 'rush' });
   }, 120_000);
 });

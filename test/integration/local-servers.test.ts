@@ -10,13 +10,8 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Cluster, Redis } from 'ioredis';
 import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import {
-  findFreePort,
-  resolveBinary,
-  startLocalPostgres,
-  startLocalRedis,
-  type LocalServer,
-} from '../support/local-servers.ts';
+import { findFreePort } from '../../tools/free-port.ts';
+import { resolveBinary, startLocalPostgres, startLocalRedis, type LocalServer } from '../../tools/local-servers.ts';
 
 const started: LocalServer[] = [];
 afterEach(async () => {
@@ -240,7 +235,7 @@ describe('the process that owns the servers', () => {
    * and `p`, prints their pids and dirs, then does whatever `body` says.
    */
   async function runOwner(body: string): Promise<{ servers: ServerInfo[]; owner: ChildProcess; exited: Promise<number | null> }> {
-    const moduleUrl = pathToFileURL(fileURLToPath(new URL('../support/local-servers.ts', import.meta.url))).href;
+    const moduleUrl = pathToFileURL(fileURLToPath(new URL('../../tools/local-servers.ts', import.meta.url))).href;
     const script = join(scratch, `owner-${Date.now()}.mts`);
     writeFileSync(
       script,

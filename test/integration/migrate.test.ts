@@ -8,12 +8,12 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import pg from 'pg';
 import { MIGRATIONS_DIR, MigrationError, migrate } from '../../src/db/migrate.ts';
-import { databaseUrl } from '../support/global-setup.ts';
+import { withDatabase } from '../../tools/databases.ts';
 
 const services = inject('services');
 let counter = 0;
 const ALL = ['0001_init.sql', '0002_limits_and_dead_letters.sql'];
-const freshDatabaseUrl = () => databaseUrl(services.postgresUrl, `${services.runId}_migrate_${process.pid}_${counter++}`);
+const freshDatabaseUrl = () => withDatabase(services.postgresUrl, `${services.runId}_migrate_${process.pid}_${counter++}`);
 
 async function query<T extends pg.QueryResultRow>(url: string, sql: string, params: unknown[] = []): Promise<T[]> {
   const client = new pg.Client({ connectionString: url });

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/logger.ts';
 import { startService } from '../../src/service.ts';
 import { createTestContext, type TestContext } from '../support/context.ts';
-import { findFreePort } from '../support/local-servers.ts';
+import { findFreePort } from '../../tools/free-port.ts';
 
 let ctx: TestContext;
 beforeAll(async () => {

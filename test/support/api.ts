@@ -1,7 +1,6 @@
-// Helpers for HTTP tests: a running API on this file's database and namespace, signed tokens,
-// a sale body builder, and testApi(), a per-file fixture bundling them with Redis and Postgres.
+// Helpers for HTTP tests: a running API on this file's database and namespace, and testApi(), a
+// per-file fixture bundling it with Redis, Postgres, signed tokens and sale creation.
 import type { AddressInfo } from 'node:net';
-import { createSigner } from 'fast-jwt';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { expect } from 'vitest';
@@ -9,6 +8,8 @@ import type { Role } from '../../src/config.ts';
 import type { App } from '../../src/http/app.ts';
 import { createLogger } from '../../src/logger.ts';
 import { startService, type RunningService } from '../../src/service.ts';
+import { saleBody, type SaleBody, type SaleItemInput } from '../../tools/sale-body.ts';
+import { tokens, type Tokens } from '../../tools/tokens.ts';
 import { createTestContext, type TestContext } from './context.ts';
 import { saleState, type SaleState } from './sale-state.ts';
 
@@ -23,50 +24,8 @@ export async function startTestApi(ctx: TestContext, overrides: Record<string, s
   return startTestService(ctx, 'api', overrides);
 }
 
-export type Tokens = ReturnType<typeof tokens>;
-
-export function tokens(secret: string) {
-  const sign = createSigner({ key: secret, algorithm: 'HS256' });
-  return {
-    shopper: (userId: string) => `Bearer ${sign({ sub: userId })}`,
-    admin: (userId = 'ops') => `Bearer ${sign({ sub: userId, role: 'admin' })}`,
-    sign: (claims: Record<string, unknown>) => `Bearer ${sign(claims)}`,
-  };
-}
-
-let saleCounter = 0;
-
-export interface SaleItemInput {
-  sku: string;
-  stock: number;
-  perUserLimit?: number;
-  unitPrice?: number;
-  lowStock?: { percent: number } | { units: number };
-}
-
-/** A sale body for POST /v1/admin/sales, active now unless times are given. */
-export function saleBody(items: SaleItemInput[], overrides: Record<string, unknown> = {}) {
-  const now = Date.now();
-  return {
-    id: `sale-${process.pid}-${++saleCounter}`,
-    name: 'Double 11',
-    startsAt: new Date(now - 60_000).toISOString(),
-    endsAt: new Date(now + 3_600_000).toISOString(),
-    currency: 'CNY',
-    paymentWindowSeconds: 900,
-    items: items.map((item) => ({
-      sku: item.sku,
-      name: `Item ${item.sku}`,
-      unitPrice: item.unitPrice ?? 399900,
-      stock: item.stock,
-      perUserLimit: item.perUserLimit ?? 2,
-      ...(item.lowStock && { lowStock: item.lowStock }),
-    })),
-    ...overrides,
-  };
-}
-
-export type SaleBody = ReturnType<typeof saleBody>;
+// The shared builders, under the names the HTTP tests have always imported from here.
+export { saleBody, tokens, type SaleBody, type SaleItemInput, type Tokens };
 
 export interface TestApiOptions {
   /** 'api' (the default) or 'all' (API plus relay, persist worker and sweeper). */

@@ -3,9 +3,9 @@
 import { randomBytes } from 'node:crypto';
 import { inject } from 'vitest';
 import pg from 'pg';
-import { Redis } from 'ioredis';
 import { loadConfig, type Config } from '../../src/config.ts';
-import { databaseUrl } from './global-setup.ts';
+import { dropDatabase, onServer, withDatabase } from '../../tools/databases.ts';
+import { deleteServiceKeys } from '../../tools/redis-keys.ts';
 
 export const TEST_JWT_SECRET = 'test-secret-with-at-least-16-chars';
 
@@ -16,16 +16,14 @@ export interface TestContext {
   readonly prefix: string;
   /** Builds a config for this file's database and namespace, with overrides (e.g. a private server). */
   configWith(overrides: Record<string, string>): Config;
-  /** Drops this file's keys and database. */
+  /** Drops this file's keys (the BullMQ queue's too) and database. */
   cleanup(): Promise<void>;
 }
 
 const CLONE_RETRIES = 20;
 
 async function cloneTemplate(postgresUrl: string, template: string, database: string): Promise<void> {
-  const admin = new pg.Client({ connectionString: databaseUrl(postgresUrl, 'postgres') });
-  await admin.connect();
-  try {
+  await onServer(postgresUrl, async (admin) => {
     for (let attempt = 1; ; attempt++) {
       try {
         await admin.query(`CREATE DATABASE ${pg.escapeIdentifier(database)} TEMPLATE ${pg.escapeIdentifier(template)}`);
@@ -36,23 +34,7 @@ async function cloneTemplate(postgresUrl: string, template: string, database: st
         await new Promise((resolve) => setTimeout(resolve, 50 * attempt));
       }
     }
-  } finally {
-    await admin.end();
-  }
-}
-
-export async function deleteKeys(redisUrl: string, pattern: string): Promise<void> {
-  const redis = new Redis(redisUrl);
-  try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
-      if (keys.length > 0) await redis.unlink(...keys);
-      cursor = next;
-    } while (cursor !== '0');
-  } finally {
-    redis.disconnect();
-  }
+  });
 }
 
 export async function createTestContext(): Promise<TestContext> {
@@ -67,7 +49,7 @@ export async function createTestContext(): Promise<TestContext> {
     JWT_SECRET: TEST_JWT_SECRET,
     REDIS_URL: services.redisUrl,
     REDIS_PREFIX: prefix,
-    DATABASE_URL: databaseUrl(services.postgresUrl, database),
+    DATABASE_URL: withDatabase(services.postgresUrl, database),
     PORT: '0',
     METRICS_PORT: '0',
     // Tests share two cores with each other: load shedding would refuse at random. The
@@ -82,10 +64,8 @@ export async function createTestContext(): Promise<TestContext> {
     prefix,
     configWith,
     async cleanup() {
-      await deleteKeys(services.redisUrl, `${prefix}:*`);
-      const admin = new pg.Client({ connectionString: databaseUrl(services.postgresUrl, 'postgres') });
-      await admin.connect();
-      await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(database)} WITH (FORCE)`).finally(() => admin.end());
+      await deleteServiceKeys(services.redisUrl, prefix);
+      await dropDatabase(base.DATABASE_URL);
     },
   };
 }

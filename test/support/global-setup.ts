@@ -5,7 +5,8 @@ import { randomBytes } from 'node:crypto';
 import type { TestProject } from 'vitest/node';
 import pg from 'pg';
 import { migrate } from '../../src/db/migrate.ts';
-import { startLocalPostgres, startLocalRedis } from './local-servers.ts';
+import { onServer, withDatabase } from '../../tools/databases.ts';
+import { startLocalPostgres, startLocalRedis } from '../../tools/local-servers.ts';
 
 export interface TestServices {
   readonly redisUrl: string;
@@ -34,58 +35,56 @@ async function dockerAnswers(): Promise<boolean> {
   }
 }
 
-async function provideRedis(stops: Stop[]): Promise<string> {
-  if (process.env.REDIS_URL) return process.env.REDIS_URL;
-  if (await dockerAnswers()) {
+/** One way to get a server: the URL given, else a container, else a private process. */
+interface Source {
+  readonly given: string | undefined;
+  container(): Promise<{ readonly url: string; stop(): Promise<unknown> }>;
+  local(): Promise<{ readonly url: string; stop(): Promise<void> }>;
+}
+
+async function provide(source: Source, stops: Stop[]): Promise<string> {
+  if (source.given) return source.given;
+  const server = (await dockerAnswers()) ? await source.container() : await source.local();
+  stops.push(async () => void (await server.stop()));
+  return server.url;
+}
+
+const REDIS: Source = {
+  given: process.env.REDIS_URL,
+  async container() {
     const { RedisContainer } = await import('@testcontainers/redis');
     const container = await new RedisContainer('redis:7').start();
-    stops.push(async () => void (await container.stop()));
-    return container.getConnectionUrl();
-  }
-  const server = await startLocalRedis();
-  stops.push(() => server.stop());
-  return server.url;
-}
+    return { url: container.getConnectionUrl(), stop: () => container.stop() };
+  },
+  local: () => startLocalRedis(),
+};
 
-async function providePostgres(stops: Stop[]): Promise<string> {
-  if (process.env.DATABASE_URL) return process.env.DATABASE_URL;
-  if (await dockerAnswers()) {
+const POSTGRES: Source = {
+  given: process.env.DATABASE_URL,
+  async container() {
     const { PostgreSqlContainer } = await import('@testcontainers/postgresql');
     const container = await new PostgreSqlContainer('postgres:15').start();
-    stops.push(async () => void (await container.stop()));
-    return container.getConnectionUri();
-  }
-  const server = await startLocalPostgres();
-  stops.push(() => server.stop());
-  return server.url;
-}
-
-export function databaseUrl(serverUrl: string, database: string): string {
-  const url = new URL(serverUrl);
-  url.pathname = `/${database}`;
-  return url.toString();
-}
+    return { url: container.getConnectionUri(), stop: () => container.stop() };
+  },
+  local: () => startLocalPostgres(),
+};
 
 async function dropRunDatabases(postgresUrl: string, runId: string): Promise<void> {
-  const admin = new pg.Client({ connectionString: databaseUrl(postgresUrl, 'postgres') });
-  await admin.connect();
-  try {
+  await onServer(postgresUrl, async (admin) => {
     const { rows } = await admin.query<{ datname: string }>(
       "SELECT datname FROM pg_database WHERE datname LIKE $1 || '%'",
       [runId],
     );
     for (const { datname } of rows) await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(datname)} WITH (FORCE)`);
-  } finally {
-    await admin.end();
-  }
+  });
 }
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const stops: Stop[] = [];
   const runId = `fst_${randomBytes(4).toString('hex')}`;
-  const [redisUrl, postgresUrl] = await Promise.all([provideRedis(stops), providePostgres(stops)]);
+  const [redisUrl, postgresUrl] = await Promise.all([provide(REDIS, stops), provide(POSTGRES, stops)]);
   const templateDatabase = `${runId}_template`;
-  await migrate({ databaseUrl: databaseUrl(postgresUrl, templateDatabase) });
+  await migrate({ databaseUrl: withDatabase(postgresUrl, templateDatabase) });
   project.provide('services', { redisUrl, postgresUrl, templateDatabase, runId });
 
   return async () => {

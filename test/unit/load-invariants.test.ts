@@ -57,6 +57,14 @@ describe('load-test invariant checker', () => {
     expect(verdictOf(results, 'every 201 persisted')).toBe('FAIL');
   });
 
+  it('when a 201 has two rows, or its row names another user, then "every 201 persisted exactly once" fails', () => {
+    const answered = [order('a', 'u1'), order('b', 'u2')];
+    const twice = checkInvariants(evidence(answered, { rows: [row(answered[0]!), row(answered[0]!), row(answered[1]!)] }));
+    expect(twice.find((r) => r.name.startsWith('every 201 persisted'))?.detail).toMatch(/a: 2 rows/);
+    const otherUser = checkInvariants(evidence(answered, { rows: [row(answered[0]!), { ...row(answered[1]!), userId: 'u9' }] }));
+    expect(otherUser.find((r) => r.name.startsWith('every 201 persisted'))?.detail).toMatch(/b: row says u9/);
+  });
+
   it('when Postgres holds a row no answer or unanswered request explains, then "no phantom rows" fails', () => {
     const answered = [order('a', 'u1')];
     const phantom = row(order('z', 'u9'));

@@ -10,9 +10,13 @@ import pg from 'pg';
 import type { Role } from '../../../src/config.ts';
 import { migrate } from '../../../src/db/migrate.ts';
 import { saleKeys } from '../../../src/stock/keys.ts';
-import { saleBody, tokens, type SaleItemInput } from '../../support/api.ts';
+import { withDatabase } from '../../../tools/databases.ts';
+import { compareWithRows, unitsBySku } from '../../../tools/exactly-once.ts';
+import { findFreePort } from '../../../tools/free-port.ts';
+import { startLocalPostgres, startLocalRedis, type LocalServer } from '../../../tools/local-servers.ts';
+import { saleBody, type SaleItemInput } from '../../../tools/sale-body.ts';
+import { tokens } from '../../../tools/tokens.ts';
 import { TEST_JWT_SECRET } from '../../support/context.ts';
-import { findFreePort, startLocalPostgres, startLocalRedis, type LocalServer } from '../../support/local-servers.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Private servers
@@ -37,9 +41,7 @@ export interface StackOptions {
 
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const [redis, postgres] = await Promise.all([startLocalRedis({ extraArgs: options.redisArgs ?? [] }), startLocalPostgres()]);
-  const url = new URL(postgres.url);
-  url.pathname = '/flashsale';
-  const databaseUrl = url.toString();
+  const databaseUrl = withDatabase(postgres.url, 'flashsale');
   await migrate({ databaseUrl, log: () => undefined });
   const prefix = `f${randomBytes(3).toString('hex')}`;
   return {
@@ -351,6 +353,7 @@ export function drive(
 }
 
 export interface AcceptedOrder {
+  readonly userId: string;
   readonly sku: string;
   readonly quantity: number;
   readonly key: string;
@@ -376,13 +379,11 @@ export class Ledger {
       throw new Error(`order ${outcome.orderId} answered two Idempotency-Keys: ${owner.key} and ${request.key}`);
     }
     this.byKey.set(request.key, outcome.orderId);
-    this.accepted.set(outcome.orderId, { sku: request.sku, quantity: request.quantity, key: request.key });
+    this.accepted.set(outcome.orderId, { userId: request.userId, sku: request.sku, quantity: request.quantity, key: request.key });
   }
 
   quantityBySku(): Map<string, number> {
-    const totals = new Map<string, number>();
-    for (const { sku, quantity } of this.accepted.values()) totals.set(sku, (totals.get(sku) ?? 0) + quantity);
-    return totals;
+    return unitsBySku(this.accepted.values());
   }
 }
 
@@ -405,50 +406,42 @@ export async function expectExactlyPersisted(
   accepted: ReadonlyMap<string, AcceptedOrder>,
   timeoutMs: number,
 ): Promise<PersistedReport> {
-  const expectedSold = new Map<string, number>();
-  for (const { sku, quantity } of accepted.values()) expectedSold.set(sku, (expectedSold.get(sku) ?? 0) + quantity);
   const started = Date.now();
   let problem = 'not checked yet';
   for (;;) {
-    problem = await persistedProblem(databaseUrl, saleId, accepted, expectedSold).catch((error: unknown) => `Postgres: ${String(error)}`);
+    problem = await persistedProblem(databaseUrl, saleId, accepted).catch((error: unknown) => `Postgres: ${String(error)}`);
     if (problem === '') return { rows: accepted.size, waitedMs: Date.now() - started };
     if (Date.now() - started > timeoutMs) throw new Error(`after ${timeoutMs} ms Postgres still does not match the 201s: ${problem}`);
     await sleep(250);
   }
 }
 
-async function persistedProblem(
-  databaseUrl: string,
-  saleId: string,
-  accepted: ReadonlyMap<string, AcceptedOrder>,
-  expectedSold: ReadonlyMap<string, number>,
-): Promise<string> {
+async function persistedProblem(databaseUrl: string, saleId: string, accepted: ReadonlyMap<string, AcceptedOrder>): Promise<string> {
   const db = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: 2_000 });
   db.on('error', () => undefined);
   await db.connect();
   try {
-    const orders = await db.query<{ id: string; quantity: number; sku: string }>('SELECT id, quantity, sku FROM orders WHERE sale_id = $1', [saleId]);
+    const orders = await db.query<{ id: string; userId: string; quantity: number; sku: string }>(
+      'SELECT id::text AS id, user_id AS "userId", quantity, sku FROM orders WHERE sale_id = $1',
+      [saleId],
+    );
     const items = await db.query<{ sku: string; sold: number }>('SELECT sku, sold FROM sale_items WHERE sale_id = $1', [saleId]);
-    const found = new Set<string>();
-    const extra: string[] = [];
-    const wrong: string[] = [];
-    for (const row of orders.rows) {
-      found.add(row.id);
-      const expected = accepted.get(row.id);
-      if (!expected) extra.push(row.id);
-      else if (expected.quantity !== row.quantity || expected.sku !== row.sku) wrong.push(row.id);
-    }
-    const missing = [...accepted.keys()].filter((id) => !found.has(id));
+    const { missing, duplicated, mismatched, extra } = compareWithRows(
+      [...accepted].map(([id, order]) => ({ id, ...order })),
+      orders.rows,
+    );
+    const expectedSold = unitsBySku(accepted.values());
     const soldProblems = items.rows
       .filter((row) => row.sold !== (expectedSold.get(row.sku) ?? 0))
       .map((row) => `${row.sku}: sold ${row.sold}, 201s sum to ${expectedSold.get(row.sku) ?? 0}`);
-    if (missing.length + extra.length + wrong.length + soldProblems.length === 0) return '';
-    const sample = (ids: string[]) => ids.slice(0, 5).join(', ');
+    if (missing.length + duplicated.length + mismatched.length + extra.length + soldProblems.length === 0) return '';
+    const sample = (ids: readonly string[]) => ids.slice(0, 5).join(', ');
     return [
       `${orders.rows.length} rows for ${accepted.size} accepted orders`,
       missing.length > 0 ? `${missing.length} missing (${sample(missing)})` : '',
-      extra.length > 0 ? `${extra.length} without a 201 (${sample(extra)})` : '',
-      wrong.length > 0 ? `${wrong.length} with another sku or quantity (${sample(wrong)})` : '',
+      duplicated.length > 0 ? `${duplicated.length} with several rows (${sample(duplicated)})` : '',
+      extra.length > 0 ? `${extra.length} without a 201 (${sample(extra.map((row) => row.id))})` : '',
+      mismatched.length > 0 ? `${mismatched.length} with another user, sku or quantity (${sample(mismatched)})` : '',
       ...soldProblems,
     ]
       .filter((part) => part !== '')

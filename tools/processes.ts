@@ -1,8 +1,8 @@
-// Child processes the kit runs (the service, the comparison apps): each on a free port with its own
-// event loop, its output in a log file, waited for over HTTP, stopped gracefully, killed if we exit.
+// Child processes the load kit and the benchmark run (the service's roles, the comparison apps):
+// each with its own event loop, its output in a log file, waited for over HTTP, stopped
+// gracefully, killed if we exit.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
-import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -13,18 +13,6 @@ const running = new Set<ChildProcess>();
 process.on('exit', () => {
   for (const child of running) child.kill('SIGKILL');
 });
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 export interface Child {
   readonly name: string;

@@ -1,6 +1,6 @@
 // Private Redis and Postgres servers started from the machine's binaries: the integration
-// harness's fallback when no services are configured, and the real processes that
-// fault-injection tests kill and restart.
+// harness's and the demo's fallback when no services are configured, and the real processes
+// that fault-injection tests kill and restart.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import {
   accessSync,
@@ -18,12 +18,12 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import pg from 'pg';
+import { findFreePort, listenOnce } from './free-port.ts';
 
 export type LocalServerKind = 'redis' | 'postgres';
 
@@ -95,20 +95,6 @@ export function resolveBinary(name: string): string {
     `${name} was not found on PATH or in /usr/lib/postgresql/*/bin ` +
       '(install it, e.g. apt-get install -y redis-server postgresql)',
   );
-}
-
-// Ports handed out by this process are not handed out again, so parallel starts do not collide.
-const handedOut = new Set<number>();
-
-/** A TCP port on 127.0.0.1 that was free a moment ago. */
-export async function findFreePort(): Promise<number> {
-  for (;;) {
-    const port = await listenOnce(0);
-    if (!handedOut.has(port)) {
-      handedOut.add(port);
-      return port;
-    }
-  }
 }
 
 export async function startLocalRedis(opts: LocalRedisOptions = {}): Promise<LocalServer> {
@@ -701,19 +687,6 @@ async function findFreePortFor(spec: ServerSpec): Promise<number> {
     }
   }
   throw new Error('no free port pair (port, port + 10000) found for a Redis cluster node');
-}
-
-function listenOnce(port: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.once('error', reject);
-    server.listen(port, '127.0.0.1', () => {
-      const address = server.address();
-      const bound = typeof address === 'object' && address !== null ? address.port : port;
-      server.close(() => resolve(bound));
-    });
-  });
 }
 
 function postgresBinDirs(): string[] {
