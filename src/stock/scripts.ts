@@ -1,37 +1,10 @@
-// Loads lua/*.lua once and registers each with ioredis's defineCommand (EVALSHA with the
+// Loads lua/*.lua once (includes joined) and registers each with ioredis's defineCommand (EVALSHA with the
 // NOSCRIPT fallback). The key count comes from the file name: reserveOrder-8.lua has 8 keys;
 // a name without a count takes a variable number of keys, given first at the call.
 import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Cluster, type Redis } from 'ioredis';
 import type { RedisClient } from '../redis/connection.ts';
-
-export const LUA_DIR = fileURLToPath(new URL('../../lua/', import.meta.url));
-
-export interface ScriptFile {
-  readonly name: string;
-  /** undefined: the caller passes the key count first. */
-  readonly numberOfKeys: number | undefined;
-  readonly lua: string;
-}
-
-export function readScripts(dir: string = LUA_DIR): ScriptFile[] {
-  return readdirSync(dir)
-    .filter((file) => file.endsWith('.lua'))
-    .sort()
-    .map((file) => {
-      const match = /^([A-Za-z]+)(?:-(\d+))?\.lua$/.exec(file);
-      if (!match?.[1]) throw new Error(`Lua file ${file} must be named name-KEYCOUNT.lua or name.lua`);
-      const keys = match[2];
-      return {
-        name: match[1],
-        numberOfKeys: keys === undefined ? undefined : Number(keys),
-        lua: readFileSync(path.join(dir, file), 'utf8'),
-      };
-    });
-}
+import { readScripts } from './scripts/loader.ts';
 
 const SCRIPTS = readScripts();
 const SCRIPT_SHAS = SCRIPTS.map((s) => createHash('sha1').update(s.lua).digest('hex'));
@@ -78,3 +51,4 @@ async function ensureLoadedOn(node: Redis): Promise<boolean> {
   const exists = (await node.script('EXISTS', ...SCRIPT_SHAS)) as number[];
   return exists.every((flag) => flag === 1);
 }
+export { readScripts } from './scripts/loader.ts';
