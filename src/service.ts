@@ -20,7 +20,7 @@ import { SaleRepository } from './sales/repository.ts';
 import { SalesService, type SaleEvents } from './sales/sales-service.ts';
 import { ClosedItems } from './stock/closed-items.ts';
 import { stockEventsChannel } from './stock/keys.ts';
-import { Reservations } from './stock/reservations.ts';
+import { Reservations } from './orders/reservations.ts';
 import { defineScripts, ensureScriptsLoaded } from './stock/scripts/registry.ts';
 
 export interface RunningService {

@@ -16,7 +16,7 @@ import type { RedisClient } from '../redis/connection.ts';
 import type { SaleReporter } from '../sales/report.ts';
 import type { SalesService } from '../sales/sales-service.ts';
 import { rateLimitKey } from '../stock/keys.ts';
-import type { Reservations } from '../stock/reservations.ts';
+import type { Reservations } from '../orders/reservations.ts';
 import { createAuthenticator } from './auth.ts';
 import { OverloadedError, apiErrorBody, installErrorHandling } from './errors.ts';
 import { adminRoutes } from './routes/admin.ts';

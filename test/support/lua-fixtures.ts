@@ -10,7 +10,7 @@ import { OrderStore } from '../../src/orders/order-store.ts';
 import { OrderRepository } from '../../src/orders/repository.ts';
 import { SaleCatalog } from '../../src/sales/catalog.ts';
 import type { SaleDefinition, SaleItemDefinition } from '../../src/sales/sale.ts';
-import { Reservations, type Reservation, type ReserveRequest } from '../../src/stock/reservations.ts';
+import { Reservations, type Reservation, type ReserveRequest } from '../../src/orders/reservations.ts';
 import { payOrder, type PayOrderReply } from '../../src/stock/scripts/pay-order.ts';
 import { defineScripts, type Scripts } from '../../src/stock/scripts/registry.ts';
 import { releaseOrder, type ReleaseOrderReply } from '../../src/stock/scripts/release-order.ts';

@@ -2,7 +2,8 @@
 // binding's parsers, its refusals through the one table, and anything else is a loud error.
 import { describe, expect, it } from 'vitest';
 import { REFUSALS, refusalOf } from '../../src/stock/scripts/refusals.ts';
-import { parseReply, UnexpectedScriptReply } from '../../src/stock/scripts/reply.ts';
+import { parseReply } from '../../src/stock/scripts/reply.ts';
+import { UnexpectedScriptReply } from '../../src/stock/scripts/unexpected-reply.ts';
 
 type Reply = { readonly code: 'OK'; readonly n: number } | { readonly code: 'SOLD_OUT' } | { readonly code: 'INSUFFICIENT_STOCK'; readonly detail?: number };
 const parsers = { OK: ([n]: readonly unknown[]) => (typeof n === 'number' ? ({ code: 'OK', n } as const) : undefined) };

@@ -2,7 +2,8 @@
 // the consumer group's pending list and the stream together.
 import { saleKeys } from '../keys.ts';
 import type { Scripts } from './registry.ts';
-import { integer, UnexpectedScriptReply } from './reply.ts';
+import { integer } from './reply.ts';
+import { UnexpectedScriptReply } from './unexpected-reply.ts';
 
 export interface AckOutboxKeys {
   readonly saleId: string;

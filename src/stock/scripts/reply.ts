@@ -1,15 +1,8 @@
 // Turning a script's raw reply into its typed outcome: the script's own success codes through
-// the binding's parsers, its refusals through the one table (refusals.ts). Anything else is a
-// script and binding out of step, which is a bug, never an expected outcome.
+// the binding's parsers, its refusals through the one table (refusals.ts); anything else throws
+// UnexpectedScriptReply.
 import { refusalOf, type ScriptName } from './refusals.ts';
-
-export class UnexpectedScriptReply extends Error {
-  override readonly name = 'UnexpectedScriptReply';
-
-  constructor(script: string, reply: unknown) {
-    super(`${script} returned an unexpected reply: ${JSON.stringify(reply)}`);
-  }
-}
+import { UnexpectedScriptReply } from './unexpected-reply.ts';
 
 /** Parses the values after a success code; undefined when they are malformed. */
 export type SuccessParsers<R> = { readonly [code: string]: (values: readonly unknown[]) => R | undefined };

@@ -13,7 +13,7 @@ import type { SaleCatalog } from '../../../src/sales/catalog.ts';
 import { itemState, type DelistReason, type ItemState, type LowStockRule } from '../../../src/sales/sale.ts';
 import { ClosedItems } from '../../../src/stock/closed-items.ts';
 import { saleKeys } from '../../../src/stock/keys.ts';
-import { Reservations, type Reservation } from '../../../src/stock/reservations.ts';
+import { Reservations, type Reservation } from '../../../src/orders/reservations.ts';
 import type { Scripts } from '../../../src/stock/scripts/registry.ts';
 import type { TestContext } from '../../support/context.ts';
 import { luaFixture } from '../../support/lua-fixtures.ts';

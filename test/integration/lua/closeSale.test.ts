@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SaleCatalog } from '../../../src/sales/catalog.ts';
 import type { SaleItemDefinition } from '../../../src/sales/sale.ts';
 import { saleKeys } from '../../../src/stock/keys.ts';
-import { Reservations, type Reservation } from '../../../src/stock/reservations.ts';
+import { Reservations, type Reservation } from '../../../src/orders/reservations.ts';
 import { closeSale } from '../../../src/stock/scripts/close-sale.ts';
 import { defineScripts, type Scripts } from '../../../src/stock/scripts/registry.ts';
 import type { TestContext } from '../../support/context.ts';

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SaleCatalog } from '../../../src/sales/catalog.ts';
 import type { SaleDefinition, SaleItemDefinition } from '../../../src/sales/sale.ts';
 import { saleKeys } from '../../../src/stock/keys.ts';
-import { Reservations } from '../../../src/stock/reservations.ts';
+import { Reservations } from '../../../src/orders/reservations.ts';
 import { loadSale as loadSaleScript, type LoadSaleArgs, type LoadSaleItem } from '../../../src/stock/scripts/load-sale.ts';
 import { defineScripts, type Scripts } from '../../../src/stock/scripts/registry.ts';
 import type { TestContext } from '../../support/context.ts';

@@ -8,7 +8,7 @@ import type { Order } from '../../../src/orders/order.ts';
 import { parseStreamEntries } from '../../../src/orders/outbox.ts';
 import type { SaleCatalog } from '../../../src/sales/catalog.ts';
 import { saleKeys } from '../../../src/stock/keys.ts';
-import { Reservations } from '../../../src/stock/reservations.ts';
+import { Reservations } from '../../../src/orders/reservations.ts';
 import type { PayOrderReply } from '../../../src/stock/scripts/pay-order.ts';
 import type { Scripts } from '../../../src/stock/scripts/registry.ts';
 import { luaFixture, saleItem as item, type Accepted } from '../../support/lua-fixtures.ts';

@@ -8,7 +8,7 @@ import { orderFromHash } from '../../../src/orders/order.ts';
 import { parseStreamEntries } from '../../../src/orders/outbox.ts';
 import type { SaleCatalog } from '../../../src/sales/catalog.ts';
 import { saleKeys } from '../../../src/stock/keys.ts';
-import type { Reservation, ReserveRequest } from '../../../src/stock/reservations.ts';
+import type { Reservation, ReserveRequest } from '../../../src/orders/reservations.ts';
 import type { ReserveRefusal } from '../../../src/stock/scripts/refusals.ts';
 import { scriptSource, type Scripts } from '../../../src/stock/scripts/registry.ts';
 import { IDEMPOTENCY_TTL_SECONDS, ORDER_RETENTION_MS, reserveOrder, type ReserveOrderReply } from '../../../src/stock/scripts/reserve-order.ts';

@@ -1,12 +1,13 @@
-// Deciding order attempts: reserveOrder plus the in-process sold-out fast path. One Redis round
-// trip per attempt; none once an item is known to be closed.
+// Deciding order attempts: reserveOrder plus the in-process sold-out fast path, turning an
+// accepted reservation into an Order. One Redis round trip per attempt; none once an item is
+// known to be closed.
 import { uuidv7 } from 'uuidv7';
-import type { Order } from '../orders/order.ts';
-import { ClosedItems } from './closed-items.ts';
-import { saleKeys } from './keys.ts';
-import type { ReserveRefusal } from './scripts/refusals.ts';
-import type { Scripts } from './scripts/registry.ts';
-import { reserveOrder } from './scripts/reserve-order.ts';
+import { ClosedItems } from '../stock/closed-items.ts';
+import { saleKeys } from '../stock/keys.ts';
+import type { ReserveRefusal } from '../stock/scripts/refusals.ts';
+import type { Scripts } from '../stock/scripts/registry.ts';
+import { reserveOrder } from '../stock/scripts/reserve-order.ts';
+import { pendingOrder, type Order } from './order.ts';
 
 export interface ReserveRequest {
   readonly saleId: string;
@@ -45,8 +46,7 @@ export class Reservations {
       case 'OK': {
         if (reply.delistedNow) this.closedItems.mark(saleId, sku, 'ITEM_DELISTED', now);
         else if (reply.soldOutNow) this.closedItems.mark(saleId, sku, 'SOLD_OUT', now);
-        const order: Order = { ...reply.order, status: 'pending_payment' };
-        return { kind: 'accepted', order, availableAfter: reply.availableAfter, delistedNow: reply.delistedNow, soldOutNow: reply.soldOutNow };
+        return { kind: 'accepted', order: pendingOrder(reply.order), availableAfter: reply.availableAfter, delistedNow: reply.delistedNow, soldOutNow: reply.soldOutNow };
       }
       default:
         if (reply.code === 'SOLD_OUT' || reply.code === 'ITEM_DELISTED') this.closedItems.mark(saleId, sku, reply.code, now);
