@@ -14,13 +14,13 @@ import { OrderRepository } from './orders/repository.ts';
 import { OrderStore } from './orders/order-store.ts';
 import { ExpirySweeper } from './orders/expiry-sweeper.ts';
 import { OrderLifecycle, type LifecycleEvents } from './orders/lifecycle.ts';
+import { Reservations } from './orders/reservations.ts';
 import { SaleReporter } from './sales/report.ts';
 import { SaleCatalog } from './sales/catalog.ts';
 import { SaleRepository } from './sales/repository.ts';
 import { SalesService, type SaleEvents } from './sales/sales-service.ts';
 import { ClosedItems } from './stock/closed-items.ts';
 import { stockEventsChannel } from './stock/keys.ts';
-import { Reservations } from './orders/reservations.ts';
 import { defineScripts, ensureScriptsLoaded } from './stock/scripts/registry.ts';
 
 export interface RunningService {
