@@ -12,6 +12,8 @@
   Returns {'OK'} or {'SALE_EXISTS'} (nothing is written then).
   An item whose stock already sits at or below its low-stock level starts delisted.
 ]]
+--- @include "includes/lowStock"
+
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'SALE_EXISTS'} end
 -- Everything is decoded and checked before the first write: Redis does not undo the writes of
 -- a script that fails half-way.
@@ -37,15 +39,13 @@ for i = 2, #KEYS do
   redis.call('DEL', KEYS[i])
   redis.call('HSET', KEYS[i], 'sku', item.sku, 'available', item.stock, 'total', item.stock,
     'unitPrice', item.unitPrice, 'perUserLimit', item.perUserLimit, 'delisted', '')
-  local low = false
+  -- One level per item; lowUnits wins if both came, as in atOrBelowLowStock.
   if item.lowUnits then
     redis.call('HSET', KEYS[i], 'lowUnits', item.lowUnits)
-    low = item.stock <= item.lowUnits
   elseif item.lowPct then
     redis.call('HSET', KEYS[i], 'lowPct', item.lowPct)
-    low = item.stock * 100 <= item.lowPct * item.stock
   end
-  if low then redis.call('HSET', KEYS[i], 'delisted', 'low_stock', 'delistedAt', now) end
+  if atOrBelowLowStock(item.stock, item.stock, item.lowUnits, item.lowPct) then redis.call('HSET', KEYS[i], 'delisted', 'low_stock', 'delistedAt', now) end
   if item.stock == 0 then redis.call('HSET', KEYS[i], 'soldOutAt', now) end
 end
 redis.call('HSET', KEYS[1], 'startsAt', sale.startsAt, 'endsAt', sale.endsAt,

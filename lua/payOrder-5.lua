@@ -23,6 +23,8 @@
     {'EXPIRED_NOW', reopened (0|1)}  the deadline had passed: expired now, its stock released;
                                      reopened when the item went from sold out to available
 ]]
+--- @include "includes/giveBack"
+
 local order = redis.call('HMGET', KEYS[1], 'id', 'userId', 'status', 'quantity', 'expiresAt', 'paymentRef')
 if not order[1] then return {'ORDER_NOT_FOUND'} end
 if ARGV[1] ~= '' and order[2] ~= ARGV[1] then return {'ORDER_NOT_FOUND'} end
@@ -41,13 +43,9 @@ end
 
 redis.call('ZREM', KEYS[5], order[1])
 if now >= tonumber(order[5]) then
-  local quantity = tonumber(order[4])
-  local available = redis.call('HINCRBY', KEYS[2], 'available', quantity)
-  if redis.call('HINCRBY', KEYS[3], order[2], -quantity) <= 0 then redis.call('HDEL', KEYS[3], order[2]) end
+  local reopened = giveBack(KEYS[2], KEYS[3], order[2], tonumber(order[4]))
   redis.call('HSET', KEYS[1], 'status', 'expired', 'expiredAt', now)
   appendToOutbox()
-  local reopened = 0
-  if available == quantity and redis.call('HGET', KEYS[2], 'delisted') == '' then reopened = 1 end
   return {'EXPIRED_NOW', reopened}
 end
 redis.call('HSET', KEYS[1], 'status', 'paid', 'paidAt', now, 'paymentRef', ARGV[2])

@@ -24,6 +24,8 @@
     {'ORDER_EXPIRED'}          cancel asked of an order that expired earlier
     {'ORDER_CANCELLED'}        expire asked of an order cancelled earlier
 ]]
+--- @include "includes/giveBack"
+
 local order = redis.call('HMGET', KEYS[1], 'id', 'userId', 'status', 'quantity', 'expiresAt')
 if not order[1] then return {'ORDER_NOT_FOUND'} end
 if ARGV[2] ~= '' and order[2] ~= ARGV[2] then return {'ORDER_NOT_FOUND'} end
@@ -38,9 +40,7 @@ if status == 'expired' then return {'ORDER_EXPIRED'} end
 if status == 'cancelled' then return {'ORDER_CANCELLED'} end
 if action == 'expire' and now < tonumber(order[5]) then return {'NOT_DUE'} end
 
-local quantity = tonumber(order[4])
-local available = redis.call('HINCRBY', KEYS[2], 'available', quantity)
-if redis.call('HINCRBY', KEYS[3], order[2], -quantity) <= 0 then redis.call('HDEL', KEYS[3], order[2]) end
+local reopened = giveBack(KEYS[2], KEYS[3], order[2], tonumber(order[4]))
 if target == 'expired' then
   redis.call('HSET', KEYS[1], 'status', 'expired', 'expiredAt', now)
 else
@@ -48,6 +48,4 @@ else
 end
 redis.call('ZREM', KEYS[5], order[1])
 redis.call('XADD', KEYS[4], '*', unpack(redis.call('HGETALL', KEYS[1])))
-local reopened = 0
-if available == quantity and redis.call('HGET', KEYS[2], 'delisted') == '' then reopened = 1 end
 return {'RELEASED', target, reopened}

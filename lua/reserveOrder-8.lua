@@ -31,6 +31,8 @@
   Refusals are checked in this order (a closed sale is ended even before its start) and write
   nothing.
 ]]
+--- @include "includes/lowStock"
+
 local sale = redis.call('HMGET', KEYS[1], 'startsAt', 'endsAt', 'closedAt', 'paymentWindowMs')
 if not sale[1] then return {'SALE_NOT_FOUND'} end
 local item = redis.call('HMGET', KEYS[2], 'available', 'total', 'unitPrice', 'perUserLimit', 'lowUnits', 'lowPct', 'delisted')
@@ -65,11 +67,6 @@ if keyReused then return {'IDEMPOTENCY_KEY_REUSED'} end
 
 local total, unitPrice = tonumber(item[2]), tonumber(item[3])
 local lowUnits, lowPct = tonumber(item[5]), tonumber(item[6])
-local function atOrBelowLowStock(units)
-  if lowUnits then return units <= lowUnits end
-  if lowPct then return units * 100 <= lowPct * total end
-  return false
-end
 
 local after = redis.call('HINCRBY', KEYS[2], 'available', -quantity)
 redis.call('HINCRBY', KEYS[3], userId, quantity)
@@ -97,7 +94,7 @@ if after == 0 then
   redis.call('HSETNX', KEYS[2], 'soldOutAt', now)
 end
 -- The rule fires when stock falls to the level; an operator's relist below it is respected.
-if atOrBelowLowStock(after) and not atOrBelowLowStock(available) then
+if atOrBelowLowStock(after, total, lowUnits, lowPct) and not atOrBelowLowStock(available, total, lowUnits, lowPct) then
   delistedNow = 1
   redis.call('HSET', KEYS[2], 'delisted', 'low_stock', 'delistedAt', now)
 end

@@ -8,15 +8,16 @@
 
   Returns {'OK', availableAfter, relisted (0|1)} or {'ITEM_NOT_FOUND'}.
 ]]
+--- @include "includes/lowStock"
+
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'ITEM_NOT_FOUND'} end
 local quantity = tonumber(ARGV[1])
 local available = redis.call('HINCRBY', KEYS[1], 'available', quantity)
 local total = redis.call('HINCRBY', KEYS[1], 'total', quantity)
 local fields = redis.call('HMGET', KEYS[1], 'delisted', 'lowUnits', 'lowPct')
 local lowUnits, lowPct = tonumber(fields[2]), tonumber(fields[3])
-local atOrBelow = (lowUnits and available <= lowUnits) or (lowPct and available * 100 <= lowPct * total) or false
 local relisted = 0
-if fields[1] == 'low_stock' and not atOrBelow then
+if fields[1] == 'low_stock' and not atOrBelowLowStock(available, total, lowUnits, lowPct) then
   redis.call('HSET', KEYS[1], 'delisted', '')
   relisted = 1
 end

@@ -3,10 +3,10 @@
 import { createServer, type Server } from 'node:http';
 import { once } from 'node:events';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { REFUSAL_CODES } from './stock/reserve-outcome.ts';
+import { RESERVE_REFUSALS } from './stock/scripts/refusals.ts';
 
 /** Every result a reservation can have, as the `result` label spells it. */
-export const RESERVATION_RESULTS = ['ok', 'replayed', ...REFUSAL_CODES.map((code) => code.toLowerCase())];
+export const RESERVATION_RESULTS = ['ok', 'replayed', ...RESERVE_REFUSALS.map((code) => code.toLowerCase())];
 
 // Sub-millisecond buckets: a reservation answered from memory takes ~100 µs.
 const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];

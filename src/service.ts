@@ -14,14 +14,14 @@ import { OrderRepository } from './orders/repository.ts';
 import { OrderStore } from './orders/order-store.ts';
 import { ExpirySweeper } from './orders/expiry-sweeper.ts';
 import { OrderLifecycle, type LifecycleEvents } from './orders/lifecycle.ts';
+import { Reservations } from './orders/reservations.ts';
 import { SaleReporter } from './sales/report.ts';
 import { SaleCatalog } from './sales/catalog.ts';
 import { SaleRepository } from './sales/repository.ts';
 import { SalesService, type SaleEvents } from './sales/sales-service.ts';
 import { ClosedItems } from './stock/closed-items.ts';
 import { stockEventsChannel } from './stock/keys.ts';
-import { Reservations } from './stock/reservations.ts';
-import { defineScripts, ensureScriptsLoaded } from './stock/scripts.ts';
+import { defineScripts, ensureScriptsLoaded } from './stock/scripts/registry.ts';
 
 export interface RunningService {
   readonly app: App | undefined;
@@ -98,13 +98,13 @@ export async function startService(config: Config, logger: Logger, role: Role): 
   pool.on('error', (err) => logger.warn({ err }, 'idle Postgres client failed'));
   for (const client of [redis, subscriber]) client?.on('error', (err: Error) => logger.warn({ err: err.message }, 'Redis connection error'));
 
-  const scripts = defineScripts(redis);
+  const scripts = defineScripts(redis, prefix);
   const closedItems = new ClosedItems();
-  const reservations = new Reservations(redis, scripts, prefix, closedItems);
-  const catalog = new SaleCatalog(redis, scripts, prefix);
+  const reservations = new Reservations(scripts, closedItems);
+  const catalog = new SaleCatalog(scripts);
   const sales = new SalesService(new SaleRepository(pool), catalog, metricEvents(metrics), logger);
   const orders = new OrderStore(redis, prefix, new OrderRepository(pool), (options) => sales.liveSaleIds(options));
-  const lifecycle = new OrderLifecycle(redis, scripts, prefix, orders, lifecycleEvents(metrics, catalog, closedItems));
+  const lifecycle = new OrderLifecycle(scripts, orders, lifecycleEvents(metrics, catalog, closedItems));
   const persistQueue = createPersistQueue(config, logger);
   const reporter = new SaleReporter(sales, pool, redis, prefix, () => persistQueue.queue);
 
@@ -133,7 +133,7 @@ export async function startService(config: Config, logger: Logger, role: Role): 
   const stopWorkers: (() => Promise<void>)[] = [];
   if (role === 'worker' || role === 'all') {
     const persistWorker = createPersistWorker({ config, pool, redis, metrics, logger });
-    relay = new OutboxRelay(redis, scripts, persistQueue.queue, prefix, () => sales.liveSaleIds(), logger);
+    relay = new OutboxRelay(scripts, persistQueue.queue, () => sales.liveSaleIds(), logger);
     registerQueueGauge(metrics, () => persistQueue.queue.getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed'));
     const sweeper = new ExpirySweeper(redis, lifecycle, prefix, () => sales.liveSaleIds(), logger);
     relay.start();

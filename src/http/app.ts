@@ -12,10 +12,11 @@ import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
 import type { OrderLifecycle } from '../orders/lifecycle.ts';
 import type { OrderStore } from '../orders/order-store.ts';
+import type { Reservations } from '../orders/reservations.ts';
 import type { RedisClient } from '../redis/connection.ts';
 import type { SaleReporter } from '../sales/report.ts';
 import type { SalesService } from '../sales/sales-service.ts';
-import type { Reservations } from '../stock/reservations.ts';
+import { rateLimitKey } from '../stock/keys.ts';
 import { createAuthenticator } from './auth.ts';
 import { OverloadedError, apiErrorBody, installErrorHandling } from './errors.ts';
 import { adminRoutes } from './routes/admin.ts';
@@ -97,7 +98,8 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     max: config.rateLimit.ipPerSecond,
     timeWindow: 1_000,
     redis: deps.redis,
-    nameSpace: `${config.redis.prefix}:rate-ip:`,
+    nameSpace: `${config.redis.prefix}:rate:`,
+    keyGenerator: (request) => rateLimitKey({ ip: request.ip }),
     skipOnError: true,
     allowList: (request) => request.url.startsWith('/health/'),
     errorResponseBuilder: () => apiErrorBody('RATE_LIMITED', 'Too many requests from this address; retry later'),
@@ -107,7 +109,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
       ? app.createRateLimit({
           max: config.rateLimit.userPerSecond,
           timeWindow: 1_000,
-          keyGenerator: (request) => `user:${request.principal?.userId ?? request.ip}`,
+          keyGenerator: (request) => rateLimitKey(request.principal ? { userId: request.principal.userId } : { ip: request.ip }),
         })
       : undefined;
 

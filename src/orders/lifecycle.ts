@@ -1,13 +1,13 @@
 // Payment, cancellation and expiry of orders: each one Lua script that changes the order,
 // gives back its stock exactly once when it ends unpaid, and appends the new state to the outbox.
-import type { RedisClient } from '../redis/connection.ts';
-import { saleKeys } from '../stock/keys.ts';
-import { UnexpectedScriptReply } from '../stock/reserve-outcome.ts';
-import { script, type ScriptCommands } from '../stock/scripts.ts';
+import { payOrder } from '../stock/scripts/pay-order.ts';
+import type { OrderChangeRefusal } from '../stock/scripts/refusals.ts';
+import type { Scripts } from '../stock/scripts/registry.ts';
+import { releaseOrder } from '../stock/scripts/release-order.ts';
 import type { Order } from './order.ts';
 import type { OrderStore } from './order-store.ts';
 
-export type LifecycleRefusal = 'ORDER_NOT_FOUND' | 'ORDER_ALREADY_PAID' | 'ORDER_CANCELLED' | 'ORDER_EXPIRED';
+export type LifecycleRefusal = OrderChangeRefusal;
 
 export type LifecycleOutcome =
   | { readonly kind: 'done'; readonly order: Order; readonly changed: boolean }
@@ -20,8 +20,6 @@ export interface LifecycleEvents {
   /** The item went from sold out to available again: other API processes must forget their mark. */
   onReopened(saleId: string, sku: string): Promise<void>;
 }
-
-const REFUSALS: readonly string[] = ['ORDER_NOT_FOUND', 'ORDER_ALREADY_PAID', 'ORDER_CANCELLED', 'ORDER_EXPIRED'];
 
 /** The answer for an order Redis no longer holds: it reached a final state long ago. */
 export function decideOnFinalOrder(order: Order, action: 'pay' | 'cancel', paymentRef?: string): LifecycleOutcome {
@@ -36,17 +34,10 @@ export function decideOnFinalOrder(order: Order, action: 'pay' | 'cancel', payme
 
 export class OrderLifecycle {
   constructor(
-    private readonly redis: RedisClient,
-    private readonly scripts: ScriptCommands,
-    private readonly prefix: string,
+    private readonly scripts: Scripts,
     private readonly orders: OrderStore,
     private readonly events: LifecycleEvents,
   ) {}
-
-  private keysOf(order: Pick<Order, 'id' | 'saleId' | 'sku'>): string[] {
-    const keys = saleKeys(this.prefix, order.saleId);
-    return [keys.order(order.id), keys.item(order.sku), keys.users(order.sku), keys.outbox, keys.deadlines];
-  }
 
   /** The order as its owner (or an operator, userId '') may act on it. */
   private async load(orderId: string, userId: string): Promise<{ order: Order; inRedis: boolean } | undefined> {
@@ -64,20 +55,21 @@ export class OrderLifecycle {
     const loaded = await this.load(orderId, userId);
     if (!loaded) return { kind: 'refused', code: 'ORDER_NOT_FOUND' };
     if (!loaded.inRedis) return decideOnFinalOrder(loaded.order, 'pay', paymentRef);
-    const reply = await script(this.scripts, 'payOrder')(...this.keysOf(loaded.order), userId, paymentRef, now);
-    if (!Array.isArray(reply)) throw new UnexpectedScriptReply('payOrder', reply);
-    const [code, reopened] = reply as [string, number?];
-    if (code === 'PAID' || code === 'ALREADY_PAID') {
-      const outcome = await this.after(loaded.order, code === 'PAID');
-      if (code === 'PAID' && outcome.kind === 'done') this.events.onPaid(outcome.order);
-      return outcome;
+    const { order } = loaded;
+    const reply = await payOrder(this.scripts, { saleId: order.saleId, orderId: order.id, sku: order.sku }, { userId, paymentRef, now });
+    switch (reply.code) {
+      case 'PAID':
+      case 'ALREADY_PAID': {
+        const outcome = await this.after(order, reply.code === 'PAID');
+        if (reply.code === 'PAID' && outcome.kind === 'done') this.events.onPaid(outcome.order);
+        return outcome;
+      }
+      case 'EXPIRED_NOW':
+        await this.released(order, 'expired', reply.reopened);
+        return { kind: 'refused', code: 'ORDER_EXPIRED' };
+      default:
+        return { kind: 'refused', code: reply.code };
     }
-    if (code === 'EXPIRED_NOW') {
-      await this.released(loaded.order, 'expired', reopened === 1);
-      return { kind: 'refused', code: 'ORDER_EXPIRED' };
-    }
-    if (REFUSALS.includes(code)) return { kind: 'refused', code: code as LifecycleRefusal };
-    throw new UnexpectedScriptReply('payOrder', reply);
   }
 
   /** Reports stock given back, and announces a sold-out item that became available again. */
@@ -105,16 +97,17 @@ export class OrderLifecycle {
   }
 
   private async release(order: Order, action: 'cancel' | 'expire', userId: string, now: number): Promise<LifecycleOutcome | 'not-due'> {
-    const reply = await script(this.scripts, 'releaseOrder')(...this.keysOf(order), action, userId, now);
-    if (!Array.isArray(reply)) throw new UnexpectedScriptReply('releaseOrder', reply);
-    const [code, status, reopened] = reply as [string, string?, number?];
-    if (code === 'NOT_DUE') return 'not-due';
-    if (code === 'ALREADY') return this.after(order, false);
-    if (code === 'RELEASED' && (status === 'cancelled' || status === 'expired')) {
-      await this.released(order, status, reopened === 1);
-      return this.after(order, true);
+    const reply = await releaseOrder(this.scripts, { saleId: order.saleId, orderId: order.id, sku: order.sku }, { action, userId, now });
+    switch (reply.code) {
+      case 'NOT_DUE':
+        return 'not-due';
+      case 'ALREADY':
+        return this.after(order, false);
+      case 'RELEASED':
+        await this.released(order, reply.status, reply.reopened);
+        return this.after(order, true);
+      default:
+        return { kind: 'refused', code: reply.code };
     }
-    if (REFUSALS.includes(code)) return { kind: 'refused', code: code as LifecycleRefusal };
-    throw new UnexpectedScriptReply('releaseOrder', reply);
   }
 }

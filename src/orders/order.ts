@@ -1,4 +1,6 @@
 // The order as the service knows it, and its parsing from a Redis hash (the seam is typed here).
+import type { ReservedOrder } from '../stock/scripts/reserve-order.ts';
+
 export const ORDER_STATUSES = ['pending_payment', 'paid', 'cancelled', 'expired'] as const;
 export type OrderStatus = (typeof ORDER_STATUSES)[number];
 
@@ -19,6 +21,11 @@ export interface Order {
   readonly paymentRef?: string;
   readonly cancelledAt?: number;
   readonly expiredAt?: number;
+}
+
+/** A just-reserved order: the fields reserveOrder recorded, awaiting payment. */
+export function pendingOrder(reserved: ReservedOrder): Order {
+  return { ...reserved, status: 'pending_payment' };
 }
 
 const ORDER_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

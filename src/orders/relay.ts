@@ -6,7 +6,8 @@ import { hostname } from 'node:os';
 import type { Logger } from '../logger.ts';
 import type { RedisClient } from '../redis/connection.ts';
 import { saleKeys } from '../stock/keys.ts';
-import { script, type ScriptCommands } from '../stock/scripts.ts';
+import { ackOutbox } from '../stock/scripts/ack-outbox.ts';
+import type { Scripts } from '../stock/scripts/registry.ts';
 import { parseStreamEntries, type OutboxEntry } from './outbox.ts';
 import { PERSIST_JOB, type PersistQueue } from './queue.ts';
 
@@ -32,15 +33,18 @@ export class OutboxRelay {
   private readonly idleDelayMs: number;
   private lastClaimAt = 0;
 
+  private readonly redis: RedisClient;
+  private readonly prefix: string;
+
   constructor(
-    private readonly redis: RedisClient,
-    private readonly scripts: ScriptCommands,
+    private readonly scripts: Scripts,
     private readonly queue: PersistQueue,
-    private readonly prefix: string,
     private readonly liveSaleIds: () => Promise<readonly string[]>,
     private readonly logger: Logger,
     options: RelayOptions = {},
   ) {
+    this.redis = scripts.client;
+    this.prefix = scripts.prefix;
     this.batchSize = options.batchSize ?? 500;
     this.claimIdleMs = options.claimIdleMs ?? 5_000;
     this.idleDelayMs = options.idleDelayMs ?? 20;
@@ -116,7 +120,7 @@ export class OutboxRelay {
     if (malformed.length > 0) this.logger.error({ saleId, malformed }, 'outbox entries could not be parsed; left in the stream for inspection');
     if (entries.length > 0) await this.enqueue(saleId, entries);
     const ids = entries.map((entry) => entry.streamId);
-    if (ids.length > 0) await script(this.scripts, 'ackOutbox')(stream, RELAY_GROUP, ...ids);
+    if (ids.length > 0) await ackOutbox(this.scripts, { saleId }, { group: RELAY_GROUP, entryIds: ids });
     return ids.length;
   }
 

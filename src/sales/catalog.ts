@@ -2,74 +2,72 @@
 // (delist, relist, restock), each one Lua script; plus reading the state for views and reports.
 import type { RedisClient } from '../redis/connection.ts';
 import { saleKeys, stockEventsChannel } from '../stock/keys.ts';
-import { UnexpectedScriptReply } from '../stock/reserve-outcome.ts';
-import { script, type ScriptCommands } from '../stock/scripts.ts';
+import { closeSale } from '../stock/scripts/close-sale.ts';
+import { delistItem } from '../stock/scripts/delist-item.ts';
+import { loadSale } from '../stock/scripts/load-sale.ts';
+import type { Scripts } from '../stock/scripts/registry.ts';
+import { relistItem } from '../stock/scripts/relist-item.ts';
+import { restockItem } from '../stock/scripts/restock-item.ts';
 import type { DelistReason, ItemStock, SaleDefinition } from './sale.ts';
 
 export type SwitchResult = { readonly ok: true; readonly available?: number; readonly relisted?: boolean } | { readonly ok: false; readonly code: 'ITEM_NOT_FOUND' | 'SALE_NOT_FOUND' };
-
-function replyArray(name: string, reply: unknown): unknown[] {
-  if (!Array.isArray(reply) || typeof reply[0] !== 'string') throw new UnexpectedScriptReply(name, reply);
-  return reply as unknown[];
-}
 
 function optionalMs(value: string | undefined): number | null {
   return value ? Number(value) : null;
 }
 
 export class SaleCatalog {
-  constructor(
-    private readonly redis: RedisClient,
-    private readonly scripts: ScriptCommands,
-    private readonly prefix: string,
-  ) {}
+  private readonly redis: RedisClient;
+  private readonly prefix: string;
+
+  constructor(private readonly scripts: Scripts) {
+    this.redis = scripts.client;
+    this.prefix = scripts.prefix;
+  }
 
   /** Loads a sale into Redis atomically; false when it was already there. */
   async load(sale: SaleDefinition, now = Date.now()): Promise<boolean> {
-    const keys = saleKeys(this.prefix, sale.id);
-    const saleJson = JSON.stringify({ startsAt: sale.startsAt, endsAt: sale.endsAt, paymentWindowMs: sale.paymentWindowSeconds * 1000 });
-    const itemJson = sale.items.map((item) =>
-      JSON.stringify({
-        sku: item.sku,
-        stock: item.stock,
-        unitPrice: item.unitPrice,
-        perUserLimit: item.perUserLimit,
-        lowUnits: item.lowStock && 'units' in item.lowStock ? item.lowStock.units : undefined,
-        lowPct: item.lowStock && 'percent' in item.lowStock ? item.lowStock.percent : undefined,
-      }),
+    const reply = await loadSale(
+      this.scripts,
+      { saleId: sale.id },
+      {
+        sale: { startsAt: sale.startsAt, endsAt: sale.endsAt, paymentWindowMs: sale.paymentWindowSeconds * 1000 },
+        items: sale.items.map((item) => ({
+          sku: item.sku,
+          stock: item.stock,
+          unitPrice: item.unitPrice,
+          perUserLimit: item.perUserLimit,
+          lowUnits: item.lowStock && 'units' in item.lowStock ? item.lowStock.units : undefined,
+          lowPct: item.lowStock && 'percent' in item.lowStock ? item.lowStock.percent : undefined,
+        })),
+        now,
+      },
     );
-    const itemKeys = sale.items.map((item) => keys.item(item.sku));
-    const reply = replyArray(
-      'loadSale',
-      await script(this.scripts, 'loadSale')(1 + itemKeys.length, keys.sale, ...itemKeys, saleJson, now, ...itemJson),
-    );
-    if (reply[0] === 'OK') return true;
-    if (reply[0] === 'SALE_EXISTS') return false;
-    throw new UnexpectedScriptReply('loadSale', reply);
+    return reply.code === 'OK';
   }
 
   async close(saleId: string, now = Date.now()): Promise<{ ok: true; closedAt: number } | { ok: false }> {
-    const reply = replyArray('closeSale', await script(this.scripts, 'closeSale')(saleKeys(this.prefix, saleId).sale, now));
-    return reply[0] === 'OK' ? { ok: true, closedAt: Number(reply[1]) } : { ok: false };
+    const reply = await closeSale(this.scripts, { saleId }, { now });
+    return reply.code === 'OK' ? { ok: true, closedAt: reply.closedAt } : { ok: false };
   }
 
   async delist(saleId: string, sku: string, now = Date.now()): Promise<SwitchResult> {
-    const reply = replyArray('delistItem', await script(this.scripts, 'delistItem')(saleKeys(this.prefix, saleId).item(sku), now));
-    return reply[0] === 'OK' ? { ok: true } : { ok: false, code: 'ITEM_NOT_FOUND' };
+    const reply = await delistItem(this.scripts, { saleId, sku }, { now });
+    return reply.code === 'OK' ? { ok: true } : { ok: false, code: reply.code };
   }
 
   async relist(saleId: string, sku: string): Promise<SwitchResult> {
-    const reply = replyArray('relistItem', await script(this.scripts, 'relistItem')(saleKeys(this.prefix, saleId).item(sku)));
-    if (reply[0] !== 'OK') return { ok: false, code: 'ITEM_NOT_FOUND' };
+    const reply = await relistItem(this.scripts, { saleId, sku });
+    if (reply.code !== 'OK') return { ok: false, code: reply.code };
     await this.announceReopened(saleId, sku);
-    return { ok: true, available: Number(reply[1]), relisted: true };
+    return { ok: true, available: reply.available, relisted: true };
   }
 
   async restock(saleId: string, sku: string, quantity: number): Promise<SwitchResult> {
-    const reply = replyArray('restockItem', await script(this.scripts, 'restockItem')(saleKeys(this.prefix, saleId).item(sku), quantity));
-    if (reply[0] !== 'OK') return { ok: false, code: 'ITEM_NOT_FOUND' };
+    const reply = await restockItem(this.scripts, { saleId, sku }, { quantity });
+    if (reply.code !== 'OK') return { ok: false, code: reply.code };
     await this.announceReopened(saleId, sku);
-    return { ok: true, available: Number(reply[1]), relisted: reply[2] === 1 };
+    return { ok: true, available: reply.availableAfter, relisted: reply.relisted };
   }
 
   /** Tells every API process to forget its sold-out mark for this item. */

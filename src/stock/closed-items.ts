@@ -1,9 +1,9 @@
 // The sold-out fast path: once Redis says an item is sold out or delisted (or its sale ended),
 // this process answers further attempts from memory. A reopening (restock, relist, released
 // stock) clears the mark through pub/sub; a short TTL bounds staleness if a message is lost.
-import type { RefusalCode } from './reserve-outcome.ts';
+import type { ReserveRefusal } from './scripts/refusals.ts';
 
-export type ClosedCode = Extract<RefusalCode, 'SOLD_OUT' | 'ITEM_DELISTED' | 'SALE_ENDED'>;
+export type ClosedCode = Extract<ReserveRefusal, 'SOLD_OUT' | 'ITEM_DELISTED' | 'SALE_ENDED'>;
 
 const SALE_WIDE = '';
 

@@ -1,5 +1,5 @@
 // Fixtures for the tests that drive the Lua scripts against real Redis: this file's namespace,
-// a connection with the scripts defined, a SaleCatalog, optional extra connections and Postgres,
+// a connection with the scripts defined (bindings are called through it), a SaleCatalog, optional extra connections and Postgres,
 // and the arrange steps they share. Create one per file at module scope; open() it in beforeAll.
 import { Redis } from 'ioredis';
 import { expect } from 'vitest';
@@ -10,9 +10,10 @@ import { OrderStore } from '../../src/orders/order-store.ts';
 import { OrderRepository } from '../../src/orders/repository.ts';
 import { SaleCatalog } from '../../src/sales/catalog.ts';
 import type { SaleDefinition, SaleItemDefinition } from '../../src/sales/sale.ts';
-import { saleKeys } from '../../src/stock/keys.ts';
-import { Reservations, type Reservation, type ReserveRequest } from '../../src/stock/reservations.ts';
-import { defineScripts, script, type ScriptCommands } from '../../src/stock/scripts.ts';
+import { Reservations, type Reservation, type ReserveRequest } from '../../src/orders/reservations.ts';
+import { payOrder, type PayOrderReply } from '../../src/stock/scripts/pay-order.ts';
+import { defineScripts, type Scripts } from '../../src/stock/scripts/registry.ts';
+import { releaseOrder, type ReleaseOrderReply } from '../../src/stock/scripts/release-order.ts';
 import { createTestContext, type TestContext } from './context.ts';
 import { saleState } from './sale-state.ts';
 
@@ -52,7 +53,8 @@ export interface OpenLua {
   readonly ctx: TestContext;
   readonly prefix: string;
   readonly redis: Redis;
-  readonly commands: ScriptCommands;
+  /** The scripts on `redis`, for calling bindings directly. */
+  readonly scripts: Scripts;
   readonly catalog: SaleCatalog;
   readonly pg: Pool | undefined;
 }
@@ -70,17 +72,13 @@ export function luaFixture(options: LuaFixtureOptions) {
     return opened;
   };
   const state = saleState(the);
-  /** The scripts on `client`: the main connection's, or defined afresh on another. */
-  const scriptsFor = (client: Redis): ScriptCommands => (client === the().redis ? the().commands : defineScripts(client));
+  /** The scripts on `client` (the main connection by default), in this file's namespace. */
+  const scriptsFor = (client?: Redis): Scripts => (client === undefined || client === the().redis ? the().scripts : defineScripts(client, the().prefix));
   /** A Reservations of its own (its own in-process memory) on `client`. */
-  const reservationsOn = (client: Redis): Reservations => new Reservations(client, scriptsFor(client), the().prefix);
+  const reservationsOn = (client: Redis): Reservations => new Reservations(scriptsFor(client));
   /** One Reservations per pooled connection, each with its own in-process memory. */
   const lanes = (): Reservations[] => pool.map((client) => reservationsOn(client));
-  /** The keys payOrder and releaseOrder take, in their order. */
-  const orderKeys = (order: OrderRef): string[] => {
-    const keys = saleKeys(the().prefix, order.saleId);
-    return [keys.order(order.id), keys.item(order.sku), keys.users(order.sku), keys.outbox, keys.deadlines];
-  };
+  const orderKeys = (order: OrderRef) => ({ saleId: order.saleId, orderId: order.id, sku: order.sku });
 
   return {
     /** Extra connections (empty until open()), for racing over several connections. */
@@ -90,9 +88,9 @@ export function luaFixture(options: LuaFixtureOptions) {
       const ctx = await createTestContext();
       const prefix = ctx.config.redis.prefix;
       const redis = new Redis(ctx.redisUrl);
-      const commands = defineScripts(redis);
+      const scripts = defineScripts(redis, prefix);
       const pg = options.postgres ? createPool({ databaseUrl: ctx.databaseUrl }) : undefined;
-      opened = { ctx, prefix, redis, commands, catalog: new SaleCatalog(redis, commands, prefix), pg };
+      opened = { ctx, prefix, redis, scripts, catalog: new SaleCatalog(scripts), pg };
       for (let i = 0; i < (options.connections ?? 0); i++) pool.push(new Redis(ctx.redisUrl));
       return opened;
     },
@@ -137,19 +135,21 @@ export function luaFixture(options: LuaFixtureOptions) {
       return result.order;
     },
 
-    /** payOrder called directly, on `client` (the main connection by default): its raw reply. */
-    pay: (order: OrderRef, userId: string, paymentRef: string, at: number, client?: Redis): Promise<unknown> =>
-      script(scriptsFor(client ?? the().redis), 'payOrder')(...orderKeys(order), userId, paymentRef, at),
+    scriptsFor,
 
-    /** releaseOrder called directly, on `client` (the main connection by default): its raw reply. */
-    release: (order: OrderRef, action: 'cancel' | 'expire', userId: string, at: number, client?: Redis): Promise<unknown> =>
-      script(scriptsFor(client ?? the().redis), 'releaseOrder')(...orderKeys(order), action, userId, at),
+    /** payOrder's binding called directly, on `client` (the main connection by default). */
+    pay: (order: OrderRef, userId: string, paymentRef: string, at: number, client?: Redis): Promise<PayOrderReply> =>
+      payOrder(scriptsFor(client), orderKeys(order), { userId, paymentRef, now: at }),
+
+    /** releaseOrder's binding called directly, on `client` (the main connection by default). */
+    release: (order: OrderRef, action: 'cancel' | 'expire', userId: string, at: number, client?: Redis): Promise<ReleaseOrderReply> =>
+      releaseOrder(scriptsFor(client), orderKeys(order), { action, userId, now: at }),
 
     /** An OrderLifecycle on `client` whose store reads Postgres and sees `liveSaleIds` as live. */
     lifecycleOn(client: Redis, events: LifecycleEvents, liveSaleIds: () => Promise<string[]>): OrderLifecycle {
       const { prefix, pg } = the();
       if (!pg) throw new Error('lifecycleOn needs the fixture opened with postgres: true');
-      return new OrderLifecycle(client, scriptsFor(client), prefix, new OrderStore(client, prefix, new OrderRepository(pg), liveSaleIds), events);
+      return new OrderLifecycle(scriptsFor(client), new OrderStore(client, prefix, new OrderRepository(pg), liveSaleIds), events);
     },
 
     ...state,

@@ -1,15 +1,18 @@
 // Every Lua script keeps its contract readable and tested: its header documents every KEYS and
 // ARGV it reads and every code it returns, its file name carries its real key count, and it has
-// an integration test file of its own that names each of its return codes.
+// an integration test file of its own that names each of its return codes. Checked on the text
+// Redis runs: the script with its includes joined in.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { readScripts } from '../../src/stock/scripts/loader.ts';
 
-const LUA_DIR = fileURLToPath(new URL('../../lua/', import.meta.url));
 const TEST_DIR = fileURLToPath(new URL('../integration/lua/', import.meta.url));
 
-const luaFiles = readdirSync(LUA_DIR).filter((file) => file.endsWith('.lua')).sort();
+const scripts = readScripts();
+const luaFiles = scripts.map((script) => script.file);
+const joined = (file: string): string => scripts.find((script) => script.file === file)?.lua ?? '';
 
 /** `reserveOrder-8.lua` → { name: 'reserveOrder', keyCount: 8 }; `loadSale.lua` → keyCount undefined. */
 function parseFileName(file: string): { name: string; keyCount: number | undefined } | undefined {
@@ -128,8 +131,20 @@ describe('the Lua scripts', () => {
     expect(new Set(names).size).toBe(names.length);
   });
 
+  it('when the scripts are read, then every include is joined in: no directive is left and each include file is used', () => {
+    const includeDir = fileURLToPath(new URL('../../lua/includes/', import.meta.url));
+    const includes = readdirSync(includeDir).filter((file) => file.endsWith('.lua'));
+    expect(includes.length).toBeGreaterThan(0);
+    for (const script of scripts) expect(script.lua, script.file).not.toMatch(/@include/);
+    for (const include of includes) {
+      const source = readFileSync(path.join(includeDir, include), 'utf8');
+      const users = scripts.filter((script) => script.lua.includes(source.trimEnd()));
+      expect(users.length, `${include} is joined into no script`).toBeGreaterThan(0);
+    }
+  });
+
   it.each(luaFiles)('when %s is read, then its header documents every key, argument and return code its body uses', (file) => {
-    expect(contractProblems(file, readFileSync(path.join(LUA_DIR, file), 'utf8'))).toEqual([]);
+    expect(contractProblems(file, joined(file))).toEqual([]);
   });
 
   it.each(luaFiles)('when %s is read, then it has an integration test file naming each of its return codes', (file) => {
@@ -137,7 +152,7 @@ describe('the Lua scripts', () => {
     const testFile = path.join(TEST_DIR, `${name}.test.ts`);
     expect(existsSync(testFile), `${path.relative(process.cwd(), testFile)} is missing`).toBe(true);
     const test = readFileSync(testFile, 'utf8');
-    const split = splitHeader(readFileSync(path.join(LUA_DIR, file), 'utf8'));
+    const split = splitHeader(joined(file));
     const untested = [...returnCodes(split?.body ?? '')].filter((code) => code !== 'OK' && !test.includes(`'${code}'`));
     expect(untested).toEqual([]);
   });

@@ -7,7 +7,7 @@ import type { Logger } from '../../logger.ts';
 import type { Metrics } from '../../metrics.ts';
 import type { OrderLifecycle } from '../../orders/lifecycle.ts';
 import type { OrderStore } from '../../orders/order-store.ts';
-import type { Reservation, Reservations } from '../../stock/reservations.ts';
+import type { Reservation, Reservations } from '../../orders/reservations.ts';
 import { principal, type Authenticator } from '../auth.ts';
 import { sendError } from '../errors.ts';
 import { presentOrder } from '../present.ts';

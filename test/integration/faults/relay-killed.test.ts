@@ -12,7 +12,7 @@ import { parseStreamEntries } from '../../../src/orders/outbox.ts';
 import { createPersistQueue, PERSIST_JOB } from '../../../src/orders/queue.ts';
 import { OutboxRelay, RELAY_GROUP } from '../../../src/orders/relay.ts';
 import { saleKeys } from '../../../src/stock/keys.ts';
-import { defineScripts } from '../../../src/stock/scripts.ts';
+import { defineScripts } from '../../../src/stock/scripts/registry.ts';
 import {
   createSale,
   drive,
@@ -81,7 +81,7 @@ it(
       // A fresh relay, in smaller batches, so the same orders also reach the queue under new job
       // ids: exactly-once must come from the writer, not only from BullMQ's job-id dedup.
       await sleep(300);
-      const relay = new OutboxRelay(redis, defineScripts(redis), persistQueue.queue, stack.prefix, async () => [saleId], createLogger(config), {
+      const relay = new OutboxRelay(defineScripts(redis, stack.prefix), persistQueue.queue, async () => [saleId], createLogger(config), {
         claimIdleMs: 200,
         batchSize: 50,
       });

@@ -13,8 +13,8 @@ import type { SaleCatalog } from '../../../src/sales/catalog.ts';
 import { itemState, type DelistReason, type ItemState, type LowStockRule } from '../../../src/sales/sale.ts';
 import { ClosedItems } from '../../../src/stock/closed-items.ts';
 import { saleKeys } from '../../../src/stock/keys.ts';
-import { Reservations, type Reservation } from '../../../src/stock/reservations.ts';
-import type { ScriptCommands } from '../../../src/stock/scripts.ts';
+import { Reservations, type Reservation } from '../../../src/orders/reservations.ts';
+import type { Scripts } from '../../../src/stock/scripts/registry.ts';
 import type { TestContext } from '../../support/context.ts';
 import { luaFixture } from '../../support/lua-fixtures.ts';
 
@@ -198,7 +198,7 @@ const lua = luaFixture({ now: START, salePrefix: 'model', postgres: true });
 let ctx: TestContext;
 let prefix: string;
 let redis: Redis;
-let commands: ScriptCommands;
+let scripts: Scripts;
 let catalog: SaleCatalog;
 let reservations: Reservations;
 let lifecycle: OrderLifecycle;
@@ -221,9 +221,9 @@ const events: LifecycleEvents = {
 };
 
 beforeAll(async () => {
-  ({ ctx, prefix, redis, commands, catalog } = await lua.open());
+  ({ ctx, prefix, redis, scripts, catalog } = await lua.open());
   // No in-process sold-out memory: the model is about what Redis decides.
-  reservations = new Reservations(redis, commands, prefix, new ClosedItems(0));
+  reservations = new Reservations(scripts, new ClosedItems(0));
   const liveSaleIds = async () => [currentSaleId];
   lifecycle = lua.lifecycleOn(redis, events, liveSaleIds);
   sweeper = new ExpirySweeper(redis, lifecycle, prefix, liveSaleIds, createLogger(ctx.config));

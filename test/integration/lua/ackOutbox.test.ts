@@ -4,7 +4,8 @@
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { saleKeys } from '../../../src/stock/keys.ts';
-import { script, type ScriptCommands } from '../../../src/stock/scripts.ts';
+import { ackOutbox } from '../../../src/stock/scripts/ack-outbox.ts';
+import type { Scripts } from '../../../src/stock/scripts/registry.ts';
 import { luaFixture } from '../../support/lua-fixtures.ts';
 
 const GROUP = 'relay';
@@ -13,9 +14,17 @@ const lua = luaFixture({ now: Date.now(), salePrefix: 'ack' });
 
 let prefix: string;
 let redis: Redis;
-let commands: ScriptCommands;
+let scripts: Scripts;
 
-const newStream = (label: string) => saleKeys(prefix, lua.newSaleId(label)).outbox;
+/** The sale behind each stream: the binding is called with the sale, the test reads the stream. */
+const saleOf = new Map<string, string>();
+function newStream(label: string): string {
+  const saleId = lua.newSaleId(label);
+  const stream = saleKeys(prefix, saleId).outbox;
+  saleOf.set(stream, saleId);
+  return stream;
+}
+const saleIdOf = (stream: string): string => saleOf.get(stream) ?? '';
 
 /** A stream of n entries with the relay's group; returns the entry ids in order. */
 async function outbox(stream: string, n: number): Promise<string[]> {
@@ -33,10 +42,10 @@ async function deliver(stream: string, consumer: string, count: number): Promise
 
 const pendingCount = async (stream: string) => ((await redis.xpending(stream, GROUP)) as [number, ...unknown[]])[0];
 const streamIds = async (stream: string) => (await redis.xrange(stream, '-', '+')).map(([id]) => id);
-const ack = (stream: string, ...ids: string[]) => script(commands, 'ackOutbox')(stream, GROUP, ...ids);
+const ack = (stream: string, ...entryIds: string[]) => ackOutbox(scripts, { saleId: saleIdOf(stream) }, { group: GROUP, entryIds });
 
 beforeAll(async () => {
-  ({ prefix, redis, commands } = await lua.open());
+  ({ prefix, redis, scripts } = await lua.open());
 });
 
 afterAll(() => lua.close());
@@ -156,7 +165,7 @@ describe('ackOutbox', () => {
     const ids = await outbox(stream, 2);
     const batch = await deliver(stream, 'relay-a', 2);
 
-    await script(commands, 'ackOutbox')(stream, 'no-such-group', ...batch);
+    await ackOutbox(scripts, { saleId: saleIdOf(stream) }, { group: 'no-such-group', entryIds: batch });
 
     expect(await streamIds(stream)).toEqual(ids);
     expect(await pendingCount(stream)).toBe(2);

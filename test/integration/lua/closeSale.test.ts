@@ -6,8 +6,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SaleCatalog } from '../../../src/sales/catalog.ts';
 import type { SaleItemDefinition } from '../../../src/sales/sale.ts';
 import { saleKeys } from '../../../src/stock/keys.ts';
-import { Reservations, type Reservation } from '../../../src/stock/reservations.ts';
-import { defineScripts, script, type ScriptCommands } from '../../../src/stock/scripts.ts';
+import { Reservations, type Reservation } from '../../../src/orders/reservations.ts';
+import { closeSale } from '../../../src/stock/scripts/close-sale.ts';
+import { defineScripts, type Scripts } from '../../../src/stock/scripts/registry.ts';
 import type { TestContext } from '../../support/context.ts';
 import { luaFixture, saleItem as item } from '../../support/lua-fixtures.ts';
 
@@ -19,14 +20,14 @@ const { newSaleId, fresh } = lua;
 let ctx: TestContext;
 let prefix: string;
 let redis: Redis;
-let commands: ScriptCommands;
+let scripts: Scripts;
 let catalog: SaleCatalog;
 
 /** Loads a sale (open since a minute ago unless `startsAt` says otherwise). */
 const loadSale = (id: string, items?: SaleItemDefinition[], startsAt = NOW - 60_000) => lua.loadSale(id, items, { startsAt });
 
 beforeAll(async () => {
-  ({ ctx, prefix, redis, commands, catalog } = await lua.open());
+  ({ ctx, prefix, redis, scripts, catalog } = await lua.open());
 });
 
 afterAll(() => lua.close());
@@ -37,7 +38,7 @@ describe('closeSale', () => {
     await loadSale(saleId, [item(), item({ sku: 'tv-y', name: 'TV Y' })]);
     const keys = saleKeys(prefix, saleId);
 
-    expect(await script(commands, 'closeSale')(keys.sale, NOW)).toEqual(['OK', NOW]);
+    expect(await closeSale(scripts, { saleId }, { now: NOW })).toEqual({ code: 'OK', closedAt: NOW });
 
     expect(await redis.hget(keys.sale, 'closedAt')).toBe(String(NOW));
     for (const sku of ['phone-x', 'tv-y']) {
@@ -64,7 +65,7 @@ describe('closeSale', () => {
     const saleId = newSaleId('missing');
     const keys = saleKeys(prefix, saleId);
 
-    expect(await script(commands, 'closeSale')(keys.sale, NOW)).toEqual(['SALE_NOT_FOUND']);
+    expect(await closeSale(scripts, { saleId }, { now: NOW })).toEqual({ code: 'SALE_NOT_FOUND' });
     expect(await catalog.close(saleId, NOW)).toEqual({ ok: false });
 
     expect(await redis.exists(keys.sale)).toBe(0);
@@ -105,7 +106,7 @@ describe('closeSale', () => {
     const keys = saleKeys(prefix, saleId);
     const pool = Array.from({ length: 8 }, () => new Redis(ctx.redisUrl));
     try {
-      const lanes = pool.map((client) => new Reservations(client, defineScripts(client), prefix));
+      const lanes = pool.map((client) => new Reservations(defineScripts(client, prefix)));
       const attempts = Array.from({ length: 400 }, (_, i) => {
         const lane = lanes[i % lanes.length];
         if (!lane) throw new Error('no lane');

@@ -5,7 +5,8 @@ import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SaleCatalog } from '../../../src/sales/catalog.ts';
 import { saleKeys } from '../../../src/stock/keys.ts';
-import { script, type ScriptCommands } from '../../../src/stock/scripts.ts';
+import { delistItem } from '../../../src/stock/scripts/delist-item.ts';
+import type { Scripts } from '../../../src/stock/scripts/registry.ts';
 import { luaFixture, saleItem as item } from '../../support/lua-fixtures.ts';
 
 const NOW = Math.floor(Date.now() / 1000) * 1000;
@@ -16,11 +17,11 @@ const itemState = (saleId: string, sku = 'phone-x') => lua.itemFields(saleId, sk
 
 let prefix: string;
 let redis: Redis;
-let commands: ScriptCommands;
+let scripts: Scripts;
 let catalog: SaleCatalog;
 
 beforeAll(async () => {
-  ({ prefix, redis, commands, catalog } = await lua.open());
+  ({ prefix, redis, scripts, catalog } = await lua.open());
 });
 
 afterAll(() => lua.close());
@@ -30,7 +31,7 @@ describe('delistItem', () => {
     const saleId = newSaleId('ok');
     await loadSale(saleId, [item(), item({ sku: 'tv-y', name: 'TV Y' })]);
 
-    expect(await script(commands, 'delistItem')(saleKeys(prefix, saleId).item('phone-x'), NOW)).toEqual(['OK']);
+    expect(await delistItem(scripts, { saleId, sku: 'phone-x' }, { now: NOW })).toEqual({ code: 'OK' });
 
     expect(await itemState(saleId)).toEqual(['operator', String(NOW), '10']);
     expect(await fresh().reserve({ saleId, sku: 'phone-x', userId: 'u-1', quantity: 1 }, NOW + 1)).toEqual({
@@ -72,7 +73,7 @@ describe('delistItem', () => {
     await loadSale(saleId);
     const keys = saleKeys(prefix, saleId);
 
-    expect(await script(commands, 'delistItem')(keys.item('ghost'), NOW)).toEqual(['ITEM_NOT_FOUND']);
+    expect(await delistItem(scripts, { saleId, sku: 'ghost' }, { now: NOW })).toEqual({ code: 'ITEM_NOT_FOUND' });
     expect(await catalog.delist(saleId, 'ghost', NOW)).toEqual({ ok: false, code: 'ITEM_NOT_FOUND' });
     expect(await catalog.delist(newSaleId('never-loaded'), 'phone-x', NOW)).toEqual({ ok: false, code: 'ITEM_NOT_FOUND' });
 

@@ -5,8 +5,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SaleCatalog } from '../../../src/sales/catalog.ts';
 import type { SaleDefinition, SaleItemDefinition } from '../../../src/sales/sale.ts';
 import { saleKeys } from '../../../src/stock/keys.ts';
-import { Reservations } from '../../../src/stock/reservations.ts';
-import { defineScripts, script, type ScriptCommands } from '../../../src/stock/scripts.ts';
+import { Reservations } from '../../../src/orders/reservations.ts';
+import { loadSale as loadSaleScript, type LoadSaleArgs, type LoadSaleItem } from '../../../src/stock/scripts/load-sale.ts';
+import { defineScripts, type Scripts } from '../../../src/stock/scripts/registry.ts';
 import type { TestContext } from '../../support/context.ts';
 import { luaFixture, saleDefinition, saleItem } from '../../support/lua-fixtures.ts';
 
@@ -18,7 +19,7 @@ const { newSaleId, scanKeys, snapshot } = lua;
 let ctx: TestContext;
 let prefix: string;
 let redis: Redis;
-let commands: ScriptCommands;
+let scripts: Scripts;
 let catalog: SaleCatalog;
 
 const item = (overrides: Partial<SaleItemDefinition> = {}) => saleItem({ perUserLimit: 2, ...overrides });
@@ -28,7 +29,7 @@ const sale = (id: string, items: SaleItemDefinition[], overrides: Partial<SaleDe
   saleDefinition(id, items, NOW, { startsAt: NOW + 60_000, paymentWindowSeconds: 600, ...overrides });
 
 beforeAll(async () => {
-  ({ ctx, prefix, redis, commands, catalog } = await lua.open());
+  ({ ctx, prefix, redis, scripts, catalog } = await lua.open());
 });
 
 afterAll(() => lua.close());
@@ -57,7 +58,7 @@ describe('loadSale', () => {
     const saleId = newSaleId('exists');
     expect(await catalog.load(sale(saleId, [item()]), NOW)).toBe(true);
     // Sell one so the state differs from a fresh load.
-    const reservations = new Reservations(redis, commands, prefix);
+    const reservations = new Reservations(scripts);
     expect((await reservations.reserve({ saleId, sku: 'phone-x', userId: 'u-1', quantity: 1 }, NOW + 60_000)).kind).toBe('accepted');
     const before = await snapshot(saleId);
 
@@ -65,8 +66,8 @@ describe('loadSale', () => {
     expect(await catalog.load(again, NOW + 120_000)).toBe(false);
 
     const keys = saleKeys(prefix, saleId);
-    const reply = await script(commands, 'loadSale')(2, keys.sale, keys.item('phone-x'), JSON.stringify({ startsAt: 0, endsAt: 1, paymentWindowMs: 1 }), NOW, JSON.stringify({ sku: 'phone-x', stock: 5, unitPrice: 1, perUserLimit: 1 }));
-    expect(reply).toEqual(['SALE_EXISTS']);
+    const reply = await loadSaleScript(scripts, { saleId }, { sale: { startsAt: 0, endsAt: 1, paymentWindowMs: 1 }, items: [{ sku: 'phone-x', stock: 5, unitPrice: 1, perUserLimit: 1 }], now: NOW });
+    expect(reply).toEqual({ code: 'SALE_EXISTS' });
     expect(await snapshot(saleId)).toEqual(before);
     expect(await redis.exists(keys.item('new-sku'))).toBe(0);
   });
@@ -75,7 +76,7 @@ describe('loadSale', () => {
     const saleId = newSaleId('race');
     const other = new Redis(ctx.redisUrl);
     try {
-      const otherCatalog = new SaleCatalog(other, defineScripts(other), prefix);
+      const otherCatalog = new SaleCatalog(defineScripts(other, prefix));
       const results = await Promise.all([
         catalog.load(sale(saleId, [item({ stock: 10 })]), NOW),
         otherCatalog.load(sale(saleId, [item({ stock: 20 })]), NOW),
@@ -152,11 +153,11 @@ describe('loadSale', () => {
     { when: 'the sale definition is malformed (no endsAt)', sale: { startsAt: 0, paymentWindowMs: 1 }, second: { sku: 'tv-y', stock: 5, unitPrice: 1, perUserLimit: 1 } },
   ])('when $when, then the load fails and writes nothing', async ({ sale: saleJson, second }) => {
     const saleId = newSaleId('malformed');
-    const keys = saleKeys(prefix, saleId);
-    const good = JSON.stringify({ sku: 'phone-x', stock: 10, unitPrice: 1, perUserLimit: 1 });
+    const good = { sku: 'phone-x', stock: 10, unitPrice: 1, perUserLimit: 1 };
 
+    // Malformed on purpose: past the binding's types, as a buggy caller would send them.
     await expect(
-      script(commands, 'loadSale')(3, keys.sale, keys.item('phone-x'), keys.item('tv-y'), JSON.stringify(saleJson), NOW, good, JSON.stringify(second)),
+      loadSaleScript(scripts, { saleId }, { sale: saleJson as LoadSaleArgs['sale'], items: [good, second as unknown as LoadSaleItem], now: NOW }),
     ).rejects.toThrow();
 
     // A script error does not roll back what the script already wrote: the contract is "or nothing".

@@ -10,6 +10,7 @@ import type { Order } from '../../../src/orders/order.ts';
 import { parseStreamEntries } from '../../../src/orders/outbox.ts';
 import type { SaleCatalog } from '../../../src/sales/catalog.ts';
 import { saleKeys } from '../../../src/stock/keys.ts';
+import type { ReleaseOrderReply } from '../../../src/stock/scripts/release-order.ts';
 import type { TestContext } from '../../support/context.ts';
 import { luaFixture, saleItem as item } from '../../support/lua-fixtures.ts';
 
@@ -27,7 +28,7 @@ let redis: Redis;
 let catalog: SaleCatalog;
 
 /** releaseOrder as the owner (cancel) or the sweeper (expire) calls it. */
-function release(order: Order, action: 'cancel' | 'expire', now: number, client?: Redis): Promise<unknown> {
+function release(order: Order, action: 'cancel' | 'expire', now: number, client?: Redis): Promise<ReleaseOrderReply> {
   return lua.release(order, action, action === 'cancel' ? order.userId : '', now, client);
 }
 
@@ -47,7 +48,7 @@ describe('payOrder: paying', () => {
     const order = await place(saleId, 'u-1', 2);
     const keys = saleKeys(prefix, saleId);
 
-    expect(await pay(order, 'u-1', 'alipay-123', DEADLINE - 1)).toEqual(['PAID']);
+    expect(await pay(order, 'u-1', 'alipay-123', DEADLINE - 1)).toEqual({ code: 'PAID' });
 
     expect(await redis.hmget(keys.order(order.id), 'status', 'paidAt', 'paymentRef')).toEqual(['paid', String(DEADLINE - 1), 'alipay-123']);
     expect(await redis.zscore(keys.deadlines, order.id)).toBeNull();
@@ -67,7 +68,7 @@ describe('payOrder: paying', () => {
     await loadSale(saleId);
     const order = await place(saleId);
 
-    expect(await pay(order, '', 'manual-1', NOW)).toEqual(['PAID']);
+    expect(await pay(order, '', 'manual-1', NOW)).toEqual({ code: 'PAID' });
     expect(await redis.hget(saleKeys(prefix, saleId).order(order.id), 'status')).toBe('paid');
   });
 
@@ -77,7 +78,7 @@ describe('payOrder: paying', () => {
     const order = await place(saleId, 'u-1', 2);
     const keys = saleKeys(prefix, saleId);
 
-    expect(await pay(order, 'u-1', 'alipay-123', DEADLINE)).toEqual(['EXPIRED_NOW', 0]);
+    expect(await pay(order, 'u-1', 'alipay-123', DEADLINE)).toEqual({ code: 'EXPIRED_NOW', reopened: false });
 
     expect(await redis.hmget(keys.order(order.id), 'status', 'expiredAt', 'paidAt')).toEqual(['expired', String(DEADLINE), null]);
     expect(await available(saleId)).toBe(10);
@@ -88,7 +89,7 @@ describe('payOrder: paying', () => {
     expect(fieldsOf(last[0]?.[1] ?? [])).toEqual(await redis.hgetall(keys.order(order.id)));
 
     const before = await snapshot(saleId);
-    expect(await pay(order, 'u-1', 'alipay-123', DEADLINE + 1)).toEqual(['ORDER_EXPIRED']);
+    expect(await pay(order, 'u-1', 'alipay-123', DEADLINE + 1)).toEqual({ code: 'ORDER_EXPIRED' });
     expect(await snapshot(saleId)).toEqual(before);
   });
 
@@ -96,13 +97,13 @@ describe('payOrder: paying', () => {
     const saleId = newSaleId('late-reopened');
     await loadSale(saleId, [item({ stock: 2 })]);
     const soldOut = await place(saleId, 'u-1', 2);
-    expect(await pay(soldOut, 'u-1', 'ref', DEADLINE)).toEqual(['EXPIRED_NOW', 1]);
+    expect(await pay(soldOut, 'u-1', 'ref', DEADLINE)).toEqual({ code: 'EXPIRED_NOW', reopened: true });
 
     const delistedSale = newSaleId('late-delisted');
     await loadSale(delistedSale, [item({ stock: 2 })]);
     const delisted = await place(delistedSale, 'u-1', 2);
     await catalog.delist(delistedSale, 'phone-x', NOW);
-    expect(await pay(delisted, 'u-1', 'ref', DEADLINE)).toEqual(['EXPIRED_NOW', 0]);
+    expect(await pay(delisted, 'u-1', 'ref', DEADLINE)).toEqual({ code: 'EXPIRED_NOW', reopened: false });
     expect(await redis.hmget(saleKeys(prefix, delistedSale).item('phone-x'), 'available', 'delisted')).toEqual(['2', 'operator']);
   });
 });
@@ -110,36 +111,36 @@ describe('payOrder: paying', () => {
 describe('payOrder: refusals write nothing', () => {
   interface Case {
     readonly when: string;
-    readonly reply: unknown[];
-    readonly arrange: (saleId: string) => Promise<() => Promise<unknown>>;
+    readonly reply: { readonly code: string };
+    readonly arrange: (saleId: string) => Promise<() => Promise<{ readonly code: string }>>;
   }
   const cases: Case[] = [
     {
       when: 'the same payment is confirmed twice',
-      reply: ['ALREADY_PAID'],
+      reply: { code: 'ALREADY_PAID' },
       arrange: async (saleId) => {
         const order = await place(saleId);
-        expect(await pay(order, 'u-1', 'ref-1', NOW)).toEqual(['PAID']);
+        expect(await pay(order, 'u-1', 'ref-1', NOW)).toEqual({ code: 'PAID' });
         return () => pay(order, 'u-1', 'ref-1', NOW + 1);
       },
     },
     {
       when: 'a paid order is paid again with another reference',
-      reply: ['ORDER_ALREADY_PAID'],
+      reply: { code: 'ORDER_ALREADY_PAID' },
       arrange: async (saleId) => {
         const order = await place(saleId);
-        expect(await pay(order, 'u-1', 'ref-1', NOW)).toEqual(['PAID']);
+        expect(await pay(order, 'u-1', 'ref-1', NOW)).toEqual({ code: 'PAID' });
         return () => pay(order, 'u-1', 'ref-2', NOW + 1);
       },
     },
     {
       when: 'the order does not exist',
-      reply: ['ORDER_NOT_FOUND'],
+      reply: { code: 'ORDER_NOT_FOUND' },
       arrange: async (saleId) => () => pay({ id: 'no-such-order', saleId, sku: 'phone-x' }, 'u-1', 'ref-1', NOW),
     },
     {
       when: 'another user pays the order',
-      reply: ['ORDER_NOT_FOUND'],
+      reply: { code: 'ORDER_NOT_FOUND' },
       arrange: async (saleId) => {
         const order = await place(saleId);
         return () => pay(order, 'u-2', 'ref-1', NOW);
@@ -147,7 +148,7 @@ describe('payOrder: refusals write nothing', () => {
     },
     {
       when: 'the order was cancelled',
-      reply: ['ORDER_CANCELLED'],
+      reply: { code: 'ORDER_CANCELLED' },
       arrange: async (saleId) => {
         const order = await place(saleId);
         await release(order, 'cancel', NOW);
@@ -156,7 +157,7 @@ describe('payOrder: refusals write nothing', () => {
     },
     {
       when: 'the sweeper expired the order',
-      reply: ['ORDER_EXPIRED'],
+      reply: { code: 'ORDER_EXPIRED' },
       arrange: async (saleId) => {
         const order = await place(saleId);
         await release(order, 'expire', DEADLINE);
@@ -165,7 +166,7 @@ describe('payOrder: refusals write nothing', () => {
     },
   ];
 
-  it.each(cases)('when $when, then $reply.0 is returned and nothing is written', async ({ reply, arrange }) => {
+  it.each(cases)('when $when, then $reply.code is returned and nothing is written', async ({ reply, arrange }) => {
     const saleId = newSaleId('refusal');
     await loadSale(saleId);
     const act = await arrange(saleId);
@@ -185,9 +186,9 @@ describe('payOrder: one winner under concurrency', () => {
 
     const replies = await Promise.all(Array.from({ length: 20 }, (_, i) => pay(order, 'u-1', `ref-${i}`, NOW, pool[i % pool.length])));
 
-    expect(replies.filter((r) => same(r, ['PAID']))).toHaveLength(1);
-    expect(replies.filter((r) => same(r, ['ORDER_ALREADY_PAID']))).toHaveLength(19);
-    const winner = replies.findIndex((r) => same(r, ['PAID']));
+    expect(replies.filter((r) => same(r, { code: 'PAID' }))).toHaveLength(1);
+    expect(replies.filter((r) => same(r, { code: 'ORDER_ALREADY_PAID' }))).toHaveLength(19);
+    const winner = replies.findIndex((r) => same(r, { code: 'PAID' }));
     expect(await redis.hget(saleKeys(prefix, saleId).order(order.id), 'paymentRef')).toBe(`ref-${winner}`);
     expect(await redis.xlen(saleKeys(prefix, saleId).outbox)).toBe(2);
   });
@@ -204,8 +205,8 @@ describe('payOrder: one winner under concurrency', () => {
       }),
     );
 
-    const paid = replies.filter((r) => same(r, ['PAID'])).length;
-    const cancelled = replies.filter((r) => same(r, ['RELEASED', 'cancelled', 0])).length;
+    const paid = replies.filter((r) => same(r, { code: 'PAID' })).length;
+    const cancelled = replies.filter((r) => same(r, { code: 'RELEASED', status: 'cancelled', reopened: false })).length;
     expect(paid + cancelled).toBe(1);
     const status = await redis.hget(saleKeys(prefix, saleId).order(order.id), 'status');
     expect(status).toBe(paid === 1 ? 'paid' : 'cancelled');
@@ -225,7 +226,7 @@ describe('payOrder: one winner under concurrency', () => {
       }),
     );
 
-    const releases = replies.filter((r) => Array.isArray(r) && (r[0] === 'EXPIRED_NOW' || r[0] === 'RELEASED'));
+    const releases = replies.filter((r) => r.code === 'EXPIRED_NOW' || r.code === 'RELEASED');
     expect(releases).toHaveLength(1);
     expect(await available(saleId)).toBe(10);
     expect(await redis.hgetall(saleKeys(prefix, saleId).users('phone-x'))).toEqual({});
@@ -265,11 +266,11 @@ describe('payOrder: payment against expiry at the deadline', () => {
 
     const allowed = [
       // Payment first, before the deadline: paid; the sweeper then finds it paid.
-      JSON.stringify({ paid: ['PAID'], expired: ['ORDER_ALREADY_PAID'] }),
+      JSON.stringify({ paid: { code: 'PAID' }, expired: { code: 'ORDER_ALREADY_PAID' } }),
       // Payment first, at or after the deadline: it expires the order; the sweeper finds it done.
-      JSON.stringify({ paid: ['EXPIRED_NOW', 0], expired: ['ALREADY', 'expired'] }),
+      JSON.stringify({ paid: { code: 'EXPIRED_NOW', reopened: false }, expired: { code: 'ALREADY', status: 'expired' } }),
       // Sweeper first: expired; the payment comes too late.
-      JSON.stringify({ paid: ['ORDER_EXPIRED'], expired: ['RELEASED', 'expired', 0] }),
+      JSON.stringify({ paid: { code: 'ORDER_EXPIRED' }, expired: { code: 'RELEASED', status: 'expired', reopened: false } }),
     ];
     const statuses = await Promise.all(orders.map((order) => redis.hget(keys.order(order.id), 'status')));
     const paidPerUser = new Map<string, number>();
@@ -277,7 +278,7 @@ describe('payOrder: payment against expiry at the deadline', () => {
     replies.forEach((reply, i) => {
       const order = orders[i]!;
       expect(allowed, `order ${i}`).toContain(JSON.stringify(reply));
-      const paidNow = JSON.stringify(reply.paid) === JSON.stringify(['PAID']);
+      const paidNow = JSON.stringify(reply.paid) === JSON.stringify({ code: 'PAID' });
       // A payment at or after the deadline never wins.
       if ((OFFSETS[i % 3] ?? 0) >= 0) expect(paidNow, `order ${i}`).toBe(false);
       expect(statuses[i], `order ${i}`).toBe(paidNow ? 'paid' : 'expired');

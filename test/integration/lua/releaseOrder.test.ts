@@ -8,8 +8,9 @@ import type { Order } from '../../../src/orders/order.ts';
 import { parseStreamEntries } from '../../../src/orders/outbox.ts';
 import type { SaleCatalog } from '../../../src/sales/catalog.ts';
 import { saleKeys } from '../../../src/stock/keys.ts';
-import { Reservations } from '../../../src/stock/reservations.ts';
-import type { ScriptCommands } from '../../../src/stock/scripts.ts';
+import { Reservations } from '../../../src/orders/reservations.ts';
+import type { PayOrderReply } from '../../../src/stock/scripts/pay-order.ts';
+import type { Scripts } from '../../../src/stock/scripts/registry.ts';
 import { luaFixture, saleItem as item, type Accepted } from '../../support/lua-fixtures.ts';
 
 // Near the real clock: order records expire at an absolute time derived from `now`.
@@ -22,16 +23,16 @@ const { pool, newSaleId, loadSale, place, release, snapshot, available, liveQuan
 
 let prefix: string;
 let redis: Redis;
-let commands: ScriptCommands;
+let scripts: Scripts;
 let catalog: SaleCatalog;
 
 /** payOrder as the order's owner calls it. */
-function pay(order: Order, paymentRef: string, now: number, client?: Redis): Promise<unknown> {
+function pay(order: Order, paymentRef: string, now: number, client?: Redis): Promise<PayOrderReply> {
   return lua.pay(order, order.userId, paymentRef, now, client);
 }
 
 beforeAll(async () => {
-  ({ prefix, redis, commands, catalog } = await lua.open());
+  ({ prefix, redis, scripts, catalog } = await lua.open());
 });
 
 afterAll(() => lua.close());
@@ -43,7 +44,7 @@ describe('releaseOrder: releasing', () => {
     const order = await place(saleId, 'u-1', 2);
     const keys = saleKeys(prefix, saleId);
 
-    expect(await release(order, 'cancel', 'u-1', NOW + 1_000)).toEqual(['RELEASED', 'cancelled', 0]);
+    expect(await release(order, 'cancel', 'u-1', NOW + 1_000)).toEqual({ code: 'RELEASED', status: 'cancelled', reopened: false });
 
     expect(await available(saleId)).toBe(10);
     expect(await live(saleId)).toEqual({});
@@ -62,10 +63,10 @@ describe('releaseOrder: releasing', () => {
     const first = await place(saleId, 'u-1', 1);
     await place(saleId, 'u-1', 2);
 
-    expect(await release(first, 'cancel', 'u-1', NOW)).toEqual(['RELEASED', 'cancelled', 0]);
+    expect(await release(first, 'cancel', 'u-1', NOW)).toEqual({ code: 'RELEASED', status: 'cancelled', reopened: false });
 
     expect(await live(saleId)).toEqual({ 'u-1': '2' });
-    const reservations = new Reservations(redis, commands, prefix);
+    const reservations = new Reservations(scripts);
     expect((await reservations.reserve({ saleId, sku: 'phone-x', userId: 'u-1', quantity: 2 }, NOW)).kind).toBe('refused');
     expect((await reservations.reserve({ saleId, sku: 'phone-x', userId: 'u-1', quantity: 1 }, NOW)).kind).toBe('accepted');
   });
@@ -75,7 +76,7 @@ describe('releaseOrder: releasing', () => {
     await loadSale(saleId);
     const order = await place(saleId);
 
-    expect(await release(order, 'expire', '', DEADLINE)).toEqual(['RELEASED', 'expired', 0]);
+    expect(await release(order, 'expire', '', DEADLINE)).toEqual({ code: 'RELEASED', status: 'expired', reopened: false });
 
     expect(await redis.hmget(saleKeys(prefix, saleId).order(order.id), 'status', 'expiredAt', 'cancelledAt')).toEqual(['expired', String(DEADLINE), null]);
     expect(await available(saleId)).toBe(10);
@@ -86,7 +87,7 @@ describe('releaseOrder: releasing', () => {
     await loadSale(saleId);
     const order = await place(saleId);
 
-    expect(await release(order, 'cancel', 'u-1', DEADLINE)).toEqual(['RELEASED', 'expired', 0]);
+    expect(await release(order, 'cancel', 'u-1', DEADLINE)).toEqual({ code: 'RELEASED', status: 'expired', reopened: false });
     expect(await available(saleId)).toBe(10);
   });
 
@@ -95,9 +96,9 @@ describe('releaseOrder: releasing', () => {
     await loadSale(saleId, [item({ stock: 2 })]);
     const order = await place(saleId, 'u-1', 2);
 
-    expect(await release(order, 'cancel', 'u-1', NOW)).toEqual(['RELEASED', 'cancelled', 1]);
+    expect(await release(order, 'cancel', 'u-1', NOW)).toEqual({ code: 'RELEASED', status: 'cancelled', reopened: true });
 
-    expect((await new Reservations(redis, commands, prefix).reserve({ saleId, sku: 'phone-x', userId: 'u-2', quantity: 2 }, NOW)).kind).toBe('accepted');
+    expect((await new Reservations(scripts).reserve({ saleId, sku: 'phone-x', userId: 'u-2', quantity: 2 }, NOW)).kind).toBe('accepted');
   });
 
   it.each([
@@ -110,7 +111,7 @@ describe('releaseOrder: releasing', () => {
     await delist(saleId);
     expect(await redis.hget(saleKeys(prefix, saleId).item('phone-x'), 'delisted')).toBe(reason);
 
-    expect(await release(order, 'cancel', 'u-1', NOW)).toEqual(['RELEASED', 'cancelled', 0]);
+    expect(await release(order, 'cancel', 'u-1', NOW)).toEqual({ code: 'RELEASED', status: 'cancelled', reopened: false });
 
     expect(await redis.hmget(saleKeys(prefix, saleId).item('phone-x'), 'available', 'delisted')).toEqual(['2', reason]);
   });
@@ -119,18 +120,18 @@ describe('releaseOrder: releasing', () => {
 describe('releaseOrder: refusals write nothing', () => {
   interface Case {
     readonly when: string;
-    readonly reply: unknown[];
-    readonly arrange: (saleId: string) => Promise<() => Promise<unknown>>;
+    readonly reply: { readonly code: string; readonly status?: string };
+    readonly arrange: (saleId: string) => Promise<() => Promise<{ readonly code: string }>>;
   }
   const cases: Case[] = [
     {
       when: 'the order does not exist',
-      reply: ['ORDER_NOT_FOUND'],
+      reply: { code: 'ORDER_NOT_FOUND' },
       arrange: async (saleId) => () => release({ id: 'no-such-order', saleId, sku: 'phone-x' }, 'cancel', 'u-1', NOW),
     },
     {
       when: 'another user cancels the order',
-      reply: ['ORDER_NOT_FOUND'],
+      reply: { code: 'ORDER_NOT_FOUND' },
       arrange: async (saleId) => {
         const order = await place(saleId);
         return () => release(order, 'cancel', 'u-2', NOW);
@@ -138,7 +139,7 @@ describe('releaseOrder: refusals write nothing', () => {
     },
     {
       when: 'the sweeper expires the order before its deadline',
-      reply: ['NOT_DUE'],
+      reply: { code: 'NOT_DUE' },
       arrange: async (saleId) => {
         const order = await place(saleId);
         return () => release(order, 'expire', '', DEADLINE - 1);
@@ -146,7 +147,7 @@ describe('releaseOrder: refusals write nothing', () => {
     },
     {
       when: 'a cancelled order is cancelled again',
-      reply: ['ALREADY', 'cancelled'],
+      reply: { code: 'ALREADY', status: 'cancelled' },
       arrange: async (saleId) => {
         const order = await place(saleId);
         await release(order, 'cancel', 'u-1', NOW);
@@ -155,7 +156,7 @@ describe('releaseOrder: refusals write nothing', () => {
     },
     {
       when: 'an expired order is expired again',
-      reply: ['ALREADY', 'expired'],
+      reply: { code: 'ALREADY', status: 'expired' },
       arrange: async (saleId) => {
         const order = await place(saleId);
         await release(order, 'expire', '', DEADLINE);
@@ -164,25 +165,25 @@ describe('releaseOrder: refusals write nothing', () => {
     },
     {
       when: 'a paid order is cancelled',
-      reply: ['ORDER_ALREADY_PAID'],
+      reply: { code: 'ORDER_ALREADY_PAID' },
       arrange: async (saleId) => {
         const order = await place(saleId);
-        expect(await pay(order, 'pay-1', NOW)).toEqual(['PAID']);
+        expect(await pay(order, 'pay-1', NOW)).toEqual({ code: 'PAID' });
         return () => release(order, 'cancel', 'u-1', NOW + 1);
       },
     },
     {
       when: 'a paid order reaches its deadline in the sweeper',
-      reply: ['ORDER_ALREADY_PAID'],
+      reply: { code: 'ORDER_ALREADY_PAID' },
       arrange: async (saleId) => {
         const order = await place(saleId);
-        expect(await pay(order, 'pay-1', NOW)).toEqual(['PAID']);
+        expect(await pay(order, 'pay-1', NOW)).toEqual({ code: 'PAID' });
         return () => release(order, 'expire', '', DEADLINE);
       },
     },
     {
       when: 'a cancel carrying an earlier clock arrives after the sweeper expired the order',
-      reply: ['ORDER_EXPIRED'],
+      reply: { code: 'ORDER_EXPIRED' },
       arrange: async (saleId) => {
         const order = await place(saleId);
         await release(order, 'expire', '', DEADLINE);
@@ -191,7 +192,7 @@ describe('releaseOrder: refusals write nothing', () => {
     },
     {
       when: 'the sweeper reaches an order cancelled earlier',
-      reply: ['ORDER_CANCELLED'],
+      reply: { code: 'ORDER_CANCELLED' },
       arrange: async (saleId) => {
         const order = await place(saleId);
         await release(order, 'cancel', 'u-1', NOW);
@@ -200,7 +201,7 @@ describe('releaseOrder: refusals write nothing', () => {
     },
   ];
 
-  it.each(cases)('when $when, then $reply.0 is returned and nothing is written', async ({ reply, arrange }) => {
+  it.each(cases)('when $when, then $reply.code is returned and nothing is written', async ({ reply, arrange }) => {
     const saleId = newSaleId('refusal');
     await loadSale(saleId);
     const act = await arrange(saleId);
@@ -218,7 +219,7 @@ describe('releaseOrder: refusals write nothing', () => {
     await release(order, 'cancel', 'u-1', NOW);
     const before = await snapshot(saleId);
 
-    expect(await release(order, 'cancel', 'u-1', DEADLINE + 1)).toEqual(['ALREADY', 'cancelled']);
+    expect(await release(order, 'cancel', 'u-1', DEADLINE + 1)).toEqual({ code: 'ALREADY', status: 'cancelled' });
     expect(await snapshot(saleId)).toEqual(before);
   });
 });
@@ -231,8 +232,8 @@ describe('releaseOrder: exactly once under concurrency', () => {
 
     const replies = await Promise.all(Array.from({ length: 20 }, (_, i) => release(order, 'cancel', 'u-1', NOW + i, pool[i % pool.length])));
 
-    expect(replies.filter((r) => JSON.stringify(r) === JSON.stringify(['RELEASED', 'cancelled', 0]))).toHaveLength(1);
-    expect(replies.filter((r) => JSON.stringify(r) === JSON.stringify(['ALREADY', 'cancelled']))).toHaveLength(19);
+    expect(replies.filter((r) => JSON.stringify(r) === JSON.stringify({ code: 'RELEASED', status: 'cancelled', reopened: false }))).toHaveLength(1);
+    expect(replies.filter((r) => JSON.stringify(r) === JSON.stringify({ code: 'ALREADY', status: 'cancelled' }))).toHaveLength(19);
     expect(await available(saleId)).toBe(10);
     expect(await live(saleId)).toEqual({});
     expect(await redis.xlen(saleKeys(prefix, saleId).outbox)).toBe(2);
@@ -248,10 +249,10 @@ describe('releaseOrder: exactly once under concurrency', () => {
 
     const replies = await Promise.all(pool.flatMap((client) => orders.map((order) => release(order, 'expire', '', DEADLINE, client))));
 
-    const released = replies.filter((r) => Array.isArray(r) && r[0] === 'RELEASED');
+    const released = replies.filter((r) => r.code === 'RELEASED');
     expect(released).toHaveLength(137);
-    expect(released.filter((r) => Array.isArray(r) && r[2] === 1)).toHaveLength(1);
-    expect(replies.filter((r) => Array.isArray(r) && r[0] === 'ALREADY')).toHaveLength(137 * 7);
+    expect(released.filter((r) => r.code === 'RELEASED' && r.reopened)).toHaveLength(1);
+    expect(replies.filter((r) => r.code === 'ALREADY')).toHaveLength(137 * 7);
     expect(await available(saleId)).toBe(137);
     expect(await live(saleId)).toEqual({});
     expect(await redis.zcard(keys.deadlines)).toBe(0);
@@ -276,7 +277,7 @@ describe('releaseOrder: exactly once under concurrency', () => {
         const first = await lane.reserve({ saleId, sku: 'phone-x', userId, quantity }, NOW);
         if (first.kind === 'accepted') {
           if (i % 3 === 0) {
-            expect(await release(first.order, 'cancel', userId, NOW, client)).toEqual(['RELEASED', 'cancelled', expect.any(Number)]);
+            expect(await release(first.order, 'cancel', userId, NOW, client)).toEqual({ code: 'RELEASED', status: 'cancelled', reopened: expect.any(Boolean) });
             lane.closedItems.reopen(saleId, 'phone-x');
             const again = await lane.reserve({ saleId, sku: 'phone-x', userId, quantity }, NOW);
             if (again.kind === 'accepted') kept.push(again);
@@ -318,8 +319,8 @@ describe('releaseOrder: cancel against payment', () => {
       }),
     );
 
-    const payWon = JSON.stringify({ cancelled: ['ORDER_ALREADY_PAID'], paid: ['PAID'] });
-    const cancelWon = JSON.stringify({ cancelled: ['RELEASED', 'cancelled', 0], paid: ['ORDER_CANCELLED'] });
+    const payWon = JSON.stringify({ cancelled: { code: 'ORDER_ALREADY_PAID' }, paid: { code: 'PAID' } });
+    const cancelWon = JSON.stringify({ cancelled: { code: 'RELEASED', status: 'cancelled', reopened: false }, paid: { code: 'ORDER_CANCELLED' } });
     const statuses = await Promise.all(orders.map((order) => redis.hget(keys.order(order.id), 'status')));
     const paidPerUser = new Map<string, number>();
     let paidUnits = 0;
@@ -353,16 +354,16 @@ describe('releaseOrder: delisted items stay delisted (invariant 6)', () => {
     await place(saleId, 'u-3', 1);
     expect(await redis.hmget(keys.item('phone-x'), 'available', 'delisted')).toEqual(['3', 'low_stock']);
 
-    expect(await release(first, 'cancel', 'u-1', NOW)).toEqual(['RELEASED', 'cancelled', 0]);
+    expect(await release(first, 'cancel', 'u-1', NOW)).toEqual({ code: 'RELEASED', status: 'cancelled', reopened: false });
 
     expect(await redis.hmget(keys.item('phone-x'), 'available', 'delisted')).toEqual(['6', 'low_stock']);
-    const reservations = new Reservations(redis, commands, prefix);
+    const reservations = new Reservations(scripts);
     const refused = await reservations.reserve({ saleId, sku: 'phone-x', userId: 'u-4', quantity: 1 }, NOW);
     expect(refused).toMatchObject({ kind: 'refused', code: 'ITEM_DELISTED' });
     expect(await available(saleId)).toBe(6);
 
     expect(await catalog.restock(saleId, 'phone-x', 1)).toEqual({ ok: true, available: 7, relisted: true });
-    expect((await new Reservations(redis, commands, prefix).reserve({ saleId, sku: 'phone-x', userId: 'u-4', quantity: 1 }, NOW)).kind).toBe('accepted');
+    expect((await new Reservations(scripts).reserve({ saleId, sku: 'phone-x', userId: 'u-4', quantity: 1 }, NOW)).kind).toBe('accepted');
   });
 
   it('when an operator delisted a sold-out item and an expiry brings stock back, then it is not reported reopened and only a relist lets orders in again', async () => {
@@ -371,9 +372,9 @@ describe('releaseOrder: delisted items stay delisted (invariant 6)', () => {
     const order = await place(saleId, 'u-1', 2);
     expect(await catalog.delist(saleId, 'phone-x', NOW)).toEqual({ ok: true });
 
-    expect(await release(order, 'expire', '', DEADLINE)).toEqual(['RELEASED', 'expired', 0]);
+    expect(await release(order, 'expire', '', DEADLINE)).toEqual({ code: 'RELEASED', status: 'expired', reopened: false });
 
-    const attempt = () => new Reservations(redis, commands, prefix).reserve({ saleId, sku: 'phone-x', userId: 'u-2', quantity: 1 }, NOW);
+    const attempt = () => new Reservations(scripts).reserve({ saleId, sku: 'phone-x', userId: 'u-2', quantity: 1 }, NOW);
     expect(await attempt()).toMatchObject({ kind: 'refused', code: 'ITEM_DELISTED' });
     expect(await catalog.restock(saleId, 'phone-x', 1)).toEqual({ ok: true, available: 3, relisted: false });
     expect(await attempt()).toMatchObject({ kind: 'refused', code: 'ITEM_DELISTED' });
@@ -388,8 +389,8 @@ describe('releaseOrder: delisted items stay delisted (invariant 6)', () => {
     const two = await place(saleId, 'u-2', 2);
     expect(await available(saleId)).toBe(0);
 
-    expect(await release(one, 'cancel', 'u-1', NOW)).toEqual(['RELEASED', 'cancelled', 1]);
-    expect(await release(two, 'cancel', 'u-2', NOW)).toEqual(['RELEASED', 'cancelled', 0]);
+    expect(await release(one, 'cancel', 'u-1', NOW)).toEqual({ code: 'RELEASED', status: 'cancelled', reopened: true });
+    expect(await release(two, 'cancel', 'u-2', NOW)).toEqual({ code: 'RELEASED', status: 'cancelled', reopened: false });
     expect(await available(saleId)).toBe(3);
   });
 });

@@ -5,7 +5,8 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SaleCatalog } from '../../../src/sales/catalog.ts';
 import { saleKeys, stockEventsChannel } from '../../../src/stock/keys.ts';
-import { script, type ScriptCommands } from '../../../src/stock/scripts.ts';
+import type { Scripts } from '../../../src/stock/scripts/registry.ts';
+import { relistItem } from '../../../src/stock/scripts/relist-item.ts';
 import type { TestContext } from '../../support/context.ts';
 import { acceptedOf, luaFixture, refusalCodes, saleItem as item, shoppers as users } from '../../support/lua-fixtures.ts';
 
@@ -18,11 +19,11 @@ const itemState = (saleId: string) => lua.itemFields(saleId, 'phone-x', 'deliste
 let ctx: TestContext;
 let prefix: string;
 let redis: Redis;
-let commands: ScriptCommands;
+let scripts: Scripts;
 let catalog: SaleCatalog;
 
 beforeAll(async () => {
-  ({ ctx, prefix, redis, commands, catalog } = await lua.open());
+  ({ ctx, prefix, redis, scripts, catalog } = await lua.open());
 });
 
 afterAll(() => lua.close());
@@ -34,7 +35,7 @@ describe('relistItem', () => {
     await catalog.delist(saleId, 'phone-x', NOW);
     expect(await fresh().reserve({ saleId, sku: 'phone-x', userId: 'u-1', quantity: 1 }, NOW)).toMatchObject({ code: 'ITEM_DELISTED' });
 
-    expect(await script(commands, 'relistItem')(saleKeys(prefix, saleId).item('phone-x'))).toEqual(['OK', 10]);
+    expect(await relistItem(scripts, { saleId, sku: 'phone-x' })).toEqual({ code: 'OK', available: 10 });
 
     expect(await itemState(saleId)).toEqual(['', '10']);
     expect(await fresh().reserve({ saleId, sku: 'phone-x', userId: 'u-1', quantity: 1 }, NOW)).toMatchObject({ kind: 'accepted', availableAfter: 9 });
@@ -60,7 +61,7 @@ describe('relistItem', () => {
       subscriber.on('message', (_channel: string, message: string) => messages.push(message));
       await subscriber.subscribe(stockEventsChannel(prefix));
 
-      expect(await script(commands, 'relistItem')(keys.item('ghost'))).toEqual(['ITEM_NOT_FOUND']);
+      expect(await relistItem(scripts, { saleId, sku: 'ghost' })).toEqual({ code: 'ITEM_NOT_FOUND' });
       expect(await catalog.relist(saleId, 'ghost')).toEqual({ ok: false, code: 'ITEM_NOT_FOUND' });
       // A round trip on the subscriber after the relist: any announcement would have arrived by now.
       await catalog.relist(saleId, 'phone-x');

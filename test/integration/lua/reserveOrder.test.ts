@@ -8,9 +8,11 @@ import { orderFromHash } from '../../../src/orders/order.ts';
 import { parseStreamEntries } from '../../../src/orders/outbox.ts';
 import type { SaleCatalog } from '../../../src/sales/catalog.ts';
 import { saleKeys } from '../../../src/stock/keys.ts';
-import { IDEMPOTENCY_TTL_SECONDS, ORDER_RETENTION_MS, type Reservation, type ReserveRequest } from '../../../src/stock/reservations.ts';
-import { parseReserveReply, type RefusalCode, type ReserveOutcome } from '../../../src/stock/reserve-outcome.ts';
-import { readScripts, script, type ScriptCommands } from '../../../src/stock/scripts.ts';
+import type { Reservation, ReserveRequest } from '../../../src/orders/reservations.ts';
+import type { ReserveRefusal } from '../../../src/stock/scripts/refusals.ts';
+import { scriptSource, type Scripts } from '../../../src/stock/scripts/registry.ts';
+import { IDEMPOTENCY_TTL_SECONDS, ORDER_RETENTION_MS, reserveOrder, type ReserveOrderReply } from '../../../src/stock/scripts/reserve-order.ts';
+import { restockItem } from '../../../src/stock/scripts/restock-item.ts';
 import type { TestContext } from '../../support/context.ts';
 import { acceptedOf, luaFixture, refusalCodes, saleItem as item, type Accepted } from '../../support/lua-fixtures.ts';
 
@@ -27,7 +29,7 @@ const { newSaleId, loadSale, fresh, rush, snapshot, scanKeys, available } = lua;
 let ctx: TestContext;
 let prefix: string;
 let redis: Redis;
-let commands: ScriptCommands;
+let scripts: Scripts;
 let catalog: SaleCatalog;
 
 const sum = (values: readonly number[]) => values.reduce((a, b) => a + b, 0);
@@ -37,41 +39,16 @@ function expectAccepted(result: Reservation): Accepted {
   return result;
 }
 
-/** The script called directly (not through Reservations): its reply as Redis gives it. */
-async function rawReply(saleId: string, request: Omit<ReserveRequest, 'saleId'>, now: number): Promise<unknown> {
-  const keys = saleKeys(prefix, saleId);
-  const orderId = randomUUID();
-  const key = request.idempotencyKey ?? '';
-  return script(commands, 'reserveOrder')(
-    keys.sale,
-    keys.item(request.sku),
-    keys.users(request.sku),
-    keys.idempotency(request.userId, key || '-'),
-    keys.order(orderId),
-    keys.outbox,
-    keys.deadlines,
-    keys.userOrders(request.userId),
-    saleId,
-    request.sku,
-    orderId,
-    request.userId,
-    request.quantity,
-    now,
-    key,
-    IDEMPOTENCY_TTL_SECONDS,
-    ORDER_RETENTION_MS,
-  );
-}
-
-/** The direct reply parsed, to see a refusal's extra value, which Reservations drops. */
-async function rawReserve(saleId: string, request: Omit<ReserveRequest, 'saleId'>, now: number): Promise<ReserveOutcome> {
-  return parseReserveReply(await rawReply(saleId, request, now));
+/** The binding called directly (not through Reservations): the script's own reply, parsed. */
+function direct(saleId: string, request: Omit<ReserveRequest, 'saleId'>, now: number): Promise<ReserveOrderReply> {
+  const { sku, userId, quantity, idempotencyKey } = request;
+  return reserveOrder(scripts, { saleId, sku, userId, orderId: randomUUID(), idempotencyKey }, { quantity, now });
 }
 
 const orderKeys = (saleId: string) => scanKeys(`${prefix}:{${saleId}}:order:*`);
 
 beforeAll(async () => {
-  ({ ctx, prefix, redis, commands, catalog } = await lua.open());
+  ({ ctx, prefix, redis, scripts, catalog } = await lua.open());
 });
 
 afterAll(() => lua.close());
@@ -193,7 +170,7 @@ describe('reserveOrder: an accepted order', () => {
 describe('reserveOrder: refusals', () => {
   interface RefusalCase {
     readonly when: string;
-    readonly code: RefusalCode;
+    readonly code: ReserveRefusal;
     readonly detail?: number;
     /** Builds the state; returns the request to refuse and its time. */
     readonly arrange: (saleId: string) => Promise<{ request: Omit<ReserveRequest, 'saleId'>; now: number }>;
@@ -325,10 +302,10 @@ describe('reserveOrder: refusals', () => {
     const { request, now } = await arrange(saleId);
     const before = await snapshot(saleId);
 
-    const raw = await rawReserve(saleId, request, now);
+    const raw = await direct(saleId, request, now);
     const typed = await fresh().reserve({ saleId, ...request }, now);
 
-    expect(raw).toEqual(detail === undefined ? { kind: 'refused', code } : { kind: 'refused', code, detail });
+    expect(raw).toEqual(detail === undefined ? { code } : { code, detail });
     expect(typed).toEqual({ kind: 'refused', code, fromMemory: false });
     expect(await snapshot(saleId)).toEqual(before);
   });
@@ -339,12 +316,12 @@ describe('reserveOrder: refusals', () => {
     expect(await catalog.delist(saleId, 'gone', NOW)).toEqual({ ok: true });
     const tooMuch = { sku: 'gone', userId: 'u-1', quantity: 5 } as const;
 
-    expect(await rawReserve(saleId, { ...tooMuch, sku: 'ghost' }, STARTS_AT - 1)).toMatchObject({ code: 'ITEM_NOT_FOUND' });
-    expect(await rawReserve(saleId, tooMuch, STARTS_AT - 1)).toMatchObject({ code: 'SALE_NOT_STARTED' });
-    expect(await rawReserve(saleId, tooMuch, ENDS_AT)).toMatchObject({ code: 'SALE_ENDED' });
-    expect(await rawReserve(saleId, tooMuch, NOW)).toMatchObject({ code: 'ITEM_DELISTED' });
-    expect(await rawReserve(saleId, { ...tooMuch, sku: 'few', quantity: 3 }, NOW)).toMatchObject({ code: 'INSUFFICIENT_STOCK' });
-    expect(await rawReserve(saleId, { ...tooMuch, sku: 'few', quantity: 2 }, NOW)).toMatchObject({ code: 'PER_USER_LIMIT_EXCEEDED' });
+    expect(await direct(saleId, { ...tooMuch, sku: 'ghost' }, STARTS_AT - 1)).toMatchObject({ code: 'ITEM_NOT_FOUND' });
+    expect(await direct(saleId, tooMuch, STARTS_AT - 1)).toMatchObject({ code: 'SALE_NOT_STARTED' });
+    expect(await direct(saleId, tooMuch, ENDS_AT)).toMatchObject({ code: 'SALE_ENDED' });
+    expect(await direct(saleId, tooMuch, NOW)).toMatchObject({ code: 'ITEM_DELISTED' });
+    expect(await direct(saleId, { ...tooMuch, sku: 'few', quantity: 3 }, NOW)).toMatchObject({ code: 'INSUFFICIENT_STOCK' });
+    expect(await direct(saleId, { ...tooMuch, sku: 'few', quantity: 2 }, NOW)).toMatchObject({ code: 'PER_USER_LIMIT_EXCEEDED' });
   });
 });
 
@@ -357,10 +334,10 @@ describe('reserveOrder: idempotency', () => {
     const before = await snapshot(saleId);
 
     const replay = await fresh().reserve(request, NOW + 1_000);
-    const raw = await rawReply(saleId, request, NOW + 2_000);
+    const raw = await direct(saleId, request, NOW + 2_000);
 
     expect(replay).toEqual({ kind: 'replayed', orderId: first.order.id });
-    expect(raw).toEqual(['REPLAY', first.order.id]);
+    expect(raw).toEqual({ code: 'REPLAY', orderId: first.order.id });
     expect(await snapshot(saleId)).toEqual(before);
   });
 
@@ -376,7 +353,7 @@ describe('reserveOrder: idempotency', () => {
     // This process remembers the item as sold out, yet a keyed request still asks Redis.
     expect(await reservations.reserve({ saleId, sku: 'phone-x', userId: 'u-3', quantity: 1 }, NOW + 2)).toMatchObject({ fromMemory: true });
     expect(await reservations.reserve(request, NOW + 2)).toEqual({ kind: 'replayed', orderId: first.order.id });
-    expect(await rawReserve(saleId, request, ENDS_AT + 1)).toEqual({ kind: 'replayed', orderId: first.order.id });
+    expect(await direct(saleId, request, ENDS_AT + 1)).toEqual({ code: 'REPLAY', orderId: first.order.id });
   });
 
   it('when two users send the same key, then each gets an order of their own', async () => {
@@ -590,7 +567,7 @@ describe('reserveOrder: script cache and the in-process fast path', () => {
   it('when Redis has flushed its script cache, then the next call still works (EVALSHA falls back to EVAL)', async () => {
     const saleId = newSaleId('flush');
     await loadSale(saleId);
-    const lua = readScripts().find((s) => s.name === 'reserveOrder')?.lua ?? '';
+    const lua = scriptSource('reserveOrder');
     const sha = createHash('sha1').update(lua).digest('hex');
     const reservations = fresh();
     expectAccepted(await reservations.reserve({ saleId, sku: 'phone-x', userId: 'u-1', quantity: 1 }, NOW));
@@ -608,7 +585,6 @@ describe('reserveOrder: script cache and the in-process fast path', () => {
     const saleId = newSaleId('fast-path');
     await loadSale(saleId, [item({ stock: 1 })]);
     const reservations = fresh();
-    const keys = saleKeys(prefix, saleId);
     const attempt = (userId: string, now = NOW) => reservations.reserve({ saleId, sku: 'phone-x', userId, quantity: 1 }, now);
 
     expect(expectAccepted(await attempt('u-1')).soldOutNow).toBe(true);
@@ -616,7 +592,7 @@ describe('reserveOrder: script cache and the in-process fast path', () => {
 
     // Stock comes back behind this process's back (the script alone, no announcement):
     // memory still answers, which shows no round trip was made.
-    await script(commands, 'restockItem')(keys.item('phone-x'), 1);
+    await restockItem(scripts, { saleId, sku: 'phone-x' }, { quantity: 1 });
     expect(await attempt('u-2')).toEqual({ kind: 'refused', code: 'SOLD_OUT', fromMemory: true });
     expect(await available(saleId)).toBe(1);
 

@@ -5,7 +5,8 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SaleCatalog } from '../../../src/sales/catalog.ts';
 import { saleKeys, stockEventsChannel } from '../../../src/stock/keys.ts';
-import { script, type ScriptCommands } from '../../../src/stock/scripts.ts';
+import type { Scripts } from '../../../src/stock/scripts/registry.ts';
+import { restockItem } from '../../../src/stock/scripts/restock-item.ts';
 import type { TestContext } from '../../support/context.ts';
 import { acceptedOf, luaFixture, saleItem as item, shoppers as users } from '../../support/lua-fixtures.ts';
 
@@ -18,11 +19,11 @@ const stock = (saleId: string) => lua.itemFields(saleId, 'phone-x', 'available',
 let ctx: TestContext;
 let prefix: string;
 let redis: Redis;
-let commands: ScriptCommands;
+let scripts: Scripts;
 let catalog: SaleCatalog;
 
 beforeAll(async () => {
-  ({ ctx, prefix, redis, commands, catalog } = await lua.open());
+  ({ ctx, prefix, redis, scripts, catalog } = await lua.open());
 });
 
 afterAll(() => lua.close());
@@ -33,7 +34,7 @@ describe('restockItem', () => {
     await loadSale(saleId);
     expect((await fresh().reserve({ saleId, sku: 'phone-x', userId: 'u-1', quantity: 3 }, NOW)).kind).toBe('accepted');
 
-    expect(await script(commands, 'restockItem')(saleKeys(prefix, saleId).item('phone-x'), 5)).toEqual(['OK', 12, 0]);
+    expect(await restockItem(scripts, { saleId, sku: 'phone-x' }, { quantity: 5 })).toEqual({ code: 'OK', availableAfter: 12, relisted: false });
     expect(await catalog.restock(saleId, 'phone-x', 1)).toEqual({ ok: true, available: 13, relisted: false });
 
     expect(await stock(saleId)).toEqual(['13', '16', '']);
@@ -74,11 +75,11 @@ describe('restockItem', () => {
     await loadSale(saleId, [item({ stock: 3, lowStock: { units: 5 } })]);
     expect(await stock(saleId)).toEqual(['3', '3', 'low_stock']);
 
-    expect(await script(commands, 'restockItem')(saleKeys(prefix, saleId).item('phone-x'), 2)).toEqual(['OK', 5, 0]);
+    expect(await restockItem(scripts, { saleId, sku: 'phone-x' }, { quantity: 2 })).toEqual({ code: 'OK', availableAfter: 5, relisted: false });
     expect(await stock(saleId)).toEqual(['5', '5', 'low_stock']);
     expect(await fresh().reserve({ saleId, sku: 'phone-x', userId: 'u-1', quantity: 1 }, NOW)).toMatchObject({ code: 'ITEM_DELISTED' });
 
-    expect(await script(commands, 'restockItem')(saleKeys(prefix, saleId).item('phone-x'), 1)).toEqual(['OK', 6, 1]);
+    expect(await restockItem(scripts, { saleId, sku: 'phone-x' }, { quantity: 1 })).toEqual({ code: 'OK', availableAfter: 6, relisted: true });
     expect(await stock(saleId)).toEqual(['6', '6', '']);
     expect(await fresh().reserve({ saleId, sku: 'phone-x', userId: 'u-1', quantity: 1 }, NOW)).toMatchObject({ kind: 'accepted', delistedNow: true });
   });
@@ -128,7 +129,7 @@ describe('restockItem', () => {
     await loadSale(saleId);
     const keys = saleKeys(prefix, saleId);
 
-    expect(await script(commands, 'restockItem')(keys.item('ghost'), 5)).toEqual(['ITEM_NOT_FOUND']);
+    expect(await restockItem(scripts, { saleId, sku: 'ghost' }, { quantity: 5 })).toEqual({ code: 'ITEM_NOT_FOUND' });
     expect(await catalog.restock(saleId, 'ghost', 5)).toEqual({ ok: false, code: 'ITEM_NOT_FOUND' });
 
     expect(await redis.exists(keys.item('ghost'))).toBe(0);

@@ -7,7 +7,7 @@ import { createPersistQueue } from '../../../src/orders/queue.ts';
 import { PERSIST_JOB } from '../../../src/orders/queue.ts';
 import { SaleCatalog } from '../../../src/sales/catalog.ts';
 import type { RunningService } from '../../../src/service.ts';
-import { defineScripts } from '../../../src/stock/scripts.ts';
+import { defineScripts } from '../../../src/stock/scripts/registry.ts';
 import { Redis } from 'ioredis';
 import { testApi, tokens, type SaleItemInput } from '../../support/api.ts';
 import type { TestContext } from '../../support/context.ts';
@@ -148,7 +148,7 @@ describe('order pipeline', () => {
     const saleId = await createSale([{ sku: 'g', stock: 3, perUserLimit: 1 }]);
     // A Redis that "lost" its record of Postgres's stock: restocked there only.
     const redis = new Redis(ctx.redisUrl);
-    await new SaleCatalog(redis, defineScripts(redis), ctx.prefix).restock(saleId, 'g', 2);
+    await new SaleCatalog(defineScripts(redis, ctx.prefix)).restock(saleId, 'g', 2);
     redis.disconnect();
     const failuresBefore = (await service.metrics.persistFailures.get()).values.find((v) => v.labels.reason === 'guard')?.value ?? 0;
 

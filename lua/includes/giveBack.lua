@@ -1,0 +1,12 @@
+--[[
+  giveBack: the one way an unpaid order's units come back (cancel or expiry): to its item's stock
+  and off its user's live quantity (the field is dropped at zero, so the hash stays small).
+  Returns 1 when the item reopened, i.e. it was sold out and is listed, so API processes must
+  forget their sold-out mark; else 0. Callers make sure it runs once per order.
+]]
+local function giveBack(itemKey, usersKey, userId, quantity)
+  local available = redis.call('HINCRBY', itemKey, 'available', quantity)
+  if redis.call('HINCRBY', usersKey, userId, -quantity) <= 0 then redis.call('HDEL', usersKey, userId) end
+  if available == quantity and redis.call('HGET', itemKey, 'delisted') == '' then return 1 end
+  return 0
+end

@@ -1,0 +1,23 @@
+// ackOutbox-1.lua: the relay's acknowledgement of a batch safely in BullMQ: its entries leave
+// the consumer group's pending list and the stream together.
+import { saleKeys } from '../keys.ts';
+import type { Scripts } from './registry.ts';
+import { integer } from './reply.ts';
+import { UnexpectedScriptReply } from './unexpected-reply.ts';
+
+export interface AckOutboxKeys {
+  readonly saleId: string;
+}
+
+export interface AckOutboxArgs {
+  readonly group: string;
+  readonly entryIds: readonly string[];
+}
+
+/** How many entries were acknowledged and deleted. */
+export async function ackOutbox(scripts: Scripts, keys: AckOutboxKeys, args: AckOutboxArgs): Promise<number> {
+  const reply = await scripts.client.ackOutbox(saleKeys(scripts.prefix, keys.saleId).outbox, args.group, ...args.entryIds);
+  const deleted = integer(reply);
+  if (deleted === undefined) throw new UnexpectedScriptReply('ackOutbox', reply);
+  return deleted;
+}

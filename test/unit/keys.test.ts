@@ -1,0 +1,84 @@
+// The key builders: caller-chosen parts never make two different (user, key) pairs, users or
+// items name the same Redis key, and the sale's hash tag stays the one Redis hashes on.
+import { describe, expect, it } from 'vitest';
+import { encodeKeyPart, rateLimitKey, saleKeys } from '../../src/stock/keys.ts';
+
+/** The part of a key Redis Cluster hashes: the first {…} with something inside, else the whole key. */
+function hashTag(key: string): string {
+  const open = key.indexOf('{');
+  if (open === -1) return key;
+  const close = key.indexOf('}', open + 1);
+  if (close === -1 || close === open + 1) return key;
+  return key.slice(open + 1, close);
+}
+
+const AWKWARD = ['a', 'a:b', 'b:k', 'k', '用户:{x} y', '用户', '{x} y', '{x} y:k', '}', '{', '%', '%3A', ':', '', ' ', 'x%7By', '\uD800', '\uDBFF', '😀', '\uFFFD'];
+
+describe('encodeKeyPart', () => {
+  it('when ids are made of letters, digits and _.~-, then they stay as they are', () => {
+    for (const id of ['phone-x', 'u-42', 'd11', 'a.b_c~d', '0192f3c4-5b6a-7c8d-9e0f-123456789abc']) expect(encodeKeyPart(id)).toBe(id);
+  });
+
+  it('when parts hold separators, braces, percent signs, spaces, non-ASCII or lone surrogates, then the result holds none of : { } and distinct parts stay distinct', () => {
+    const encoded = AWKWARD.map(encodeKeyPart);
+    for (const part of encoded) expect(part).not.toMatch(/[:{} ]|[^\x21-\x7e]/);
+    expect(new Set(encoded).size).toBe(AWKWARD.length);
+    expect(encodeKeyPart('用户:{x} y')).toBe('%E7%94%A8%E6%88%B7%3A%7Bx%7D%20y');
+  });
+});
+
+describe('saleKeys', () => {
+  const keys = saleKeys('fs', 'd11');
+
+  it('when every pair of awkward users and idempotency keys is keyed, then no two pairs share a key', () => {
+    const seen = new Map<string, string>();
+    for (const user of AWKWARD) {
+      for (const key of AWKWARD) {
+        const name = keys.idempotency(user, key);
+        const pair = JSON.stringify([user, key]);
+        expect(seen.get(name), `${pair} collides`).toBeUndefined();
+        seen.set(name, pair);
+      }
+    }
+    expect(keys.idempotency('a', 'b:k')).not.toBe(keys.idempotency('a:b', 'k'));
+  });
+
+  it('when users, items and orders with awkward ids are keyed, then each kind of key is distinct per id and never names another kind', () => {
+    const all = [keys.sale, keys.outbox, keys.deadlines];
+    for (const id of AWKWARD) all.push(keys.item(id), keys.users(id), keys.order(id), keys.userOrders(id));
+    expect(new Set(all).size).toBe(all.length);
+  });
+
+  it('when any part holds braces, then every key of the sale still hashes on the sale id alone', () => {
+    const names = AWKWARD.flatMap((part) => [
+      keys.idempotency(part, part),
+      keys.idempotency('u', part),
+      keys.userOrders(part),
+      keys.item(part),
+      keys.users(part),
+      keys.order(part),
+    ]);
+    for (const name of [keys.sale, keys.outbox, keys.deadlines, ...names]) expect(hashTag(name), name).toBe('d11');
+  });
+
+  it('when the sale id itself holds braces, then it is encoded and the tag is still its whole (encoded) id', () => {
+    const odd = saleKeys('fs', 'a}b{c');
+    expect(hashTag(odd.sale)).toBe(encodeKeyPart('a}b{c'));
+    expect(hashTag(odd.idempotency('{u}', '{k}'))).toBe(encodeKeyPart('a}b{c'));
+  });
+});
+
+describe('rateLimitKey', () => {
+  it('when a user id looks like an address or another user, then their counters differ', () => {
+    const names = [
+      rateLimitKey({ userId: '127.0.0.1' }),
+      rateLimitKey({ ip: '127.0.0.1' }),
+      rateLimitKey({ userId: 'ip:127.0.0.1' }),
+      rateLimitKey({ userId: 'user:{x}' }),
+      rateLimitKey({ userId: '{x}' }),
+      rateLimitKey({ userId: 'user%3A%7Bx%7D' }),
+    ];
+    expect(new Set(names).size).toBe(names.length);
+    for (const name of names) expect(name).not.toMatch(/[{}]/);
+  });
+});
