@@ -16,7 +16,7 @@ import type { RedisClient } from '../redis/connection.ts';
 import type { SaleReporter } from '../sales/report.ts';
 import type { SalesService } from '../sales/sales-service.ts';
 import type { Reservations } from '../stock/reservations.ts';
-import { createAuthenticator } from './auth.ts';
+import { createAuthenticator, decoratePrincipal } from './auth.ts';
 import { clientErrorHandler, frameworkErrors } from './edge-errors.ts';
 import { OverloadedError, ShuttingDownError, apiErrorBody, installErrorHandling } from './errors.ts';
 import { adminRoutes } from './routes/admin.ts';
@@ -71,6 +71,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   // JSON only: a text/plain body is refused (415), not parsed and then judged invalid.
   app.removeContentTypeParser('text/plain');
   installErrorHandling(app);
+  decoratePrincipal(app);
 
   let closing = false;
   app.addHook('preClose', async () => {

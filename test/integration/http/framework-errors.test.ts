@@ -180,6 +180,10 @@ describe('over a real socket', () => {
 });
 
 describe('authentication', () => {
+  it('declares request.principal as a request decorator (not an ad-hoc property)', () => {
+    expect(app.hasRequestDecorator('principal')).toBe(true);
+  });
+
   it('when the token is missing, then 401 UNAUTHORIZED; a shopper on an operator route, 403 FORBIDDEN', async () => {
     expectError(fromInject(await app.inject({ method: 'GET', url: '/v1/users/me/orders' })), 401, 'UNAUTHORIZED');
     const res = await app.inject({ method: 'GET', url: '/v1/admin/sales', headers: { authorization: tk.shopper('u') } });
