@@ -57,11 +57,10 @@ export function sendError(reply: FastifyReply, code: ApiErrorCode, message?: str
   return reply.code(body.statusCode).send(body);
 }
 
-/** Thrown from hooks (auth) where a reply value cannot be returned. */
+/** Thrown from hooks (auth, shedding, draining) where a reply value cannot be returned. */
 export const UnauthorizedError = createError('UNAUTHORIZED', API_ERRORS.UNAUTHORIZED[1], 401);
 export const ForbiddenError = createError('FORBIDDEN', API_ERRORS.FORBIDDEN[1], 403);
 export const OverloadedError = createError('OVERLOADED', API_ERRORS.OVERLOADED[1], 503);
-
 export const ShuttingDownError = createError('SHUTTING_DOWN', API_ERRORS.SHUTTING_DOWN[1], 503);
 
 // Fastify's own codes for client mistakes, mapped onto ours (with our message where theirs
