@@ -17,8 +17,9 @@ import type { RedisClient } from '../redis/connection.ts';
 import type { SaleReporter } from '../sales/report.ts';
 import type { SalesService } from '../sales/sales-service.ts';
 import { rateLimitKey } from '../stock/keys.ts';
-import { createAuthenticator } from './auth.ts';
-import { OverloadedError, apiErrorBody, installErrorHandling } from './errors.ts';
+import { createAuthenticator, decoratePrincipal } from './auth.ts';
+import { clientErrorHandler, frameworkErrors } from './edge-errors.ts';
+import { OverloadedError, ShuttingDownError, apiErrorBody, installErrorHandling } from './errors.ts';
 import { adminRoutes } from './routes/admin.ts';
 import { healthRoutes, type ReadinessCheck } from './routes/health.ts';
 import { orderRoutes } from './routes/orders.ts';
@@ -58,7 +59,11 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     },
     // Bodies are taken as sent: "1" is not a quantity, unknown properties are refused.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
-    return503OnClosing: true,
+    // Errors raised before routing or by Node's parser, in the contract's shape (edge-errors.ts).
+    frameworkErrors,
+    clientErrorHandler,
+    // Fastify's own 503 while closing has no `code`: the onRequest hook below answers instead.
+    return503OnClosing: false,
     // Per-request log lines would cost more than the reservation itself at rush rates; the
     // http_request_duration_seconds histogram counts every request, errors are logged.
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'requestId' }),
@@ -67,9 +72,17 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   // JSON only: a text/plain body is refused (415), not parsed and then judged invalid.
   app.removeContentTypeParser('text/plain');
   installErrorHandling(app);
+  decoratePrincipal(app);
 
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
+    // Requests still arriving on open connections while the server drains: the caller retries
+    // elsewhere (Fastify already sends connection: close once closing).
+    if (closing) throw new ShuttingDownError();
   });
   app.addHook('onResponse', async (request, reply) => {
     metrics.httpDuration.observe(

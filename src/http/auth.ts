@@ -2,7 +2,7 @@
 // `role: "admin"` marks an operator. Verified tokens are cached (expiry still honoured), so a
 // rush of repeat shoppers costs one HMAC per token, not per request.
 import { createVerifier } from 'fast-jwt';
-import type { FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { isSafeText } from '../text.ts';
 import { ForbiddenError, UnauthorizedError } from './errors.ts';
 
@@ -13,8 +13,14 @@ export interface Principal {
 
 declare module 'fastify' {
   interface FastifyRequest {
+    /** Set by an Authenticator hook; null on routes without one. */
     principal: Principal | null;
   }
+}
+
+/** Declares request.principal once, on the root app, so every request object has the same shape. */
+export function decoratePrincipal(app: FastifyInstance): void {
+  app.decorateRequest('principal', null);
 }
 
 const BEARER = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)$/;

@@ -15,6 +15,22 @@ beforeAll(async () => {
 });
 afterAll(() => fixture.close());
 
+/**
+ * Waits until @fastify/under-pressure's sampler has seen the lag, within a bound. It samples
+ * every 100 ms and each sample only covers the window since the last: right after the block the
+ * state may still be the previous, calm window's, and a sample taken in between may fall before
+ * the lag is recorded, so the spike shows in the next sample instead. The pressure state then
+ * holds until the following sample, ~100 ms later, which is far more than a request needs.
+ */
+async function untilUnderPressure(app: NonNullable<RunningService['app']>, withinMs: number): Promise<boolean> {
+  const deadline = Date.now() + withinMs;
+  while (!app.isUnderPressure()) {
+    if (Date.now() > deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+  return true;
+}
+
 function blockEventLoop(ms: number): void {
   const until = Date.now() + ms;
   while (Date.now() < until) {
@@ -30,7 +46,7 @@ it('when the event loop lags past the threshold, then attempts get 503 OVERLOADE
     api.app!.inject({ method: 'POST', url: `/v1/sales/${body.id}/orders`, headers: { authorization: auth.shopper('u') }, payload: { sku: 'busy', quantity: 1 } });
 
   blockEventLoop(1_500);
-  await new Promise((resolve) => setImmediate(resolve));
+  expect(await untilUnderPressure(api.app!, 2_000), 'the sampler saw the lag within 2 s').toBe(true);
   const shed = await attempt();
   expect(shed.statusCode).toBe(503);
   expect(shed.json()).toEqual({ statusCode: 503, code: 'OVERLOADED', error: 'Service Unavailable', message: expect.any(String) });
