@@ -1,0 +1,51 @@
+// The processes whose CPU the bench charges to answers: the target's app (with its descendants),
+// redis-server (its pid from INFO server), the whole Postgres cluster (the postmaster, found as
+// the parent of our own backend, and every child of it), and wrk (which reports its own).
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import { parentPid, treeTicks } from './proc-cpu.ts';
+
+export type ProbeName = 'app' | 'redis' | 'postgres';
+
+export interface Probe {
+  readonly name: ProbeName;
+  readonly pid: number;
+}
+
+export async function redisServerPid(redisUrl: string): Promise<number> {
+  const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  await redis.connect();
+  try {
+    const pid = Number(/process_id:(\d+)/.exec(await redis.info('server'))?.[1]);
+    if (!Number.isInteger(pid) || pid <= 0) throw new Error('INFO server gave no process_id');
+    return pid;
+  } finally {
+    redis.disconnect();
+  }
+}
+
+export async function postmasterPid(postgresUrl: string): Promise<number> {
+  const client = new pg.Client({ connectionString: postgresUrl });
+  await client.connect();
+  try {
+    const backend = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid;
+    const postmaster = backend === undefined ? undefined : parentPid(backend);
+    if (postmaster === undefined) throw new Error(`cannot read the parent of Postgres backend ${String(backend)} in /proc (is Postgres on this machine?)`);
+    return postmaster;
+  } finally {
+    await client.end();
+  }
+}
+
+export type Snapshot = ReadonlyMap<ProbeName, number>;
+
+/** CPU ticks of each probe's process tree now. */
+export function snapshot(probes: readonly Probe[]): Snapshot {
+  const ticks = new Map<ProbeName, number>();
+  for (const probe of probes) {
+    const value = treeTicks(probe.pid);
+    if (value === undefined) throw new Error(`${probe.name} (pid ${probe.pid}) is gone`);
+    ticks.set(probe.name, value);
+  }
+  return ticks;
+}

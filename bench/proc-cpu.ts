@@ -1,0 +1,107 @@
+// CPU time of processes, read from /proc/<pid>/stat (utime + stime, in clock ticks), so a
+// benchmark can charge each answer with the CPU every process spent on it. A "tree" is a process
+// and its descendants; children that exited were reaped by a member, whose cutime + cstime then
+// hold their time, so summing all four fields over the live tree loses nothing between samples.
+import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+
+/** Clock ticks per second (`getconf CLK_TCK`), read once. */
+export const CLOCK_TICKS_PER_SECOND = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+
+interface ProcStat {
+  readonly pid: number;
+  readonly ppid: number;
+  /** Own utime + stime. */
+  readonly ownTicks: number;
+  /** utime + stime of reaped children (cutime + cstime). */
+  readonly reapedTicks: number;
+}
+
+/** Parses one /proc/<pid>/stat line; the command name may hold spaces and parentheses. */
+export function parseStat(line: string): ProcStat {
+  const close = line.lastIndexOf(')');
+  const pid = Number(line.slice(0, line.indexOf(' ')));
+  // After ") ": state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime stime cutime cstime …
+  const fields = line.slice(close + 2).split(' ');
+  const num = (index: number) => Number(fields[index]);
+  return { pid, ppid: num(1), ownTicks: num(11) + num(12), reapedTicks: num(13) + num(14) };
+}
+
+function readStat(pid: number): ProcStat | undefined {
+  try {
+    return parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return undefined; // gone between the listing and the read
+  }
+}
+
+function allStats(): ProcStat[] {
+  const stats: ProcStat[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = readStat(Number(entry));
+    if (stat) stats.push(stat);
+  }
+  return stats;
+}
+
+/** Total CPU ticks of a process and all its descendants, or undefined when the root is gone. */
+export function treeTicks(rootPid: number): number | undefined {
+  const stats = allStats();
+  if (!stats.some((stat) => stat.pid === rootPid)) return undefined;
+  const children = new Map<number, ProcStat[]>();
+  for (const stat of stats) children.set(stat.ppid, [...(children.get(stat.ppid) ?? []), stat]);
+  let total = 0;
+  const pending = [rootPid];
+  const root = stats.find((stat) => stat.pid === rootPid);
+  if (root) total += root.ownTicks + root.reapedTicks;
+  while (pending.length > 0) {
+    const pid = pending.pop() as number;
+    for (const child of children.get(pid) ?? []) {
+      total += child.ownTicks + child.reapedTicks;
+      pending.push(child.pid);
+    }
+  }
+  return total;
+}
+
+/** The parent of a process (e.g. a Postgres backend's postmaster). */
+export function parentPid(pid: number): number | undefined {
+  return readStat(pid)?.ppid;
+}
+
+export function ticksToMicros(ticks: number): number {
+  return (ticks * 1_000_000) / CLOCK_TICKS_PER_SECOND;
+}
+
+/**
+ * The process listening on 127.0.0.1:<port> or 0.0.0.0:<port> over TCP (IPv4), found through
+ * /proc/net/tcp (the socket's inode) and /proc/<pid>/fd (who holds it).
+ */
+export function pidListeningOn(port: number): number | undefined {
+  const portHex = port.toString(16).toUpperCase().padStart(4, '0');
+  const inodes = new Set<string>();
+  for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
+    const fields = line.trim().split(/\s+/);
+    // local_address is fields[1] (ADDR:PORT in hex), st is fields[3] (0A = LISTEN), inode is fields[9].
+    if (fields[3] === '0A' && fields[1]?.endsWith(`:${portHex}`) && fields[9]) inodes.add(`socket:[${fields[9]}]`);
+  }
+  if (inodes.size === 0) return undefined;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let fds: string[];
+    try {
+      fds = readdirSync(`/proc/${entry}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      try {
+        if (inodes.has(readlinkSync(`/proc/${entry}/fd/${fd}`))) return Number(entry);
+      } catch {
+        // closed meanwhile
+      }
+    }
+  }
+  return undefined;
+}
