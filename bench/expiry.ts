@@ -25,7 +25,9 @@ export interface ExpiryOptions {
 }
 
 export interface MemoryFootprint {
+  /** Every key but the rate limiter's (per request, gone within a second): what orders hold. */
   readonly bytes: number;
+  readonly rateLimitBytes: number;
   readonly keys: number;
   readonly byFamily: Readonly<Record<string, { readonly keys: number; readonly bytes: number }>>;
   /** INFO memory used_memory: the whole Redis, so other users of it show up here too. */
@@ -64,6 +66,7 @@ export function keyFamily(key: string, prefix: string): string {
     .replace(`{${prefix}:bull}`, '{bull}')
     .replace(`${prefix}:`, '')
     .replace(/\{[^}]*\}/, (tag) => (tag === '{bull}' ? tag : '{sale}'))
+    .replace(/:[^:]*\|[^:]*(?=:|$)/g, ':<job>') // BullMQ job ids: sale|first entry|last entry|count
     .replace(/shopper-\d+/g, '<user>')
     .replace(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi, '<id>')
     .replace(/:\d+(?=:|$)/g, ':<n>')
@@ -82,6 +85,7 @@ async function footprint(redis: Redis, prefix: string): Promise<MemoryFootprint>
   }
   const byFamily: Record<string, { keys: number; bytes: number }> = {};
   let bytes = 0;
+  let rateLimitBytes = 0;
   for (let i = 0; i < keys.length; i += 1000) {
     const batch = keys.slice(i, i + 1000);
     const pipeline = redis.pipeline();
@@ -93,11 +97,22 @@ async function footprint(redis: Redis, prefix: string): Promise<MemoryFootprint>
       const entry = (byFamily[family] ??= { keys: 0, bytes: 0 });
       entry.keys += 1;
       entry.bytes += size;
-      bytes += size;
+      if (family.startsWith('rate-')) rateLimitBytes += size;
+      else bytes += size;
     });
   }
   const usedMemory = Number(/used_memory:(\d+)/.exec(await redis.info('memory'))?.[1] ?? 0);
-  return { bytes, keys: keys.length, byFamily, usedMemory };
+  return { bytes, rateLimitBytes, keys: keys.length, byFamily, usedMemory };
+}
+
+/** The largest key families as bytes per order, e.g. "order:<id> 344 B, user-orders:<user> 168 B". */
+function perOrderBreakdown(memory: MemoryFootprint, orders: number): string {
+  return Object.entries(memory.byFamily)
+    .filter(([family]) => !family.startsWith('rate-'))
+    .sort(([, a], [, b]) => b.bytes - a.bytes)
+    .slice(0, 5)
+    .map(([family, entry]) => `${family.replace('{sale}:', '')} ${Math.round(entry.bytes / Math.max(1, orders))} B`)
+    .join(', ');
 }
 
 async function availableNow(origin: string): Promise<number> {
@@ -189,7 +204,8 @@ export async function runExpiryStorm(options: ExpiryOptions): Promise<ExpiryResu
       `(${expiredPerSecond === null ? '–' : Math.round(expiredPerSecond).toLocaleString('en-US')} expiries/s from the first deadline; GET /v1/sales may lag ≤ 1 s); ` +
       `${expiredInPostgres.toLocaleString('en-US')} expired in Postgres. Redis memory (MEMORY USAGE over the service's keys): ` +
       `${Math.round(bytesPerPendingOrder)} bytes per pending order, ${Math.round(bytesPerFinalOrder)} bytes per final order ` +
-      `(records of final orders expire 10 minutes later).`;
+      `(records of final orders expire 10 minutes later). Largest per pending order: ${perOrderBreakdown(pending, sold)}; ` +
+      `per final order: ${perOrderBreakdown(final, sold)}.`;
     return {
       orders: sold,
       windowSeconds: options.windowSeconds,

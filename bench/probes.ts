@@ -3,7 +3,7 @@
 // the parent of our own backend, and every child of it), and wrk (which reports its own).
 import { Redis } from 'ioredis';
 import pg from 'pg';
-import { parentPid, treeTicks } from './proc-cpu.ts';
+import { commandName, parentPid, treeTicks } from './proc-cpu.ts';
 
 export type ProbeName = 'app' | 'redis' | 'postgres';
 
@@ -18,6 +18,8 @@ export async function redisServerPid(redisUrl: string): Promise<number> {
   try {
     const pid = Number(/process_id:(\d+)/.exec(await redis.info('server'))?.[1]);
     if (!Number.isInteger(pid) || pid <= 0) throw new Error('INFO server gave no process_id');
+    // A Redis in a container reports a pid of its own namespace: refuse to charge a stranger's CPU.
+    if (!commandName(pid)?.startsWith('redis-server')) throw new Error(`Redis reports pid ${pid}, which is not a redis-server on this machine: the bench needs a local Redis`);
     return pid;
   } finally {
     redis.disconnect();
@@ -30,8 +32,10 @@ export async function postmasterPid(postgresUrl: string): Promise<number> {
   try {
     const backend = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid;
     const postmaster = backend === undefined ? undefined : parentPid(backend);
-    if (postmaster === undefined) throw new Error(`cannot read the parent of Postgres backend ${String(backend)} in /proc (is Postgres on this machine?)`);
-    return postmaster;
+    // A Postgres in a container reports a pid of its own namespace: refuse to charge a stranger's CPU.
+    const local = backend !== undefined && commandName(backend) === 'postgres' && postmaster !== undefined && commandName(postmaster)?.startsWith('postgres');
+    if (!local) throw new Error(`Postgres backend pid ${String(backend)} is not a postgres process on this machine: the bench needs a local Postgres`);
+    return postmaster as number;
   } finally {
     await client.end();
   }

@@ -5,8 +5,13 @@
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 
-/** Clock ticks per second (`getconf CLK_TCK`), read once. */
-export const CLOCK_TICKS_PER_SECOND = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+let ticksPerSecond: number | undefined;
+
+/** Clock ticks per second (`getconf CLK_TCK`), read once, when first needed. */
+export function clockTicksPerSecond(): number {
+  ticksPerSecond ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+  return ticksPerSecond;
+}
 
 interface ProcStat {
   readonly pid: number;
@@ -65,13 +70,22 @@ export function treeTicks(rootPid: number): number | undefined {
   return total;
 }
 
+/** The command name of a process (/proc/<pid>/comm), or undefined when there is no such process. */
+export function commandName(pid: number): string | undefined {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
+
 /** The parent of a process (e.g. a Postgres backend's postmaster). */
 export function parentPid(pid: number): number | undefined {
   return readStat(pid)?.ppid;
 }
 
 export function ticksToMicros(ticks: number): number {
-  return (ticks * 1_000_000) / CLOCK_TICKS_PER_SECOND;
+  return (ticks * 1_000_000) / clockTicksPerSecond();
 }
 
 /**

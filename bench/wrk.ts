@@ -3,7 +3,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CLOCK_TICKS_PER_SECOND } from './proc-cpu.ts';
+import { ticksToMicros } from './proc-cpu.ts';
 
 const SCRIPT = join(dirname(fileURLToPath(import.meta.url)), 'wrk', 'attempts.lua');
 const MARKER = 'BENCH_RESULT ';
@@ -84,7 +84,7 @@ export function runWrk(run: WrkRun): Promise<WrkResult> {
       }
       const raw = JSON.parse(line.slice(MARKER.length)) as RawResult;
       const seconds = raw.durationMicros / 1e6;
-      const cpuMicros = (raw.cpuTicks * 1e6) / CLOCK_TICKS_PER_SECOND;
+      const cpuMicros = ticksToMicros(raw.cpuTicks);
       const ms = (micros: number) => micros / 1000;
       resolve({
         seconds,
