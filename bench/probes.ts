@@ -3,7 +3,7 @@
 // the parent of our own backend, and every child of it), and wrk (which reports its own).
 import { Redis } from 'ioredis';
 import pg from 'pg';
-import { commandName, parentPid, treeTicks } from './proc-cpu.ts';
+import { commandName, parentPid, treeUsage, type TreeUsage } from './proc-cpu.ts';
 
 export type ProbeName = 'app' | 'redis' | 'postgres';
 
@@ -41,15 +41,15 @@ export async function postmasterPid(postgresUrl: string): Promise<number> {
   }
 }
 
-export type Snapshot = ReadonlyMap<ProbeName, number>;
+export type Snapshot = ReadonlyMap<ProbeName, TreeUsage>;
 
-/** CPU ticks of each probe's process tree now. */
+/** CPU ticks and run-queue wait of each probe's process tree now. */
 export function snapshot(probes: readonly Probe[]): Snapshot {
-  const ticks = new Map<ProbeName, number>();
+  const usage = new Map<ProbeName, TreeUsage>();
   for (const probe of probes) {
-    const value = treeTicks(probe.pid);
+    const value = treeUsage(probe.pid);
     if (value === undefined) throw new Error(`${probe.name} (pid ${probe.pid}) is gone`);
-    ticks.set(probe.name, value);
+    usage.set(probe.name, value);
   }
-  return ticks;
+  return usage;
 }

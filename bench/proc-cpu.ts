@@ -50,24 +50,50 @@ function allStats(): ProcStat[] {
   return stats;
 }
 
-/** Total CPU ticks of a process and all its descendants, or undefined when the root is gone. */
-export function treeTicks(rootPid: number): number | undefined {
-  const stats = allStats();
-  if (!stats.some((stat) => stat.pid === rootPid)) return undefined;
-  const children = new Map<number, ProcStat[]>();
-  for (const stat of stats) children.set(stat.ppid, [...(children.get(stat.ppid) ?? []), stat]);
+export interface TreeUsage {
+  /** CPU ticks of the process and all its descendants (utime + stime, reaped children included). */
+  readonly ticks: number;
+  /**
+   * Time their live threads spent runnable but waiting for a CPU (/proc/<pid>/task/<tid>/schedstat):
+   * on a shared machine, how much of a run the process was starved rather than busy.
+   */
+  readonly runQueueWaitMicros: number;
+}
+
+function runQueueWaitNanos(pid: number): number {
   let total = 0;
-  const pending = [rootPid];
-  const root = stats.find((stat) => stat.pid === rootPid);
-  if (root) total += root.ownTicks + root.reapedTicks;
-  while (pending.length > 0) {
-    const pid = pending.pop() as number;
-    for (const child of children.get(pid) ?? []) {
-      total += child.ownTicks + child.reapedTicks;
-      pending.push(child.pid);
+  let tasks: string[];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return 0;
+  }
+  for (const tid of tasks) {
+    try {
+      total += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[1] ?? 0);
+    } catch {
+      // thread gone meanwhile
     }
   }
   return total;
+}
+
+/** CPU and run-queue wait of a process and its descendants, or undefined when the root is gone. */
+export function treeUsage(rootPid: number): TreeUsage | undefined {
+  const stats = allStats();
+  const root = stats.find((stat) => stat.pid === rootPid);
+  if (!root) return undefined;
+  const children = new Map<number, ProcStat[]>();
+  for (const stat of stats) children.set(stat.ppid, [...(children.get(stat.ppid) ?? []), stat]);
+  const members = [root];
+  for (let i = 0; i < members.length; i++) members.push(...(children.get((members[i] as ProcStat).pid) ?? []));
+  let ticks = 0;
+  let waitNanos = 0;
+  for (const member of members) {
+    ticks += member.ownTicks + member.reapedTicks;
+    waitNanos += runQueueWaitNanos(member.pid);
+  }
+  return { ticks, runQueueWaitMicros: waitNanos / 1000 };
 }
 
 /** The command name of a process (/proc/<pid>/comm), or undefined when there is no such process. */

@@ -13,6 +13,8 @@ export interface ProcessCpu {
   readonly microsPerAnswer: number;
   /** CPU over the measured window as a share of one core. */
   readonly percentOfOneCore: number;
+  /** Time its threads waited for a CPU, as a share of the window (summed over threads); undefined for wrk. */
+  readonly runQueueWaitPercent: number | undefined;
 }
 
 export interface CaughtUp {
@@ -56,6 +58,8 @@ export interface TargetSummary {
   readonly p50Ms: number;
   readonly p99Ms: number;
   readonly microsPerAnswer: Readonly<Record<ProcessName, number>>;
+  readonly percentOfOneCore: Readonly<Record<ProcessName, number>>;
+  readonly runQueueWaitPercent: Readonly<Record<ProbeName, number>>;
   readonly chargedMicrosPerAnswer: number;
   readonly wrkPercentOfOneCore: number;
   readonly unexpectedAnswers: number;
@@ -68,7 +72,8 @@ export function median(values: readonly number[]): number {
   return sorted.length % 2 === 1 ? (sorted[middle] as number) : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
 }
 
-const PROCESSES: readonly ProcessName[] = ['app', 'redis', 'postgres', 'wrk'];
+const PROBES: readonly ProbeName[] = ['app', 'redis', 'postgres'];
+const PROCESSES: readonly ProcessName[] = [...PROBES, 'wrk'];
 
 export function summarise(runs: readonly Measured[], targets: readonly TargetName[]): TargetSummary[] {
   return targets.map((target) => {
@@ -80,6 +85,8 @@ export function summarise(runs: readonly Measured[], targets: readonly TargetNam
       p50Ms: med((run) => run.wrk.latencyMs.p50),
       p99Ms: med((run) => run.wrk.latencyMs.p99),
       microsPerAnswer: Object.fromEntries(PROCESSES.map((name) => [name, med((run) => run.cpu[name].microsPerAnswer)])) as Record<ProcessName, number>,
+      percentOfOneCore: Object.fromEntries(PROCESSES.map((name) => [name, med((run) => run.cpu[name].percentOfOneCore)])) as Record<ProcessName, number>,
+      runQueueWaitPercent: Object.fromEntries(PROBES.map((name) => [name, med((run) => run.cpu[name].runQueueWaitPercent ?? 0)])) as Record<ProbeName, number>,
       chargedMicrosPerAnswer: med((run) => run.chargedMicrosPerAnswer),
       wrkPercentOfOneCore: Math.max(...mine.map((run) => run.wrk.cpuPercentOfOneCore)),
       unexpectedAnswers: mine.reduce((sum, run) => sum + run.unexpectedAnswers, 0),
@@ -142,6 +149,15 @@ export function markdown(summaries: readonly TargetSummary[], ratios: readonly R
   }
   lines.push(
     '',
+    '| target | CPU % of one core during the run (waiting for a CPU): app | Redis | Postgres | wrk |',
+    '|---|---|---|---|---|',
+  );
+  for (const s of summaries) {
+    const pct = (name: ProbeName) => `${fixed(s.percentOfOneCore[name], 0)}% (${fixed(s.runQueueWaitPercent[name], 0)}%)`;
+    lines.push(`| ${s.target} | ${pct('app')} | ${pct('redis')} | ${pct('postgres')} | ${fixed(s.percentOfOneCore.wrk, 0)}% |`);
+  }
+  lines.push(
+    '',
     '| rep | in-stock / bare | sold-out / bare | in-stock / naive-pg | p99 in-stock / bare | p99 sold-out / bare | app CPU per answer: sold-out / bare | in-stock / bare |',
     '|---|---|---|---|---|---|---|---|',
   );
@@ -159,7 +175,10 @@ export function markdown(summaries: readonly TargetSummary[], ratios: readonly R
   lines.push(
     '',
     `Medians over reps. CPU from /proc/<pid>/stat; "charged total" sums the processes in plain figures (a figure in parentheses ` +
-      `is that process's CPU during the run, not charged: other work on the shared machine). Load generator: ${loadGenerator}.`,
+      `is that process's CPU during the run, not charged to the answers: background or other work on the shared machine). ` +
+      `"Waiting for a CPU" is run-queue time from /proc/<pid>/task/*/schedstat: high figures mean the machine, not the process, set the pace. ` +
+      `Answers with an unexpected status (e.g. 503 from load shedding): ${summaries.map((s) => `${s.target} ${int(s.unexpectedAnswers)}`).join(', ')}. ` +
+      `Load generator: ${loadGenerator}.`,
   );
   return lines.join('\n');
 }
