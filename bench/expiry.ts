@@ -203,7 +203,9 @@ export async function runExpiryStorm(options: ExpiryOptions): Promise<ExpiryResu
       `every unit back on sale ${allBackAfterLastDeadlineMs === null ? 'NOT within the timeout' : `${allBackAfterLastDeadlineMs} ms after the last deadline`} ` +
       `(${expiredPerSecond === null ? '–' : Math.round(expiredPerSecond).toLocaleString('en-US')} expiries/s from the first deadline; GET /v1/sales may lag ≤ 1 s); ` +
       `${expiredInPostgres.toLocaleString('en-US')} expired in Postgres. Redis memory (MEMORY USAGE over the service's keys): ` +
-      `${Math.round(bytesPerPendingOrder)} bytes per pending order, ${Math.round(bytesPerFinalOrder)} bytes per final order ` +
+      `${Math.round(bytesPerPendingOrder)} bytes per pending order` +
+      `${pendingMeasuredAt < firstDeadline ? '' : ' (measured after the first deadline: placing took longer than the window, some had expired; use a longer --expiry-window)'}, ` +
+      `${Math.round(bytesPerFinalOrder)} bytes per final order ` +
       `(records of final orders expire 10 minutes later). Largest per pending order: ${perOrderBreakdown(pending, sold)}; ` +
       `per final order: ${perOrderBreakdown(final, sold)}.`;
     return {
