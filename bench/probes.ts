@@ -48,7 +48,7 @@ export function snapshot(probes: readonly Probe[]): Snapshot {
   const usage = new Map<ProbeName, TreeUsage>();
   for (const probe of probes) {
     const value = treeUsage(probe.pid);
-    if (value === undefined) throw new Error(`${probe.name} (pid ${probe.pid}) is gone`);
+    if (value === undefined) throw new Error(`${probe.name} (pid ${probe.pid}) is gone: it exited or was stopped from outside the bench`);
     usage.set(probe.name, value);
   }
   return usage;

@@ -103,6 +103,7 @@ async function waitCaughtUp(target: Target, endedAt: number, count201: number): 
 }
 
 async function measure(target: Target, rep: number, probes: readonly Probe[], wrkRun: WrkRun, warmupSeconds: number): Promise<Measured> {
+  snapshot(probes); // fails clearly when a process is gone, rather than as wrk's "connection refused"
   if (warmupSeconds > 0) {
     await runWrk({ ...wrkRun, seconds: warmupSeconds });
     // The warm-up's orders reach Postgres before the measured window opens, so their cost is not charged to it.
