@@ -7,6 +7,10 @@ import type { WrkResult } from './wrk.ts';
 
 export type ProcessName = ProbeName | 'wrk';
 
+const int = (value: number) => (Number.isFinite(value) ? Math.round(value).toLocaleString('en-US') : '–');
+const fixed = (value: number, digits = 1) => (Number.isFinite(value) ? value.toFixed(digits) : '–');
+const times = (value: number) => `${fixed(value, 2)}×`;
+
 export interface ProcessCpu {
   readonly pid: number | undefined;
   readonly cpuMicros: number;
@@ -63,6 +67,39 @@ export interface TargetSummary {
   readonly chargedMicrosPerAnswer: number;
   readonly wrkPercentOfOneCore: number;
   readonly unexpectedAnswers: number;
+}
+
+export interface LoadGenerator {
+  readonly tool: string;
+  readonly threads: number;
+  readonly connections: number;
+  readonly maxCpuPercentOfOneCore: number;
+  /** On the fastest run, where wrk worked hardest: the rate it could send with its cores fully busy. */
+  readonly capacityPerSecond: number;
+  /** wrk stayed under 80% of its core(s) and could have sent 1.5× the fastest target's rate. */
+  readonly headroom: boolean;
+  readonly text: string;
+}
+
+/** wrk above this share of its core(s) could be what limits req/s. */
+const WRK_BUSY_PERCENT = 80;
+
+export function describeLoadGenerator(
+  runs: readonly Measured[],
+  settings: { readonly tool: string; readonly threads: number; readonly connections: number; readonly seconds: number },
+): LoadGenerator {
+  const maxCpu = Math.max(0, ...runs.map((run) => run.wrk.cpuPercentOfOneCore));
+  const fastest = runs.reduce<Measured | undefined>((best, run) => (!best || run.wrk.requestsPerSecond > best.wrk.requestsPerSecond ? run : best), undefined);
+  const busy = fastest ? fastest.wrk.cpuPercentOfOneCore / 100 : 0;
+  const capacity = fastest && busy > 0 ? fastest.wrk.requestsPerSecond / busy : Number.POSITIVE_INFINITY;
+  const headroom = maxCpu < WRK_BUSY_PERCENT && (!fastest || capacity > 1.5 * fastest.wrk.requestsPerSecond);
+  const text =
+    `${settings.tool.replace(/ Copyright.*$/, '')}, ${settings.threads} thread(s), ${settings.connections} connections, ${settings.seconds} s per run; ` +
+    (fastest
+      ? `on the fastest run (${fastest.target}, ${int(fastest.wrk.requestsPerSecond)} req/s) wrk used ${fixed(busy * 100, 0)}% of its core(s), ` +
+        `so it could send ≈ ${int(capacity)} req/s (${fixed(1 / busy, 1)}× headroom); its CPU peaked at ${fixed(maxCpu, 0)}% of a core over all runs`
+      : 'no runs');
+  return { tool: settings.tool, threads: settings.threads, connections: settings.connections, maxCpuPercentOfOneCore: maxCpu, capacityPerSecond: capacity, headroom, text };
 }
 
 export function median(values: readonly number[]): number {
@@ -130,9 +167,6 @@ export function pairedRatios(runs: readonly Measured[]): Ratios[] {
   ];
 }
 
-const int = (value: number) => (Number.isFinite(value) ? Math.round(value).toLocaleString('en-US') : '–');
-const fixed = (value: number, digits = 1) => (Number.isFinite(value) ? value.toFixed(digits) : '–');
-const times = (value: number) => `${fixed(value, 2)}×`;
 
 export function markdown(summaries: readonly TargetSummary[], ratios: readonly Ratios[], runs: readonly Measured[], loadGenerator: string): string {
   const lines = [

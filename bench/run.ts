@@ -21,7 +21,7 @@ import { REPO_ROOT } from '../load-tests/processes.ts';
 import { runExpiryStorm, type ExpiryResult } from './expiry.ts';
 import { postmasterPid, redisServerPid, snapshot, type Probe, type ProbeName, type Snapshot } from './probes.ts';
 import { ticksToMicros } from './proc-cpu.ts';
-import { markdown, pairedRatios, summarise, type CaughtUp, type Measured, type ProcessCpu, type ProcessName, type Ratios, type TargetSummary } from './report.ts';
+import { describeLoadGenerator, markdown, pairedRatios, type LoadGenerator, summarise, type CaughtUp, type Measured, type ProcessCpu, type ProcessName, type Ratios, type TargetSummary } from './report.ts';
 import { ORDER_BODY, startTargets, TARGET_NAMES, type Target, type TargetName } from './targets.ts';
 import { runWrk, wrkVersion, type WrkRun } from './wrk.ts';
 
@@ -46,16 +46,7 @@ export interface BenchReport {
   readonly generatedAt: string;
   readonly settings: Omit<BenchOptions, 'log' | 'redisUrl' | 'postgresUrl' | 'outDir'>;
   readonly machine: { readonly cpus: number; readonly loadAverageBefore: readonly number[]; readonly loadAverageAfter: readonly number[] };
-  readonly loadGenerator: {
-    readonly tool: string;
-    readonly threads: number;
-    readonly connections: number;
-    readonly maxCpuPercentOfOneCore: number;
-    readonly maxMicrosPerAnswer: number;
-    readonly capacityPerSecond: number;
-    /** wrk stayed under 80% of its core and could have sent 1.5× the fastest target's rate. */
-    readonly headroom: boolean;
-  };
+  readonly loadGenerator: LoadGenerator;
   readonly pids: Readonly<Record<string, number>>;
   readonly runs: readonly Measured[];
   readonly summary: readonly TargetSummary[];
@@ -68,8 +59,6 @@ export interface BenchReport {
 const JWT_SECRET = 'bench-secret-at-least-16-chars';
 const CAUGHT_UP_LIMIT_MS = 2_000;
 const CAUGHT_UP_TIMEOUT_MS = 30_000;
-/** wrk above this share of its core could be what limits req/s. */
-const WRK_HEADROOM_PERCENT = 80;
 /** Which processes work for each target's answers (the others still run, and are shown apart). */
 const CHARGED: Readonly<Record<TargetName, readonly ProbeName[]>> = {
   bare: ['app'],
@@ -225,15 +214,7 @@ export async function runBench(options: BenchOptions): Promise<{ report: BenchRe
 
   const summary = summarise(runs, TARGET_NAMES.filter((name) => runs.some((run) => run.target === name)));
   const ratios = pairedRatios(runs);
-  const maxWrk = Math.max(0, ...runs.map((run) => run.wrk.cpuPercentOfOneCore));
-  // What wrk could send with a whole core per thread, at its worst CPU cost per answer: its headroom.
-  const wrkMicrosPerAnswer = Math.max(0, ...runs.map((run) => run.cpu.wrk.microsPerAnswer));
-  const wrkCapacity = wrkMicrosPerAnswer > 0 ? (options.threads * 1e6) / wrkMicrosPerAnswer : Number.POSITIVE_INFINITY;
-  const fastest = Math.max(0, ...runs.map((run) => run.wrk.requestsPerSecond));
-  const loadGenerator =
-    `${tool.replace(/ Copyright.*$/, '')}, ${options.threads} thread(s), ${options.connections} connections, ${options.seconds} s per run; ` +
-    `its CPU peaked at ${maxWrk.toFixed(0)}% of one core and cost at most ${wrkMicrosPerAnswer.toFixed(0)} µs per answer, ` +
-    `so it could send ≈ ${Math.round(wrkCapacity).toLocaleString('en-US')} req/s, ${(wrkCapacity / Math.max(1, fastest)).toFixed(1)}× the fastest target`;
+  const loadGenerator = describeLoadGenerator(runs, { tool, threads: options.threads, connections: options.connections, seconds: options.seconds });
   const report: BenchReport = {
     generatedAt: new Date().toISOString(),
     settings: {
@@ -247,22 +228,14 @@ export async function runBench(options: BenchOptions): Promise<{ report: BenchRe
       expiry: options.expiry,
     },
     machine: { cpus: cpus().length, loadAverageBefore, loadAverageAfter: loadavg() },
-    loadGenerator: {
-      tool,
-      threads: options.threads,
-      connections: options.connections,
-      maxCpuPercentOfOneCore: maxWrk,
-      maxMicrosPerAnswer: wrkMicrosPerAnswer,
-      capacityPerSecond: wrkCapacity,
-      headroom: maxWrk < WRK_HEADROOM_PERCENT && wrkCapacity > 1.5 * fastest,
-    },
+    loadGenerator,
     pids,
     runs,
     summary,
     ratios,
     postgresCaughtUp: runs.every((run) => run.caughtUp?.withinLimit ?? true),
     expiry,
-    markdown: markdown(summary, ratios, runs, loadGenerator),
+    markdown: markdown(summary, ratios, runs, loadGenerator.text),
   };
   const file = join(options.outDir, 'report.json');
   await writeFile(file, `${JSON.stringify(report, null, 2)}\n`);
