@@ -61,7 +61,7 @@ const SALE = 'bench-expiry';
 const TIMEOUT_MS = 120_000;
 
 /** Collapses ids so keys group by what they are: order:<id>, user-orders:<user>, bull jobs, … */
-export function keyFamily(key: string, prefix: string): string {
+function keyFamily(key: string, prefix: string): string {
   return key
     .replace(`{${prefix}:bull}`, '{bull}')
     .replace(`${prefix}:`, '')

@@ -7,7 +7,7 @@
 //
 //   npm run bench -- [--reps 3] [--seconds 10] [--connections 50] [--threads 1] [--warmup 2]
 //                    [--users 20000] [--out reports/bench] [--expiry] [--expiry-orders 20000]
-//                    [--expiry-window 10]
+//                    [--expiry-window 10]     (--reps 0: the expiry storm alone)
 //
 // Uses REDIS_URL and DATABASE_URL (a Postgres server: the bench creates and drops its own databases).
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -69,7 +69,7 @@ const CHARGED: Readonly<Record<TargetName, readonly ProbeName[]>> = {
 };
 
 /** One token per shopper (distinct users, so the per-user rate limit of 10/s never bites), one a line. */
-export async function writeTokens(file: string, users: number, secret: string): Promise<void> {
+async function writeTokens(file: string, users: number, secret: string): Promise<void> {
   const sign = createSigner({ key: secret, algorithm: 'HS256' });
   const tokens = Array.from({ length: users }, (_, i) => sign({ sub: `shopper-${i}` }));
   await writeFile(file, `${tokens.join('\n')}\n`);

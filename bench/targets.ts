@@ -77,7 +77,7 @@ export function adminSigner(secret: string): () => string {
   return () => sign({ sub: 'bench-operator', role: 'admin' });
 }
 
-export async function api(origin: string, token: string, method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown }> {
+async function api(origin: string, token: string, method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown }> {
   const response = await fetch(`${origin}${path}`, {
     method,
     headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
