@@ -16,8 +16,8 @@ import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { createSigner } from 'fast-jwt';
-import { REPO_ROOT } from '../load-tests/processes.ts';
+import { REPO_ROOT } from '../tools/processes.ts';
+import { tokens } from '../tools/tokens.ts';
 import { runExpiryStorm, type ExpiryResult } from './expiry.ts';
 import { postmasterPid, redisServerPid, snapshot, type Probe, type ProbeName, type Snapshot } from './probes.ts';
 import { ticksToMicros } from './proc-cpu.ts';
@@ -70,9 +70,10 @@ const CHARGED: Readonly<Record<TargetName, readonly ProbeName[]>> = {
 
 /** One token per shopper (distinct users, so the per-user rate limit of 10/s never bites), one a line. */
 async function writeTokens(file: string, users: number, secret: string): Promise<void> {
-  const sign = createSigner({ key: secret, algorithm: 'HS256' });
-  const tokens = Array.from({ length: users }, (_, i) => sign({ sub: `shopper-${i}` }));
-  await writeFile(file, `${tokens.join('\n')}\n`);
+  const minted = tokens(secret);
+  // The wrk script adds the scheme itself.
+  const lines = Array.from({ length: users }, (_, i) => minted.shopper(`shopper-${i}`).replace(/^Bearer /, ''));
+  await writeFile(file, `${lines.join('\n')}\n`);
 }
 
 /** Polls until Postgres holds every order the service accepted; the delay counts from the end of the load. */

@@ -5,8 +5,8 @@
 //   sold-out  the same service, an item of stock 1 sold once: every attempt is a 409 SOLD_OUT
 //   naive-pg  one Postgres transaction per attempt (load-tests' naive design), huge stock
 import { randomBytes } from 'node:crypto';
-import { createSigner } from 'fast-jwt';
-import pg from 'pg';
+import { createDatabase, dropDatabase } from '../tools/databases.ts';
+import { tokens } from '../tools/tokens.ts';
 import { startTarget, type RunningTarget } from '../load-tests/compare.ts';
 import { startServiceProcess, type StartedService } from '../load-tests/service-process.ts';
 import { pidListeningOn } from './proc-cpu.ts';
@@ -46,22 +46,6 @@ export interface TargetOptions {
   readonly serviceEnv: Readonly<Record<string, string>>;
 }
 
-function withDatabase(serverUrl: string, database: string): string {
-  const url = new URL(serverUrl);
-  url.pathname = `/${database}`;
-  return url.toString();
-}
-
-async function onServer(serverUrl: string, sql: string): Promise<void> {
-  const client = new pg.Client({ connectionString: serverUrl });
-  await client.connect();
-  try {
-    await client.query(sql);
-  } finally {
-    await client.end();
-  }
-}
-
 function portOf(origin: string): number {
   return Number(new URL(origin).port);
 }
@@ -72,10 +56,13 @@ function listenerPid(name: string, origin: string): number {
   return pid;
 }
 
+/** An operator's bearer token, without the "Bearer " the api() helper adds. */
 export function adminSigner(secret: string): () => string {
-  const sign = createSigner({ key: secret, algorithm: 'HS256' });
-  return () => sign({ sub: 'bench-operator', role: 'admin' });
+  const minted = tokens(secret);
+  return () => withoutScheme(minted.admin('bench-operator'));
 }
+
+const withoutScheme = (authorization: string) => authorization.replace(/^Bearer /, '');
 
 async function api(origin: string, token: string, method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown }> {
   const response = await fetch(`${origin}${path}`, {
@@ -134,16 +121,16 @@ export async function startTargets(options: TargetOptions): Promise<Targets> {
     });
     await createSale(service.origin, adminToken, { id: IN_STOCK_SALE, stock: 1_000_000_000, perUserLimit: 10_000, paymentWindowSeconds: 3_600 });
     await createSale(service.origin, adminToken, { id: SOLD_OUT_SALE, stock: 1, perUserLimit: 1, paymentWindowSeconds: 3_600 });
-    const buyer = createSigner({ key: options.jwtSecret, algorithm: 'HS256' })({ sub: 'bench-first-buyer' });
+    const buyer = withoutScheme(tokens(options.jwtSecret).shopper('bench-first-buyer'));
     const sold = await api(service.origin, buyer, 'POST', `/v1/sales/${SOLD_OUT_SALE}/orders`, JSON.parse(ORDER_BODY));
     if (sold.status !== 201) throw new Error(`selling the sold-out item's only unit answered ${sold.status}`);
     const servicePid = listenerPid('the service', service.origin);
 
     const naiveDatabase = `bench_naive_${randomBytes(4).toString('hex')}`;
-    await onServer(options.postgresUrl, `CREATE DATABASE ${pg.escapeIdentifier(naiveDatabase)}`);
-    stops.push(() => onServer(options.postgresUrl, `DROP DATABASE IF EXISTS ${pg.escapeIdentifier(naiveDatabase)} WITH (FORCE)`));
+    const naiveUrl = await createDatabase(options.postgresUrl, naiveDatabase);
+    stops.push(() => dropDatabase(naiveUrl));
     const compareOptions = {
-      databaseUrl: withDatabase(options.postgresUrl, naiveDatabase),
+      databaseUrl: naiveUrl,
       jwtSecret: options.jwtSecret,
       items: [{ sku: 'item', stock: 1_000_000_000, perUserLimit: 10_000, lowStock: undefined }],
       logDir: options.logDir,
