@@ -24,27 +24,18 @@ const config = loadConfigOrExit();
 const logger = createLogger(config);
 
 /** Runs `role` in this process until a signal stops it; `clusterProcess` names it when a cluster primary forked it. */
-async function serve(config: Config, logger: Logger, role: Role, clusterProcess: string | undefined): Promise<void> {
-  if (clusterProcess === undefined) {
-    const service = await startService(config, logger, role);
-    closeWithGrace({ delay: config.shutdownTimeoutMs, logger }, async ({ signal, err }) => {
-      if (err) logger.error({ err }, 'shutting down after an unhandled error');
-      else logger.info({ signal }, 'shutting down');
-      await service.stop();
-    });
-    return;
-  }
-  // Ctrl-C reaches the whole process group; only the primary acts on SIGINT, and stops its processes with
-  // SIGTERM — else each process would see two signals and exit at once instead of draining.
-  process.on('SIGINT', () => {});
-  const processLogger = logger.child({ process: clusterProcess });
-  const service = await startService(config, processLogger, role, { clusterProcess });
-  closeWithGrace({ delay: config.shutdownTimeoutMs, logger: processLogger, skip: ['SIGINT'] }, async ({ signal, err }) => {
-    if (err) processLogger.error({ err }, 'shutting down after an unhandled error');
-    else processLogger.info({ signal }, 'shutting down');
+async function serve(config: Config, rootLogger: Logger, role: Role, clusterProcess: string | undefined): Promise<void> {
+  const logger = clusterProcess === undefined ? rootLogger : rootLogger.child({ process: clusterProcess });
+  // Ctrl-C reaches the whole process group; in a cluster only the primary acts on SIGINT, and stops its
+  // processes with SIGTERM — else each would see two signals and exit at once instead of draining.
+  if (clusterProcess !== undefined) process.on('SIGINT', () => {});
+  const service = await startService(config, logger, role, clusterProcess === undefined ? {} : { clusterProcess });
+  closeWithGrace({ delay: config.shutdownTimeoutMs, logger, skip: clusterProcess === undefined ? [] : ['SIGINT'] }, async ({ signal, err }) => {
+    if (err) logger.error({ err }, 'shutting down after an unhandled error');
+    else logger.info({ signal }, 'shutting down');
     await service.stop();
   });
-  joinCluster(service.metrics.registry);
+  if (clusterProcess !== undefined) joinCluster(service.metrics.registry);
 }
 
 try {

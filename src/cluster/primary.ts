@@ -65,7 +65,8 @@ export async function runClusterPrimary(config: Config, logger: Logger, role: 'a
 
   const onExit = (slot: ClusterProcessSlot, code: number | null, signal: string | null) => {
     if (stopping) {
-      if (code !== 0) cleanExit = false;
+      // Killed by our SIGTERM itself: it was still starting (no handler yet), so it had nothing in flight.
+      if (code !== 0 && signal !== 'SIGTERM') cleanExit = false;
       if (running.size === 0) void finish();
       return;
     }
