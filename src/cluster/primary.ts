@@ -38,7 +38,14 @@ export async function runClusterPrimary(config: Config, logger: Logger, role: 'a
   let stopping = false;
   let cleanExit = true;
 
-  const metricsSource = clusterMetricsSource(() => [...ready], METRICS_REPLY_TIMEOUT_MS);
+  // Until every process has been ready once, a scrape fails rather than report a partial cluster as whole;
+  // afterwards a process being restarted is only missing from the scrapes until it is ready again.
+  let started = false;
+  const aggregate = clusterMetricsSource(() => [...ready], METRICS_REPLY_TIMEOUT_MS);
+  const metricsSource = {
+    contentType: aggregate.contentType,
+    metrics: () => (started ? aggregate.metrics() : Promise.reject(new Error('the cluster is starting'))),
+  };
   const metricsServer = await startMetricsServer(metricsSource, config.metrics.host, config.metrics.port);
 
   const finish = async () => {
@@ -88,6 +95,7 @@ export async function runClusterPrimary(config: Config, logger: Logger, role: 'a
     worker.on('message', (message: unknown) => {
       if (!isReady(message)) return;
       ready.add(worker);
+      started ||= ready.size === slots.length;
       logger.info({ process: slot.name, role: slot.role }, 'cluster process ready');
     });
     worker.on('exit', (code: number | null, signal: string | null) => {

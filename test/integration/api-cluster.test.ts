@@ -275,11 +275,14 @@ describe('API_PROCESSES=2', () => {
 });
 
 describe('API_PROCESSES=2, stopped while starting', () => {
-  it('when the primary gets SIGTERM before its processes are ready, then they stop cleanly and it exits 0', async () => {
-    const starting = spawnCluster(await findFreePort(), await findFreePort());
+  it('when the primary gets SIGTERM before its processes are ready, then /metrics has refused to answer for them and it exits 0', async () => {
+    const startingMetricsPort = await findFreePort();
+    const starting = spawnCluster(await findFreePort(), startingMetricsPort);
     try {
       // Its processes exist but are still loading: none has started serving yet.
       await until('the processes to be forked', () => (clusterChildren(starting.pid!).length === 3 ? true : undefined), 10_000);
+      // Meanwhile a scrape fails rather than report an empty cluster as a healthy one.
+      expect((await fetch(`http://127.0.0.1:${startingMetricsPort}/metrics`)).status).toBe(500);
       starting.kill('SIGTERM');
       const [code] = (await once(starting, 'exit')) as [number | null];
       expect(code).toBe(0);
