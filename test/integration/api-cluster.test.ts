@@ -291,3 +291,78 @@ describe('API_PROCESSES=2, stopped while starting', () => {
     }
   });
 });
+
+describe('API_PROCESSES=2, stopping and failing', () => {
+  async function startedCluster(): Promise<{ cluster: ChildProcess; apiPort: number }> {
+    const [apiPort, metricsListenerPort] = [await findFreePort(), await findFreePort()];
+    const cluster = spawnCluster(apiPort, metricsListenerPort);
+    await until('the cluster to be ready', async () => {
+      const response = await fetch(`http://127.0.0.1:${metricsListenerPort}/metrics`);
+      return response.status === 200 && processesIn(await response.text()).length === 3 ? true : undefined;
+    }, 30_000);
+    return { cluster, apiPort };
+  }
+
+  const stopped = (cluster: ChildProcess) => cluster.exitCode !== null || cluster.signalCode !== null;
+
+  it('when SIGTERM arrives during a request, then the request is answered before its process exits, and the primary exits 0', async () => {
+    const { cluster, apiPort } = await startedCluster();
+    try {
+      const body = JSON.stringify(saleBody([{ sku: 'slow', stock: 3 }]));
+      // The request's headers and half its body are in before the signal; the rest comes after it.
+      const reply = new Promise<number>((resolve, reject) => {
+        const req = http.request(
+          {
+            host: '127.0.0.1',
+            port: apiPort,
+            method: 'POST',
+            path: '/v1/admin/sales',
+            agent: false,
+            headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), authorization: tk.admin() },
+          },
+          (res) => {
+            res.resume();
+            res.on('end', () => resolve(res.statusCode ?? 0));
+          },
+        );
+        req.on('error', reject);
+        req.write(body.slice(0, 20));
+        setTimeout(() => req.end(body.slice(20)), 500);
+      });
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      cluster.kill('SIGTERM');
+      expect(await reply).toBe(201);
+      const [code] = (await once(cluster, 'exit')) as [number | null];
+      expect(code).toBe(0);
+    } finally {
+      if (!stopped(cluster)) cluster.kill('SIGKILL');
+    }
+  });
+
+  it('when an API process keeps dying, then after three restarts within a minute the cluster stops with exit code 1', async () => {
+    const { cluster } = await startedCluster();
+    try {
+      const exited = once(cluster, 'exit') as Promise<[number | null]>;
+      const api1 = () => clusterChildren(cluster.pid!).find((child) => child.args.at(-1) === 'api-1');
+      let victim = api1()!;
+      const survivors: number[] = [];
+      for (let kill = 1; kill <= 4; kill++) {
+        if (kill === 4) survivors.push(...clusterChildren(cluster.pid!).filter((child) => child.pid !== victim.pid).map((child) => child.pid));
+        process.kill(victim.pid, 'SIGKILL');
+        if (kill === 4) break;
+        const previous = victim.pid;
+        victim = await until(`restart ${kill}`, () => {
+          const next = api1();
+          return next && next.pid !== previous ? next : undefined;
+        });
+      }
+      const [code] = await exited;
+      expect(code).toBe(1);
+      // The other processes were stopped, not orphaned.
+      expect(survivors).toHaveLength(2);
+      for (const pid of survivors) expect(existsSync(`/proc/${pid}`), `process ${pid} still runs`).toBe(false);
+    } finally {
+      if (!stopped(cluster)) cluster.kill('SIGKILL');
+    }
+  });
+});
