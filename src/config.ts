@@ -1,5 +1,6 @@
 // The one reader of process.env: every setting validated once (env-schema + TypeBox), typed, frozen.
 // A bad or missing value stops start-up with one message that names every offending variable.
+import { availableParallelism } from 'node:os';
 import envSchema from 'env-schema';
 import { Type, type Static } from 'typebox';
 
@@ -10,6 +11,8 @@ const EnvSchema = Type.Object({
   PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 3000 }),
   HOST: Type.String({ minLength: 1, default: '127.0.0.1' }),
   METRICS_PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 9464 }),
+  // How many processes serve the API (roles api and all): a number, or `auto` for one per core.
+  API_PROCESSES: Type.String({ pattern: '^(auto|[1-9][0-9]{0,2})$', default: 'auto' }),
   REDIS_URL: Type.String({ pattern: '^rediss?://', default: 'redis://127.0.0.1:6379' }),
   REDIS_CLUSTER_NODES: Type.Optional(Type.String({ pattern: '^[^,:\\s]+:\\d+(,[^,:\\s]+:\\d+)*$' })),
   // Namespace of every Redis key and BullMQ queue, so several deployments (or test files) share a Redis.
@@ -42,6 +45,8 @@ export interface Config {
   readonly env: Env['NODE_ENV'];
   readonly http: { readonly host: string; readonly port: number };
   readonly metrics: { readonly host: string; readonly port: number };
+  /** API processes for the api and all roles; 1 means no cluster, one process as before. */
+  readonly apiProcesses: number;
   readonly redis: {
     readonly url: string;
     readonly clusterNodes: readonly { readonly host: string; readonly port: number }[] | undefined;
@@ -106,6 +111,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     env: env.NODE_ENV,
     http: { host: env.HOST, port: env.PORT },
     metrics: { host: env.HOST, port: env.METRICS_PORT },
+    apiProcesses: env.API_PROCESSES === 'auto' ? availableParallelism() : Number(env.API_PROCESSES),
     redis: {
       url: env.REDIS_URL,
       clusterNodes: env.REDIS_CLUSTER_NODES?.split(',').map((seed) => {

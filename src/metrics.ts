@@ -13,9 +13,13 @@ const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.
 
 export const PAYMENT_RESULTS = ['paid', 'already_paid', 'order_not_found', 'order_already_paid', 'order_cancelled', 'order_expired'];
 
-export function createMetrics() {
+/**
+ * `process` names this process when it is one of a cluster's (src/cluster/): its process metrics (CPU, memory,
+ * event loop) keep that label through the primary's aggregation, while the flashsale_* series are combined.
+ */
+export function createMetrics(options: { process?: string } = {}) {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
+  collectDefaultMetrics({ register: registry, ...(options.process !== undefined && { labels: { process: options.process } }) });
   const metrics = {
     registry,
     httpDuration: new Histogram({
@@ -35,6 +39,9 @@ export function createMetrics() {
       name: 'flashsale_stock_available',
       help: 'Units available for sale as last seen by this process',
       labelNames: ['sale', 'sku'] as const,
+      // Across a cluster's processes: the lowest sighting, not a sum (each saw the same stock). During a rush
+      // stock only falls, so the lowest is the latest; it errs towards "less left", which alerts want.
+      aggregator: 'min',
       registers: [registry],
     }),
     itemsDelisted: new Counter({
@@ -133,7 +140,13 @@ export interface MetricsServer {
   close(): Promise<void>;
 }
 
-export async function startMetricsServer(registry: Registry, host: string, port: number): Promise<MetricsServer> {
+/** What the listener serves: a registry, or a cluster primary's aggregate of its processes' registries. */
+export interface MetricsSource {
+  readonly contentType: string;
+  metrics(): Promise<string>;
+}
+
+export async function startMetricsServer(registry: MetricsSource, host: string, port: number): Promise<MetricsServer> {
   const server: Server = createServer((req, res) => {
     if (req.method !== 'GET' || req.url?.split('?')[0] !== '/metrics') {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');

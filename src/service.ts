@@ -26,7 +26,8 @@ import { defineScripts, ensureScriptsLoaded } from './stock/scripts/registry.ts'
 export interface RunningService {
   readonly app: App | undefined;
   readonly metrics: Metrics;
-  readonly metricsServer: MetricsServer;
+  /** Absent in a cluster's process: the primary serves the cluster's metrics (src/cluster/). */
+  readonly metricsServer: MetricsServer | undefined;
   readonly sales: SalesService;
   readonly reservations: Reservations;
   readonly relay: OutboxRelay | undefined;
@@ -87,8 +88,13 @@ function subscribeToReopenings(subscriber: RedisClient, prefix: string, closedIt
   return subscriber.subscribe(stockEventsChannel(prefix));
 }
 
-export async function startService(config: Config, logger: Logger, role: Role): Promise<RunningService> {
-  const metrics = createMetrics();
+export interface ServiceOptions {
+  /** Set when this process is one of a cluster's (src/cluster/): names its process metrics, and opens no metrics listener. */
+  readonly clusterProcess?: string;
+}
+
+export async function startService(config: Config, logger: Logger, role: Role, options: ServiceOptions = {}): Promise<RunningService> {
+  const metrics = createMetrics(options.clusterProcess === undefined ? {} : { process: options.clusterProcess });
   const prefix = config.redis.prefix;
   const redis = createRedis(config, { name: `flashsale-${role}`, enableAutoPipelining: true });
   const serves = role === 'api' || role === 'all';
@@ -119,7 +125,8 @@ export async function startService(config: Config, logger: Logger, role: Role): 
     return { ready: Object.values(checks).every(Boolean), checks };
   };
 
-  const metricsServer = await startMetricsServer(metrics.registry, config.metrics.host, config.metrics.port);
+  const metricsServer =
+    options.clusterProcess === undefined ? await startMetricsServer(metrics.registry, config.metrics.host, config.metrics.port) : undefined;
   let app: App | undefined;
   if (serves && subscriber) {
     await subscribeToReopenings(subscriber, prefix, closedItems, logger).catch((err: unknown) =>
@@ -142,7 +149,7 @@ export async function startService(config: Config, logger: Logger, role: Role): 
     stopWorkers.push(() => sweeper.stop(), () => relay!.stop(), () => persistWorker.close());
   }
   stopWorkers.push(() => persistQueue.close());
-  logger.info({ role, metricsPort: metricsServer.port }, 'service started');
+  logger.info({ role, metricsPort: metricsServer?.port }, 'service started');
 
   return {
     app,
@@ -157,7 +164,7 @@ export async function startService(config: Config, logger: Logger, role: Role): 
       for (const stopWorker of stopWorkers) await stopWorker();
       await Promise.all([closeRedis(redis), subscriber && closeRedis(subscriber)]);
       await pool.end();
-      await metricsServer.close();
+      await metricsServer?.close();
       logger.info({ role }, 'service stopped');
     },
   };

@@ -1,4 +1,5 @@
 // Config validation: defaults, types, and one message naming every bad variable.
+import { availableParallelism } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config.ts';
 
@@ -39,6 +40,19 @@ describe('loadConfig', () => {
   it('when JWT_SECRET is missing outside development, then start-up is refused', () => {
     expect(() => loadConfig({ NODE_ENV: 'production' })).toThrow(/JWT_SECRET is required/);
     expect(loadConfig({ NODE_ENV: 'production', JWT_SECRET: 'a-production-secret-123' }).jwtSecret).toBe('a-production-secret-123');
+  });
+
+  it('when API_PROCESSES is unset or auto, then the API runs one process per core; a number is taken as given', () => {
+    expect(loadConfig({}).apiProcesses).toBe(availableParallelism());
+    expect(loadConfig({ API_PROCESSES: 'auto' }).apiProcesses).toBe(availableParallelism());
+    expect(loadConfig({ API_PROCESSES: '1' }).apiProcesses).toBe(1);
+    expect(loadConfig({ API_PROCESSES: '12' }).apiProcesses).toBe(12);
+  });
+
+  it('when API_PROCESSES is not a positive whole number or auto, then start-up is refused naming it', () => {
+    for (const value of ['0', '-2', '1.5', 'all', ' 2', '1000']) {
+      expect(() => loadConfig({ API_PROCESSES: value }), value).toThrow(/API_PROCESSES/);
+    }
   });
 
   it('when the config is loaded, then it cannot be changed', () => {

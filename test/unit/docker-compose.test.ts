@@ -23,7 +23,7 @@ const CONTRACT_VARIABLES = [
   'TRUST_PROXY',
   'LOG_LEVEL',
 ];
-const EXTRA_VARIABLES = ['NODE_ENV', 'REDIS_PREFIX', 'SHUTDOWN_TIMEOUT_MS', 'QUEUE_LOCK_DURATION_MS', 'SHED_EVENT_LOOP_DELAY_MS'];
+const EXTRA_VARIABLES = ['NODE_ENV', 'API_PROCESSES', 'REDIS_PREFIX', 'SHUTDOWN_TIMEOUT_MS', 'QUEUE_LOCK_DURATION_MS', 'SHED_EVENT_LOOP_DELAY_MS'];
 const NODE_SERVICES = ['migrate', 'api', 'worker'] as const;
 
 type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
@@ -127,6 +127,11 @@ describe('docker-compose.yml', () => {
       expect(env['METRICS_PORT']).toMatch(/^\d+$/);
     }
     expect(environment('api')['PORT']).toBe('3000');
+  });
+
+  it('when the api runs, then it says how many API processes share its port; the worker role has none', () => {
+    expect(environment('api')['API_PROCESSES']).toMatch(/^(\$\{API_PROCESSES:-(auto|[1-9]\d*)\}|auto|[1-9]\d*)$/);
+    expect(environment('worker')['API_PROCESSES']).toBeUndefined();
   });
 
   it('when api and worker run side by side, then their metrics ports differ', () => {
