@@ -10,7 +10,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestContext, type TestContext } from '../support/context.ts';
 import { saleBody, tokens, type Tokens } from '../support/api.ts';
-import { findFreePort } from '../support/local-servers.ts';
+import { findFreePort } from '../../tools/free-port.ts';
 
 const SHUTDOWN_TIMEOUT_MS = 5_000;
 
