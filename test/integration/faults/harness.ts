@@ -70,6 +70,10 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         // These tests are about crashes, not load: shedding on a busy test machine is noise.
         SHED_EVENT_LOOP_DELAY_MS: '0',
         SHUTDOWN_TIMEOUT_MS: '3000',
+        // One process per role: a SIGKILL here must hit the process that decides and writes (the
+        // default, one API process per core, would kill only the cluster's supervisor; the
+        // supervisor's own restarts are tested in api-cluster.test.ts).
+        API_PROCESSES: '1',
         ...overrides,
       };
     },
