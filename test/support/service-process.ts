@@ -8,18 +8,8 @@ import type { TestContext } from './context.ts';
 
 /** What a spawned service needs to run on this test file's Redis namespace and database, plus `overrides`. */
 export function serviceEnvironment(ctx: TestContext, overrides: Record<string, string> = {}): NodeJS.ProcessEnv {
-  return {
-    PATH: process.env.PATH,
-    NODE_ENV: 'test',
-    JWT_SECRET: ctx.config.jwtSecret,
-    REDIS_URL: ctx.redisUrl,
-    REDIS_PREFIX: ctx.prefix,
-    DATABASE_URL: ctx.databaseUrl,
-    LOG_LEVEL: 'warn',
-    // Other test files share the cores: shedding would refuse at random.
-    SHED_EVENT_LOOP_DELAY_MS: '0',
-    ...overrides,
-  };
+  // The test's own variables but for its log level: a spawned service's warnings show in the test output.
+  return { PATH: process.env.PATH, ...ctx.env, LOG_LEVEL: 'warn', ...overrides };
 }
 
 /** `node …args` from `cwd` (the repository by default), its output on the test's. */
