@@ -9,6 +9,7 @@ import pg from 'pg';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { adminSigner, createSale, ORDER_BODY, startBenchService } from './targets.ts';
 import { runWrk } from './wrk.ts';
+import { scanPages, servicePatterns } from '../tools/redis-keys.ts';
 
 export interface ExpiryOptions {
   readonly redisUrl: string;
@@ -75,14 +76,7 @@ function keyFamily(key: string, prefix: string): string {
 
 async function footprint(redis: Redis, prefix: string): Promise<MemoryFootprint> {
   const keys: string[] = [];
-  for (const pattern of [`${prefix}:*`, `{${prefix}:bull}:*`]) {
-    let cursor = '0';
-    do {
-      const [next, batch] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 2000);
-      keys.push(...batch);
-      cursor = next;
-    } while (cursor !== '0');
-  }
+  for (const pattern of servicePatterns(prefix)) for await (const page of scanPages(redis, pattern)) keys.push(...page);
   const byFamily: Record<string, { keys: number; bytes: number }> = {};
   let bytes = 0;
   let rateLimitBytes = 0;

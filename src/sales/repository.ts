@@ -7,7 +7,8 @@ export interface StoredSale extends SaleDefinition {
   readonly items: readonly (SaleItemDefinition & { readonly restocked: number })[];
 }
 
-interface SaleRow {
+/** A row of `sales` as `SELECT *` returns it (tests read Postgres through the same shape). */
+export interface SaleRow {
   id: string;
   name: string;
   starts_at: Date;
@@ -17,7 +18,8 @@ interface SaleRow {
   closed_at: Date | null;
 }
 
-interface ItemRow {
+/** A row of `sale_items` as `SELECT *` returns it. */
+export interface SaleItemRow {
   sale_id: string;
   sku: string;
   name: string;
@@ -29,7 +31,7 @@ interface ItemRow {
   low_stock_units: number | null;
 }
 
-function itemFromRow(row: ItemRow): SaleItemDefinition & { restocked: number } {
+function itemFromRow(row: SaleItemRow): SaleItemDefinition & { restocked: number } {
   const lowStock =
     row.low_stock_units !== null ? { units: row.low_stock_units } : row.low_stock_percent !== null ? { percent: Number(row.low_stock_percent) } : undefined;
   return {
@@ -92,7 +94,7 @@ export class SaleRepository {
     const sales = await this.pool.query<SaleRow>('SELECT * FROM sales WHERE id = $1', [saleId]);
     const row = sales.rows[0];
     if (!row) return undefined;
-    const items = await this.pool.query<ItemRow>('SELECT * FROM sale_items WHERE sale_id = $1 ORDER BY sku', [saleId]);
+    const items = await this.pool.query<SaleItemRow>('SELECT * FROM sale_items WHERE sale_id = $1 ORDER BY sku', [saleId]);
     return {
       id: row.id,
       name: row.name,

@@ -2,7 +2,7 @@
 // sharing the port, one worker process, a primary supervising them and serving their metrics together.
 // Which process answered is read from the outside (/proc: the primary's children and the connections each
 // holds), never from anything the service tells its clients.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import http from 'node:http';
@@ -10,6 +10,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestContext, type TestContext } from '../support/context.ts';
 import { saleBody, tokens, type Tokens } from '../support/api.ts';
+import { hasExited, serviceEnvironment, spawnService, terminate } from '../support/service-process.ts';
 import { findFreePort } from '../../tools/free-port.ts';
 
 const SHUTDOWN_TIMEOUT_MS = 5_000;
@@ -137,24 +138,16 @@ async function createSale(items: Parameters<typeof saleBody>[0]) {
 
 /** `src/main.ts all` with API_PROCESSES=2 on this file's database and namespace. */
 function spawnCluster(apiPort: number, metricsListenerPort: number): ChildProcess {
-  return spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', 'all'], {
-    env: {
-      PATH: process.env.PATH,
-      NODE_ENV: 'test',
-      JWT_SECRET: ctx.config.jwtSecret,
-      REDIS_URL: ctx.redisUrl,
-      REDIS_PREFIX: ctx.prefix,
-      DATABASE_URL: ctx.databaseUrl,
+  return spawnService(
+    ['--import', 'tsx', 'src/main.ts', 'all'],
+    serviceEnvironment(ctx, {
       PORT: String(apiPort),
       METRICS_PORT: String(metricsListenerPort),
       API_PROCESSES: '2',
       RATE_LIMIT_USER_PER_SEC: '0',
-      SHED_EVENT_LOOP_DELAY_MS: '0',
       SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_TIMEOUT_MS),
-      LOG_LEVEL: 'warn',
-    },
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
+    }),
+  );
 }
 
 beforeAll(async () => {
@@ -167,7 +160,7 @@ beforeAll(async () => {
 }, 40_000);
 
 afterAll(async () => {
-  if (primary.exitCode === null && primary.signalCode === null) primary.kill('SIGKILL');
+  if (!hasExited(primary)) primary.kill('SIGKILL');
   await ctx.cleanup();
 });
 
@@ -265,11 +258,9 @@ describe('API_PROCESSES=2', () => {
   it('when the primary gets SIGTERM, then every process exits and the primary exits 0 within the shutdown bound', async () => {
     const pids = [primary.pid!, ...clusterChildren(primary.pid!).map((child) => child.pid)];
     expect(pids).toHaveLength(4);
-    const started = Date.now();
-    primary.kill('SIGTERM');
-    const [code] = (await once(primary, 'exit')) as [number | null];
+    const { code, elapsedMs } = await terminate(primary);
     expect(code).toBe(0);
-    expect(Date.now() - started).toBeLessThan(SHUTDOWN_TIMEOUT_MS);
+    expect(elapsedMs).toBeLessThan(SHUTDOWN_TIMEOUT_MS);
     for (const pid of pids) expect(existsSync(`/proc/${pid}`), `process ${pid} still runs`).toBe(false);
   });
 });
@@ -283,11 +274,9 @@ describe('API_PROCESSES=2, stopped while starting', () => {
       await until('the processes to be forked', () => (clusterChildren(starting.pid!).length === 3 ? true : undefined), 10_000);
       // Meanwhile a scrape fails rather than report an empty cluster as a healthy one.
       expect((await fetch(`http://127.0.0.1:${startingMetricsPort}/metrics`)).status).toBe(500);
-      starting.kill('SIGTERM');
-      const [code] = (await once(starting, 'exit')) as [number | null];
-      expect(code).toBe(0);
+      expect((await terminate(starting)).code).toBe(0);
     } finally {
-      if (starting.exitCode === null && starting.signalCode === null) starting.kill('SIGKILL');
+      if (!hasExited(starting)) starting.kill('SIGKILL');
     }
   });
 });
@@ -302,8 +291,6 @@ describe('API_PROCESSES=2, stopping and failing', () => {
     }, 30_000);
     return { cluster, apiPort };
   }
-
-  const stopped = (cluster: ChildProcess) => cluster.exitCode !== null || cluster.signalCode !== null;
 
   it('when SIGTERM arrives during a request, then the request is answered before its process exits, and the primary exits 0', async () => {
     const { cluster, apiPort } = await startedCluster();
@@ -330,12 +317,11 @@ describe('API_PROCESSES=2, stopping and failing', () => {
         setTimeout(() => req.end(body.slice(20)), 500);
       });
       await new Promise((resolve) => setTimeout(resolve, 200));
-      cluster.kill('SIGTERM');
+      const stopping = terminate(cluster);
       expect(await reply).toBe(201);
-      const [code] = (await once(cluster, 'exit')) as [number | null];
-      expect(code).toBe(0);
+      expect((await stopping).code).toBe(0);
     } finally {
-      if (!stopped(cluster)) cluster.kill('SIGKILL');
+      if (!hasExited(cluster)) cluster.kill('SIGKILL');
     }
   });
 
@@ -362,7 +348,7 @@ describe('API_PROCESSES=2, stopping and failing', () => {
       expect(survivors).toHaveLength(2);
       for (const pid of survivors) expect(existsSync(`/proc/${pid}`), `process ${pid} still runs`).toBe(false);
     } finally {
-      if (!stopped(cluster)) cluster.kill('SIGKILL');
+      if (!hasExited(cluster)) cluster.kill('SIGKILL');
     }
   });
 });

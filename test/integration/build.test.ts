@@ -1,8 +1,7 @@
 // The production artifact: `npm run build` compiles src/ to JavaScript that runs on plain Node
 // (no tsx, no TypeScript) from the image's layout — dist/ beside lua/, migrations/ and
 // package.json — migrates a database, serves the storefront, persists orders and stops on SIGTERM.
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
+import { execFile, type ChildProcess } from 'node:child_process';
 import { copyFile, mkdtemp, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -12,6 +11,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { saleBody, tokens } from '../support/api.ts';
 import { createTestContext, type TestContext } from '../support/context.ts';
+import { hasExited, serviceEnvironment, spawnService, terminate, waitFor200 } from '../support/service-process.ts';
 import { findFreePort } from '../../tools/free-port.ts';
 
 const run = promisify(execFile);
@@ -45,34 +45,8 @@ afterAll(async () => {
   await ctx?.cleanup();
 });
 
-function environment(overrides: Record<string, string>): NodeJS.ProcessEnv {
-  return {
-    PATH: process.env.PATH,
-    NODE_ENV: 'production',
-    JWT_SECRET: ctx.config.jwtSecret,
-    REDIS_URL: ctx.redisUrl,
-    REDIS_PREFIX: ctx.prefix,
-    DATABASE_URL: ctx.databaseUrl,
-    LOG_LEVEL: 'warn',
-    // Other test files share the cores: shedding would refuse at random.
-    SHED_EVENT_LOOP_DELAY_MS: '0',
-    ...overrides,
-  };
-}
-
-async function waitFor(url: string, timeoutMs: number): Promise<Response> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      const response = await fetch(url);
-      if (response.status === 200) return response;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) throw new Error(`${url} did not answer 200 within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
+/** The compiled service runs as the image runs it: NODE_ENV=production. */
+const environment = (overrides: Record<string, string>): NodeJS.ProcessEnv => serviceEnvironment(ctx, { NODE_ENV: 'production', ...overrides });
 
 async function persistedOrder(orderId: string, timeoutMs: number): Promise<Record<string, unknown> | undefined> {
   const db = new pg.Client({ connectionString: ctx.databaseUrl });
@@ -106,18 +80,14 @@ describe('the compiled migrate command', () => {
 describe('node dist/main.js all', () => {
   let child: ChildProcess | undefined;
   afterAll(() => {
-    if (child && child.exitCode === null) child.kill('SIGKILL');
+    if (child && !hasExited(child)) child.kill('SIGKILL');
   });
 
   it('when started, then it becomes ready, takes a sale and an order, persists the order, and exits 0 on SIGTERM', async () => {
     const [port, metricsPort] = [await findFreePort(), await findFreePort()];
-    child = spawn(process.execPath, ['dist/main.js', 'all'], {
-      cwd: stage,
-      env: environment({ PORT: String(port), METRICS_PORT: String(metricsPort) }),
-      stdio: ['ignore', 'inherit', 'inherit'],
-    });
+    child = spawnService(['dist/main.js', 'all'], environment({ PORT: String(port), METRICS_PORT: String(metricsPort) }), stage);
     const base = `http://127.0.0.1:${port}`;
-    const ready = await waitFor(`${base}/health/ready`, 30_000);
+    const ready = await waitFor200(`${base}/health/ready`, 30_000);
     expect(await ready.json()).toMatchObject({ status: 'ok', checks: { scripts: true } });
 
     const tk = tokens(ctx.config.jwtSecret);
@@ -140,10 +110,8 @@ describe('node dist/main.js all', () => {
     // The relay and persist worker run in the same compiled process.
     expect(await persistedOrder(order.orderId, 20_000)).toEqual({ id: order.orderId, status: 'pending_payment' });
 
-    const started = Date.now();
-    child.kill('SIGTERM');
-    const [code] = (await once(child, 'exit')) as [number | null];
+    const { code, elapsedMs } = await terminate(child);
     expect(code).toBe(0);
-    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(elapsedMs).toBeLessThan(10_000);
   });
 });

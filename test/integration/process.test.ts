@@ -1,11 +1,11 @@
 // The real process: `npm start` becomes ready, serves metrics on its own port, and exits
 // cleanly on SIGTERM; readiness reports 503 while a dependency is unreachable.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
+import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/logger.ts';
 import { startService } from '../../src/service.ts';
 import { createTestContext, type TestContext } from '../support/context.ts';
+import { hasExited, serviceEnvironment, spawnService, terminate, waitFor200 } from '../support/service-process.ts';
 import { findFreePort } from '../../tools/free-port.ts';
 
 let ctx: TestContext;
@@ -14,55 +14,26 @@ beforeAll(async () => {
 });
 afterAll(async () => ctx.cleanup());
 
-async function waitFor(url: string, timeoutMs: number): Promise<Response> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      const response = await fetch(url);
-      if (response.status === 200) return response;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) throw new Error(`${url} did not answer 200 within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
-
 describe('npm start', () => {
   let child: ChildProcess;
   afterAll(() => {
-    if (child.exitCode === null) child.kill('SIGKILL');
+    if (!hasExited(child)) child.kill('SIGKILL');
   });
 
   it('when started, then it becomes ready, serves /metrics, and exits 0 within 10 s of SIGTERM', async () => {
     const [port, metricsPort] = [await findFreePort(), await findFreePort()];
-    child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', 'all'], {
-      env: {
-        PATH: process.env.PATH,
-        NODE_ENV: 'test',
-        JWT_SECRET: ctx.config.jwtSecret,
-        REDIS_URL: ctx.redisUrl,
-        REDIS_PREFIX: ctx.prefix,
-        DATABASE_URL: ctx.databaseUrl,
-        PORT: String(port),
-        METRICS_PORT: String(metricsPort),
-        LOG_LEVEL: 'warn',
-      },
-      stdio: ['ignore', 'inherit', 'inherit'],
-    });
-    const ready = await waitFor(`http://127.0.0.1:${port}/health/ready`, 20_000);
+    child = spawnService(['--import', 'tsx', 'src/main.ts', 'all'], serviceEnvironment(ctx, { PORT: String(port), METRICS_PORT: String(metricsPort) }));
+    const ready = await waitFor200(`http://127.0.0.1:${port}/health/ready`, 20_000);
     expect(await ready.json()).toMatchObject({ status: 'ok' });
-    const metrics = await (await waitFor(`http://127.0.0.1:${metricsPort}/metrics`, 5_000)).text();
+    const metrics = await (await waitFor200(`http://127.0.0.1:${metricsPort}/metrics`, 5_000)).text();
     expect(metrics).toContain('process_cpu_user_seconds_total');
     expect(metrics).toContain('nodejs_eventloop_lag_seconds');
     // The storefront port does not serve metrics.
     expect((await fetch(`http://127.0.0.1:${port}/metrics`)).status).toBe(404);
 
-    const started = Date.now();
-    child.kill('SIGTERM');
-    const [code] = (await once(child, 'exit')) as [number | null];
+    const { code, elapsedMs } = await terminate(child);
     expect(code).toBe(0);
-    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(elapsedMs).toBeLessThan(10_000);
   });
 });
 

@@ -3,7 +3,7 @@
 import type { AddressInfo } from 'node:net';
 import { Redis } from 'ioredis';
 import pg from 'pg';
-import { expect } from 'vitest';
+import { afterAll, beforeAll, expect } from 'vitest';
 import type { Role } from '../../src/config.ts';
 import type { App } from '../../src/http/app.ts';
 import { createLogger } from '../../src/logger.ts';
@@ -53,6 +53,11 @@ export interface TestApi<Db extends pg.Client | undefined> extends SaleState {
   close(): Promise<void>;
   /** POST /v1/admin/sales as an operator; checks the 201 and returns the body sent. */
   createSale(items: SaleItemInput[], overrides?: Record<string, unknown>): Promise<SaleBody>;
+  /**
+   * Another API on this file's database and namespace with `overrides` (a rate limit, say), running for
+   * the tests of the describe block this is called in; the returned function gives its app inside a test.
+   */
+  apiWith(overrides: Record<string, string>): () => App;
 }
 
 /** A running service for one test file; create it at module scope and open() it in beforeAll. */
@@ -111,6 +116,20 @@ export function testApi(options: TestApiOptions = {}): TestApi<pg.Client | undef
       const res = await app.inject({ method: 'POST', url: '/v1/admin/sales', headers: { authorization: tk.admin() }, payload: body });
       expect(res.statusCode, res.body).toBe(201);
       return body;
+    },
+
+    apiWith(overrides) {
+      let other: RunningService | undefined;
+      beforeAll(async () => {
+        other = await startTestApi(the().ctx, overrides);
+      });
+      afterAll(async () => {
+        await other?.stop();
+      });
+      return () => {
+        if (!other?.app) throw new Error('the other API is not running: call apiWith() inside a describe block');
+        return other.app;
+      };
     },
 
     ...saleState(() => ({ redis: the().redis, prefix: the().ctx.prefix })),

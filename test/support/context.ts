@@ -14,6 +14,8 @@ export interface TestContext {
   readonly databaseUrl: string;
   readonly redisUrl: string;
   readonly prefix: string;
+  /** The variables `config` was loaded from: a spawned process given them runs on this file's database and namespace. */
+  readonly env: Readonly<Record<string, string>>;
   /** Builds a config for this file's database and namespace, with overrides (e.g. a private server). */
   configWith(overrides: Record<string, string>): Config;
   /** Drops this file's keys (the BullMQ queue's too) and database. */
@@ -62,6 +64,7 @@ export async function createTestContext(): Promise<TestContext> {
     databaseUrl: base.DATABASE_URL,
     redisUrl: services.redisUrl,
     prefix,
+    env: base,
     configWith,
     async cleanup() {
       await deleteServiceKeys(services.redisUrl, prefix);

@@ -1,6 +1,8 @@
 // Fixtures for the tests that drive the Lua scripts against real Redis: this file's namespace,
 // a connection with the scripts defined (bindings are called through it), a SaleCatalog, optional extra connections and Postgres,
-// and the arrange steps they share. Create one per file at module scope; open() it in beforeAll.
+// and the arrange steps they share. Create one per file at module scope; open() it in beforeAll
+// (then read ctx, redis, scripts, catalog … off the fixture itself, or off what open() returns).
+import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { expect } from 'vitest';
 import { createPool, type Pool } from '../../src/db/pool.ts';
@@ -9,6 +11,7 @@ import type { Order } from '../../src/orders/order.ts';
 import { OrderStore } from '../../src/orders/order-store.ts';
 import { OrderRepository } from '../../src/orders/repository.ts';
 import { SaleCatalog } from '../../src/sales/catalog.ts';
+import { saleKeys, stockEventsChannel } from '../../src/stock/keys.ts';
 import type { SaleDefinition, SaleItemDefinition } from '../../src/sales/sale.ts';
 import { Reservations, type Reservation, type ReserveRequest } from '../../src/orders/reservations.ts';
 import { payOrder, type PayOrderReply } from '../../src/stock/scripts/pay-order.ts';
@@ -83,6 +86,47 @@ export function luaFixture(options: LuaFixtureOptions) {
   return {
     /** Extra connections (empty until open()), for racing over several connections. */
     pool: pool as readonly Redis[],
+
+    // The open fixture's parts, read when a test runs (they throw before open()).
+    get ctx(): TestContext {
+      return the().ctx;
+    },
+    get prefix(): string {
+      return the().prefix;
+    },
+    get redis(): Redis {
+      return the().redis;
+    },
+    get scripts(): Scripts {
+      return the().scripts;
+    },
+    get catalog(): SaleCatalog {
+      return the().catalog;
+    },
+    /** A sale's keys in this file's namespace. */
+    keys: (saleId: string) => saleKeys(the().prefix, saleId),
+
+    /** What the stock-events channel announced while `act` ran, parsed, in order. */
+    async announced(act: () => Promise<unknown>): Promise<unknown[]> {
+      const { ctx, prefix, redis } = the();
+      const channel = stockEventsChannel(prefix);
+      const end = `end-${randomUUID()}`;
+      const subscriber = new Redis(ctx.redisUrl);
+      try {
+        const messages: string[] = [];
+        const ended = new Promise<void>((resolve) =>
+          subscriber.on('message', (_channel: string, message: string) => (message === end ? resolve() : messages.push(message))),
+        );
+        await subscriber.subscribe(channel);
+        await act();
+        // Published after everything `act` did: once it arrives, every announcement of `act` has (one channel keeps its order).
+        await redis.publish(channel, end);
+        await ended;
+        return messages.map((message) => JSON.parse(message) as unknown);
+      } finally {
+        await subscriber.quit();
+      }
+    },
 
     async open(): Promise<OpenLua> {
       const ctx = await createTestContext();

@@ -3,6 +3,7 @@
 // fixtures; `source` is read on each call, so it may name a client that is opened later.
 import type { Redis } from 'ioredis';
 import { saleKeys } from '../../src/stock/keys.ts';
+import { scanKeys as scanRedisKeys } from '../../tools/redis-keys.ts';
 
 export interface SaleState {
   /** Chosen fields of an item hash, in order (null where a field is absent). */
@@ -25,17 +26,8 @@ export interface SaleState {
 export function saleState(source: () => { redis: Redis; prefix: string }): SaleState {
   const keysOf = (saleId: string) => saleKeys(source().prefix, saleId);
 
-  async function scanKeys(pattern: string): Promise<string[]> {
-    const { redis } = source();
-    const found: string[] = [];
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
-      found.push(...keys);
-      cursor = next;
-    } while (cursor !== '0');
-    return found.sort();
-  }
+  /** Every key matching `pattern`, sorted. */
+  const scanKeys = (pattern: string): Promise<string[]> => scanRedisKeys(source().redis, pattern);
 
   return {
     itemFields: (saleId, sku, ...fields) => source().redis.hmget(keysOf(saleId).item(sku), ...fields),

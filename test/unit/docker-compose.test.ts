@@ -1,13 +1,10 @@
 // The container deployment's promises, read from docker-compose.yml, the Dockerfile and
 // .dockerignore: durable Redis, health-gated start order, and each role's configuration.
-import { existsSync, readFileSync } from 'node:fs';
-import { parse } from 'yaml';
 import { describe, expect, it } from 'vitest';
+import { composeServices, objectAt, readRepoFile as read, repoFileExists } from '../support/repo-files.ts';
 
-const root = new URL('../../', import.meta.url);
-const read = (file: string): string => readFileSync(new URL(file, root), 'utf8');
 // tsconfig.build.json compiles src/x.ts to dist/x.js (rootDir src, outDir dist).
-const sourceOf = (compiled: string): URL => new URL(compiled.replace(/^dist\//, 'src/').replace(/\.js$/, '.ts'), root);
+const sourceOf = (compiled: string): string => compiled.replace(/^dist\//, 'src/').replace(/\.js$/, '.ts');
 
 // The contract's configuration variables, plus settings the config module also reads (docs/design.md lists all).
 const CONTRACT_VARIABLES = [
@@ -26,27 +23,7 @@ const CONTRACT_VARIABLES = [
 const EXTRA_VARIABLES = ['NODE_ENV', 'API_PROCESSES', 'REDIS_PREFIX', 'SHUTDOWN_TIMEOUT_MS', 'QUEUE_LOCK_DURATION_MS', 'SHED_EVENT_LOOP_DELAY_MS'];
 const NODE_SERVICES = ['migrate', 'api', 'worker'] as const;
 
-type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
-type JsonObject = { [key: string]: Json };
-
-function isObject(value: Json | undefined): value is JsonObject {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-function objectAt(value: Json | undefined, path: string): JsonObject {
-  if (!isObject(value)) throw new Error(`${path} should be a mapping`);
-  return value;
-}
-
-// Compose supports YAML merge keys (<<); the yaml package resolves them only when asked.
-const compose = objectAt(parse(read('docker-compose.yml'), { merge: true }) as Json, 'docker-compose.yml');
-const services = objectAt(compose['services'], 'services');
-const service = (name: string): JsonObject => objectAt(services[name], `services.${name}`);
-
-function environment(name: string): Record<string, string> {
-  const env = objectAt(service(name)['environment'], `services.${name}.environment`);
-  return Object.fromEntries(Object.entries(env).map(([key, value]) => [key, String(value)]));
-}
+const { names: serviceNames, service, environment } = composeServices();
 
 function commandText(name: string): string {
   const command = service(name)['command'];
@@ -67,7 +44,7 @@ function dependsOn(name: string): Record<string, string> {
 
 describe('docker-compose.yml', () => {
   it('when read, then it defines redis, postgres, migrate, api and worker, watched by prometheus and grafana', () => {
-    expect(Object.keys(services).sort()).toEqual(['api', 'grafana', 'migrate', 'postgres', 'prometheus', 'redis', 'worker']);
+    expect([...serviceNames].sort()).toEqual(['api', 'grafana', 'migrate', 'postgres', 'prometheus', 'redis', 'worker']);
   });
 
   it('when Redis starts, then it keeps an AOF fsynced every second and refuses to evict keys', () => {
@@ -108,7 +85,7 @@ describe('docker-compose.yml', () => {
     expect(commandText('migrate')).toBe('node dist/cli/migrate.js');
     expect(commandText('api')).toBe('node dist/main.js api');
     expect(commandText('worker')).toBe('node dist/main.js worker');
-    for (const name of NODE_SERVICES) expect(existsSync(sourceOf(commandText(name).split(' ')[1] ?? ''))).toBe(true);
+    for (const name of NODE_SERVICES) expect(repoFileExists(sourceOf(commandText(name).split(' ')[1] ?? ''))).toBe(true);
   });
 
   it('when the node services are configured, then each sets what it needs and nothing outside the contract', () => {
@@ -173,7 +150,7 @@ describe('Dockerfile', () => {
     expect(runtime).toMatch(/^COPY migrations \.\/migrations\s*$/m);
     expect(runtime).not.toMatch(/^COPY (src|tsconfig)/m);
     expect(runtime).toMatch(/^CMD \["node", "dist\/main\.js", "all"\]\s*$/m);
-    expect(existsSync(sourceOf('dist/main.js'))).toBe(true);
+    expect(repoFileExists(sourceOf('dist/main.js'))).toBe(true);
   });
 
   it('when installed for production, then no dependency compiles TypeScript at start-up', () => {

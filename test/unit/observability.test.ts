@@ -2,40 +2,10 @@
 // needed): Prometheus scrapes every process where compose puts its metrics listener, every alert
 // is well formed, and every metric an alert or a dashboard panel asks for is one the service
 // actually exports (taken from src/metrics.ts itself, so a renamed metric fails here).
-import { existsSync, readFileSync } from 'node:fs';
 import { posix } from 'node:path';
-import { parse } from 'yaml';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createMetrics, registerQueueGauge } from '../../src/metrics.ts';
-
-const root = new URL('../../', import.meta.url);
-const read = (file: string): string => readFileSync(new URL(file, root), 'utf8');
-const exists = (file: string): boolean => existsSync(new URL(file, root));
-
-type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
-type JsonObject = { [key: string]: Json };
-
-function isObject(value: Json | undefined): value is JsonObject {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-function objectAt(value: Json | undefined, path: string): JsonObject {
-  if (!isObject(value)) throw new Error(`${path} should be a mapping`);
-  return value;
-}
-
-function arrayAt(value: Json | undefined, path: string): Json[] {
-  if (!Array.isArray(value)) throw new Error(`${path} should be a list`);
-  return value;
-}
-
-function stringAt(value: Json | undefined, path: string): string {
-  if (typeof value !== 'string' || value.trim() === '') throw new Error(`${path} should be a non-empty string`);
-  return value;
-}
-
-const readYaml = (file: string): JsonObject => objectAt(parse(read(file), { merge: true }) as Json, file);
-const readJson = (file: string): JsonObject => objectAt(JSON.parse(read(file)) as Json, file);
+import { arrayAt, composeServices, isObject, objectAt, readJson, readYaml, repoFileExists as exists, stringAt, type Json, type JsonObject } from '../support/repo-files.ts';
 
 const PROMETHEUS_CONFIG = 'ops/prometheus/prometheus.yml';
 const ALERT_RULES = 'ops/prometheus/alerts.yml';
@@ -46,15 +16,7 @@ const DASHBOARD = `${DASHBOARDS_DIR}/flashsale.json`;
 
 // --- docker-compose.yml ---------------------------------------------------------------------
 
-const compose = readYaml('docker-compose.yml');
-const services = objectAt(compose['services'], 'services');
-const service = (name: string): JsonObject => objectAt(services[name], `services.${name}`);
-
-function environment(name: string): Record<string, string> {
-  const env = service(name)['environment'];
-  if (env === undefined) return {};
-  return Object.fromEntries(Object.entries(objectAt(env, `services.${name}.environment`)).map(([k, v]) => [k, String(v)]));
-}
+const { names: serviceNames, service, environment } = composeServices();
 
 /** Bind mounts of a service as [host path relative to the repository, container path]. */
 function bindMounts(name: string): [string, string][] {
@@ -93,7 +55,7 @@ function hostPath(name: string, containerPath: string): string | undefined {
 
 function metricsPorts(): Record<string, string> {
   const ports: Record<string, string> = {};
-  for (const name of Object.keys(services)) {
+  for (const name of serviceNames) {
     const port = environment(name)['METRICS_PORT'];
     if (port !== undefined) ports[name] = port;
   }
@@ -248,7 +210,7 @@ describe('Prometheus (ops/prometheus)', () => {
     expect(new Set(jobNames).size).toBe(jobNames.length);
     for (const target of scrapeConfigs.flatMap(targetsOf)) {
       const host = target.split(':')[0] ?? '';
-      expect(host === 'localhost' || host in services, target).toBe(true);
+      expect(host === 'localhost' || serviceNames.includes(host), target).toBe(true);
     }
   });
 
@@ -385,7 +347,7 @@ describe('Grafana provisioning (ops/grafana/provisioning)', () => {
     expect(datasources).toHaveLength(1);
     const [datasource] = datasources;
     expect(datasource).toMatchObject({ name: 'Prometheus', type: 'prometheus', uid: 'prometheus', url: 'http://prometheus:9090' });
-    expect(services).toHaveProperty('prometheus');
+    expect(serviceNames).toContain('prometheus');
   });
 
   it('when dashboards are provisioned, then the file provider reads the folder compose mounts from ops/grafana/dashboards', () => {

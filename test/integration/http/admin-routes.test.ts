@@ -7,6 +7,7 @@ import type { LightMyRequestResponse } from 'fastify';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../../../src/http/app.ts';
+import type { SaleItemRow, SaleRow } from '../../../src/sales/repository.ts';
 import { saleKeys } from '../../../src/stock/keys.ts';
 import { saleBody, testApi, tokens, type Tokens } from '../../support/api.ts';
 import type { TestContext } from '../../support/context.ts';
@@ -17,27 +18,6 @@ interface SwitchJson {
   sku: string;
   available: number;
   state: string;
-}
-
-interface SaleRow {
-  id: string;
-  name: string;
-  starts_at: Date;
-  ends_at: Date;
-  currency: string;
-  payment_window_seconds: number;
-  closed_at: Date | null;
-}
-
-interface SaleItemRow {
-  sku: string;
-  name: string;
-  unit_price: string;
-  initial_stock: number;
-  restocked: number;
-  per_user_limit: number;
-  low_stock_percent: string | null;
-  low_stock_units: number | null;
 }
 
 const HOUR_MS = 3_600_000;

@@ -8,7 +8,6 @@ import Fastify from 'fastify';
 import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { installErrorHandling } from '../../../src/http/errors.ts';
-import type { RunningService } from '../../../src/service.ts';
 import { startTestApi, testApi } from '../../support/api.ts';
 import type { ErrorJson } from '../../support/api-json.ts';
 
@@ -192,15 +191,11 @@ describe('authentication', () => {
 });
 
 describe('rate limits (@fastify/rate-limit)', () => {
-  let limited: RunningService;
-  beforeAll(async () => {
-    limited = await startTestApi(ctx, { RATE_LIMIT_IP_PER_SEC: '1', RATE_LIMIT_USER_PER_SEC: '1' });
-  });
-  afterAll(() => limited.stop());
+  const limitedApp = api.apiWith({ RATE_LIMIT_IP_PER_SEC: '1', RATE_LIMIT_USER_PER_SEC: '1' });
 
   it('when an address exceeds its rate, then 429 RATE_LIMITED with Retry-After', async () => {
     const answers = [];
-    for (let i = 0; i < 3; i++) answers.push(await limited.app!.inject({ method: 'GET', url: `/v1/sales/${saleId}` }));
+    for (let i = 0; i < 3; i++) answers.push(await limitedApp().inject({ method: 'GET', url: `/v1/sales/${saleId}` }));
     const refused = answers.find((res) => res.statusCode === 429);
     expect(refused, 'one of 3 requests within a second is refused').toBeDefined();
     expectError(fromInject(refused!), 429, 'RATE_LIMITED');

@@ -4,20 +4,17 @@
 import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../../../src/http/app.ts';
-import type { RunningService } from '../../../src/service.ts';
-import { startTestApi, testApi, type Tokens } from '../../support/api.ts';
+import { testApi, type Tokens } from '../../support/api.ts';
 import type { OrderJson } from '../../support/api-json.ts';
-import type { TestContext } from '../../support/context.ts';
 
 const api = testApi();
 const { available, liveQuantity } = api;
 
-let ctx: TestContext;
 let app: App;
 let tk: Tokens;
 
 beforeAll(async () => {
-  ({ ctx, app, tk } = await api.open());
+  ({ app, tk } = await api.open());
 });
 
 afterAll(() => api.close());
@@ -82,25 +79,15 @@ describe('per-user limits and order lists of look-alike users', () => {
 });
 
 describe('per-user rate limit of look-alike users', () => {
-  let limited: RunningService | undefined;
-
-  beforeAll(async () => {
-    limited = await startTestApi(ctx, { RATE_LIMIT_USER_PER_SEC: '2' });
-  });
-
-  afterAll(async () => {
-    await limited?.stop();
-  });
+  const limitedApp = api.apiWith({ RATE_LIMIT_USER_PER_SEC: '2' });
 
   it('when one user with braces and a separator in their id is rate-limited, then a look-alike user is still served', async () => {
-    const limitedApp = limited?.app;
-    if (!limitedApp) throw new Error('no rate-limited app');
     const saleId = (await api.createSale([{ sku: 'a', stock: 100, perUserLimit: 100 }])).id;
 
-    const burst = await Promise.all(Array.from({ length: 8 }, () => order(limitedApp, saleId, 'user:{x}')));
+    const burst = await Promise.all(Array.from({ length: 8 }, () => order(limitedApp(), saleId, 'user:{x}')));
     expect(burst.some((res) => res.statusCode === 429)).toBe(true);
 
-    const other = await order(limitedApp, saleId, '{x}');
+    const other = await order(limitedApp(), saleId, '{x}');
     expect(other.statusCode, other.body).toBe(201);
   });
 });

@@ -8,9 +8,8 @@ import type { LightMyRequestResponse } from 'fastify';
 import { uuidv7 } from 'uuidv7';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../../../src/http/app.ts';
-import type { RunningService } from '../../../src/service.ts';
 import { saleKeys } from '../../../src/stock/keys.ts';
-import { startTestApi, testApi, tokens, type SaleItemInput, type Tokens } from '../../support/api.ts';
+import { testApi, tokens, type SaleItemInput, type Tokens } from '../../support/api.ts';
 import type { ErrorJson, OrderJson, SaleJson } from '../../support/api-json.ts';
 import type { TestContext } from '../../support/context.ts';
 
@@ -402,36 +401,24 @@ describe('POST /v1/sales/:saleId/orders — refusals leave stock and limits unch
 });
 
 describe('POST /v1/sales/:saleId/orders — per-user rate limit', () => {
-  let limited: RunningService | undefined;
-
-  beforeAll(async () => {
-    limited = await startTestApi(ctx, { RATE_LIMIT_USER_PER_SEC: '3' });
-  });
-
-  afterAll(async () => {
-    await limited?.stop();
-  });
+  const limitedApp = api.apiWith({ RATE_LIMIT_USER_PER_SEC: '3' });
 
   it('when a shopper stays within 3 attempts a second, then every attempt is decided normally (201), not rate-limited', async () => {
-    const limitedApp = limited?.app;
-    if (!limitedApp) throw new Error('no rate-limited app');
     const saleId = await createSale([{ sku: 'a', stock: 10, perUserLimit: 5 }]);
     const user = newUser('polite');
-    const first = await limitedApp.inject({ method: 'POST', url: `/v1/sales/${saleId}/orders`, headers: { authorization: tk.shopper(user) }, payload: { sku: 'a', quantity: 1 } });
+    const first = await limitedApp().inject({ method: 'POST', url: `/v1/sales/${saleId}/orders`, headers: { authorization: tk.shopper(user) }, payload: { sku: 'a', quantity: 1 } });
     expectCreated(first);
-    const second = await limitedApp.inject({ method: 'POST', url: `/v1/sales/${saleId}/orders`, headers: { authorization: tk.shopper(user) }, payload: { sku: 'a', quantity: 1 } });
+    const second = await limitedApp().inject({ method: 'POST', url: `/v1/sales/${saleId}/orders`, headers: { authorization: tk.shopper(user) }, payload: { sku: 'a', quantity: 1 } });
     expectCreated(second);
     expect(await available(saleId, 'a')).toBe(8);
   });
 
   it('when a shopper fires more than 3 attempts within a second, then the extra ones get 429 RATE_LIMITED with Retry-After and take no stock', async () => {
-    const limitedApp = limited?.app;
-    if (!limitedApp) throw new Error('no rate-limited app');
     const saleId = await createSale([{ sku: 'a', stock: 100, perUserLimit: 100 }]);
     const user = newUser('eager');
     const attempts = await Promise.all(
       Array.from({ length: 10 }, () =>
-        limitedApp.inject({ method: 'POST', url: `/v1/sales/${saleId}/orders`, headers: { authorization: tk.shopper(user) }, payload: { sku: 'a', quantity: 1 } }),
+        limitedApp().inject({ method: 'POST', url: `/v1/sales/${saleId}/orders`, headers: { authorization: tk.shopper(user) }, payload: { sku: 'a', quantity: 1 } }),
       ),
     );
     const created = attempts.filter((res) => res.statusCode === 201);
@@ -449,7 +436,7 @@ describe('POST /v1/sales/:saleId/orders — per-user rate limit', () => {
     expect(await liveQuantity(saleId, 'a', user)).toBe(created.length);
 
     // The limit is per shopper: someone else is served at once.
-    const other = await limitedApp.inject({ method: 'POST', url: `/v1/sales/${saleId}/orders`, headers: { authorization: tk.shopper(newUser('calm')) }, payload: { sku: 'a', quantity: 1 } });
+    const other = await limitedApp().inject({ method: 'POST', url: `/v1/sales/${saleId}/orders`, headers: { authorization: tk.shopper(newUser('calm')) }, payload: { sku: 'a', quantity: 1 } });
     expectCreated(other);
   });
 });

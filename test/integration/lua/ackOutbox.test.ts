@@ -1,26 +1,19 @@
 // ackOutbox-1.lua against real Redis: the relay's acknowledgement takes a batch out of the
 // consumer group's pending list and out of the stream together, touches nothing else, is
 // harmless when repeated after a crash, and never deletes an entry the group has not delivered.
-import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { saleKeys } from '../../../src/stock/keys.ts';
 import { ackOutbox } from '../../../src/stock/scripts/ack-outbox.ts';
-import type { Scripts } from '../../../src/stock/scripts/registry.ts';
 import { luaFixture } from '../../support/lua-fixtures.ts';
 
 const GROUP = 'relay';
 
 const lua = luaFixture({ now: Date.now(), salePrefix: 'ack' });
 
-let prefix: string;
-let redis: Redis;
-let scripts: Scripts;
-
 /** The sale behind each stream: the binding is called with the sale, the test reads the stream. */
 const saleOf = new Map<string, string>();
 function newStream(label: string): string {
   const saleId = lua.newSaleId(label);
-  const stream = saleKeys(prefix, saleId).outbox;
+  const stream = lua.keys(saleId).outbox;
   saleOf.set(stream, saleId);
   return stream;
 }
@@ -29,25 +22,22 @@ const saleIdOf = (stream: string): string => saleOf.get(stream) ?? '';
 /** A stream of n entries with the relay's group; returns the entry ids in order. */
 async function outbox(stream: string, n: number): Promise<string[]> {
   const ids: string[] = [];
-  for (let i = 0; i < n; i++) ids.push((await redis.xadd(stream, '*', 'id', `order-${i}`, 'quantity', '1')) ?? '');
-  await redis.xgroup('CREATE', stream, GROUP, '0');
+  for (let i = 0; i < n; i++) ids.push((await lua.redis.xadd(stream, '*', 'id', `order-${i}`, 'quantity', '1')) ?? '');
+  await lua.redis.xgroup('CREATE', stream, GROUP, '0');
   return ids;
 }
 
 /** Delivers up to `count` new entries to `consumer`; returns their ids. */
 async function deliver(stream: string, consumer: string, count: number): Promise<string[]> {
-  const reply = (await redis.xreadgroup('GROUP', GROUP, consumer, 'COUNT', count, 'STREAMS', stream, '>')) as [string, [string, string[]][]][] | null;
+  const reply = (await lua.redis.xreadgroup('GROUP', GROUP, consumer, 'COUNT', count, 'STREAMS', stream, '>')) as [string, [string, string[]][]][] | null;
   return (reply?.[0]?.[1] ?? []).map(([id]) => id);
 }
 
-const pendingCount = async (stream: string) => ((await redis.xpending(stream, GROUP)) as [number, ...unknown[]])[0];
-const streamIds = async (stream: string) => (await redis.xrange(stream, '-', '+')).map(([id]) => id);
-const ack = (stream: string, ...entryIds: string[]) => ackOutbox(scripts, { saleId: saleIdOf(stream) }, { group: GROUP, entryIds });
+const pendingCount = async (stream: string) => ((await lua.redis.xpending(stream, GROUP)) as [number, ...unknown[]])[0];
+const streamIds = async (stream: string) => (await lua.redis.xrange(stream, '-', '+')).map(([id]) => id);
+const ack = (stream: string, ...entryIds: string[]) => ackOutbox(lua.scripts, { saleId: saleIdOf(stream) }, { group: GROUP, entryIds });
 
-beforeAll(async () => {
-  ({ prefix, redis, scripts } = await lua.open());
-});
-
+beforeAll(() => lua.open());
 afterAll(() => lua.close());
 
 describe('ackOutbox', () => {
@@ -61,7 +51,7 @@ describe('ackOutbox', () => {
     expect(await ack(stream, ...batch)).toBe(3);
 
     expect(await pendingCount(stream)).toBe(0);
-    expect(await redis.xlen(stream)).toBe(2);
+    expect(await lua.redis.xlen(stream)).toBe(2);
     expect(await streamIds(stream)).toEqual(ids.slice(3));
     // The rest is still delivered as new.
     expect(await deliver(stream, 'relay-a', 10)).toEqual(ids.slice(3));
@@ -88,9 +78,9 @@ describe('ackOutbox', () => {
 
     expect(await ack(stream, ...b)).toBe(3);
 
-    expect(await redis.xlen(stream)).toBe(3);
+    expect(await lua.redis.xlen(stream)).toBe(3);
     expect(await streamIds(stream)).toEqual([...a, ...ids.slice(5)]);
-    const pending = (await redis.xpending(stream, GROUP, '-', '+', 10)) as [string, string, number, number][];
+    const pending = (await lua.redis.xpending(stream, GROUP, '-', '+', 10)) as [string, string, number, number][];
     expect(pending.map(([id, consumer]) => [id, consumer])).toEqual(a.map((id) => [id, 'relay-a']));
   });
 
@@ -101,7 +91,7 @@ describe('ackOutbox', () => {
 
     expect(await ack(stream, '1-1', ...batch, '9999999999999-0')).toBe(2);
 
-    expect(await redis.xlen(stream)).toBe(1);
+    expect(await lua.redis.xlen(stream)).toBe(1);
     expect(await streamIds(stream)).toEqual(ids.slice(2));
     expect(await pendingCount(stream)).toBe(0);
   });
@@ -111,7 +101,7 @@ describe('ackOutbox', () => {
 
     expect(await ack(stream, '1-1', '2-0')).toBe(0);
 
-    expect(await redis.exists(stream)).toBe(0);
+    expect(await lua.redis.exists(stream)).toBe(0);
   });
 
   it('when no ids are given, then 0 is returned and no key is created', async () => {
@@ -119,7 +109,7 @@ describe('ackOutbox', () => {
 
     expect(await ack(stream)).toBe(0);
 
-    expect(await redis.exists(stream)).toBe(0);
+    expect(await lua.redis.exists(stream)).toBe(0);
   });
 
   it('when no ids are given for a stream with pending entries, then nothing is acknowledged or deleted', async () => {
@@ -138,7 +128,7 @@ describe('ackOutbox', () => {
     await outbox(stream, 3);
     const batch = await deliver(stream, 'relay-a', 3);
     // relay-b takes the entries over (relay-a looked dead) and acknowledges first.
-    expect(await redis.xclaim(stream, GROUP, 'relay-b', 0, ...batch)).toHaveLength(3);
+    expect(await lua.redis.xclaim(stream, GROUP, 'relay-b', 0, ...batch)).toHaveLength(3);
 
     expect(await ack(stream, ...batch)).toBe(3);
     expect(await ack(stream, ...batch)).toBe(0);
@@ -165,7 +155,7 @@ describe('ackOutbox', () => {
     const ids = await outbox(stream, 2);
     const batch = await deliver(stream, 'relay-a', 2);
 
-    await ackOutbox(scripts, { saleId: saleIdOf(stream) }, { group: 'no-such-group', entryIds: batch });
+    await ackOutbox(lua.scripts, { saleId: saleIdOf(stream) }, { group: 'no-such-group', entryIds: batch });
 
     expect(await streamIds(stream)).toEqual(ids);
     expect(await pendingCount(stream)).toBe(2);

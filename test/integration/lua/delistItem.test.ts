@@ -1,12 +1,8 @@
 // delistItem-1.lua against real Redis: an operator's delist stops orders at once, keeps the
 // first delist time, takes over a low-stock delist (so a restock no longer relists), and an
 // unknown item is refused without writing.
-import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { SaleCatalog } from '../../../src/sales/catalog.ts';
-import { saleKeys } from '../../../src/stock/keys.ts';
 import { delistItem } from '../../../src/stock/scripts/delist-item.ts';
-import type { Scripts } from '../../../src/stock/scripts/registry.ts';
 import { luaFixture, saleItem as item } from '../../support/lua-fixtures.ts';
 
 const NOW = Math.floor(Date.now() / 1000) * 1000;
@@ -15,15 +11,7 @@ const lua = luaFixture({ now: NOW, salePrefix: 'delist' });
 const { newSaleId, loadSale, fresh } = lua;
 const itemState = (saleId: string, sku = 'phone-x') => lua.itemFields(saleId, sku, 'delisted', 'delistedAt', 'available');
 
-let prefix: string;
-let redis: Redis;
-let scripts: Scripts;
-let catalog: SaleCatalog;
-
-beforeAll(async () => {
-  ({ prefix, redis, scripts, catalog } = await lua.open());
-});
-
+beforeAll(() => lua.open());
 afterAll(() => lua.close());
 
 describe('delistItem', () => {
@@ -31,7 +19,7 @@ describe('delistItem', () => {
     const saleId = newSaleId('ok');
     await loadSale(saleId, [item(), item({ sku: 'tv-y', name: 'TV Y' })]);
 
-    expect(await delistItem(scripts, { saleId, sku: 'phone-x' }, { now: NOW })).toEqual({ code: 'OK' });
+    expect(await delistItem(lua.scripts, { saleId, sku: 'phone-x' }, { now: NOW })).toEqual({ code: 'OK' });
 
     expect(await itemState(saleId)).toEqual(['operator', String(NOW), '10']);
     expect(await fresh().reserve({ saleId, sku: 'phone-x', userId: 'u-1', quantity: 1 }, NOW + 1)).toEqual({
@@ -47,8 +35,8 @@ describe('delistItem', () => {
     const saleId = newSaleId('twice');
     await loadSale(saleId);
 
-    expect(await catalog.delist(saleId, 'phone-x', NOW)).toEqual({ ok: true });
-    expect(await catalog.delist(saleId, 'phone-x', NOW + 5_000)).toEqual({ ok: true });
+    expect(await lua.catalog.delist(saleId, 'phone-x', NOW)).toEqual({ ok: true });
+    expect(await lua.catalog.delist(saleId, 'phone-x', NOW + 5_000)).toEqual({ ok: true });
 
     expect(await itemState(saleId)).toEqual(['operator', String(NOW), '10']);
   });
@@ -60,10 +48,10 @@ describe('delistItem', () => {
     expect(sold).toMatchObject({ kind: 'accepted', delistedNow: true });
     expect(await itemState(saleId)).toEqual(['low_stock', String(NOW), '2']);
 
-    expect(await catalog.delist(saleId, 'phone-x', NOW + 1_000)).toEqual({ ok: true });
+    expect(await lua.catalog.delist(saleId, 'phone-x', NOW + 1_000)).toEqual({ ok: true });
     expect(await itemState(saleId)).toEqual(['operator', String(NOW), '2']);
 
-    expect(await catalog.restock(saleId, 'phone-x', 50)).toEqual({ ok: true, available: 52, relisted: false });
+    expect(await lua.catalog.restock(saleId, 'phone-x', 50)).toEqual({ ok: true, available: 52, relisted: false });
     expect(await itemState(saleId)).toEqual(['operator', String(NOW), '52']);
     expect(await fresh().reserve({ saleId, sku: 'phone-x', userId: 'u-2', quantity: 1 }, NOW + 2_000)).toMatchObject({ code: 'ITEM_DELISTED' });
   });
@@ -71,13 +59,13 @@ describe('delistItem', () => {
   it('when the item does not exist, then ITEM_NOT_FOUND is returned and no item hash is created', async () => {
     const saleId = newSaleId('missing');
     await loadSale(saleId);
-    const keys = saleKeys(prefix, saleId);
+    const keys = lua.keys(saleId);
 
-    expect(await delistItem(scripts, { saleId, sku: 'ghost' }, { now: NOW })).toEqual({ code: 'ITEM_NOT_FOUND' });
-    expect(await catalog.delist(saleId, 'ghost', NOW)).toEqual({ ok: false, code: 'ITEM_NOT_FOUND' });
-    expect(await catalog.delist(newSaleId('never-loaded'), 'phone-x', NOW)).toEqual({ ok: false, code: 'ITEM_NOT_FOUND' });
+    expect(await delistItem(lua.scripts, { saleId, sku: 'ghost' }, { now: NOW })).toEqual({ code: 'ITEM_NOT_FOUND' });
+    expect(await lua.catalog.delist(saleId, 'ghost', NOW)).toEqual({ ok: false, code: 'ITEM_NOT_FOUND' });
+    expect(await lua.catalog.delist(newSaleId('never-loaded'), 'phone-x', NOW)).toEqual({ ok: false, code: 'ITEM_NOT_FOUND' });
 
-    expect(await redis.exists(keys.item('ghost'))).toBe(0);
+    expect(await lua.redis.exists(keys.item('ghost'))).toBe(0);
     expect(await itemState(saleId)).toEqual(['', null, '10']);
   });
 
@@ -88,7 +76,7 @@ describe('delistItem', () => {
     const attempt = (i: number) => reservations.reserve({ saleId, sku: 'phone-x', userId: `u-${i}`, quantity: 1 }, NOW);
 
     const before = [0, 1, 2].map(attempt);
-    const delist = catalog.delist(saleId, 'phone-x', NOW);
+    const delist = lua.catalog.delist(saleId, 'phone-x', NOW);
     const after = [3, 4, 5].map(attempt);
     const [early, delisted, late] = await Promise.all([Promise.all(before), delist, Promise.all(after)]);
 

@@ -1,13 +1,8 @@
 // restockItem-1.lua against real Redis: stock and the percentage base grow together, a
 // low-stock delist is lifted only once stock is above the level, an operator's delist is not,
 // and restocks racing a rush keep available = total − sold.
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { SaleCatalog } from '../../../src/sales/catalog.ts';
-import { saleKeys, stockEventsChannel } from '../../../src/stock/keys.ts';
-import type { Scripts } from '../../../src/stock/scripts/registry.ts';
 import { restockItem } from '../../../src/stock/scripts/restock-item.ts';
-import type { TestContext } from '../../support/context.ts';
 import { acceptedOf, luaFixture, saleItem as item, shoppers as users } from '../../support/lua-fixtures.ts';
 
 const NOW = Math.floor(Date.now() / 1000) * 1000;
@@ -16,16 +11,7 @@ const lua = luaFixture({ now: NOW, salePrefix: 'restock', connections: 8 });
 const { newSaleId, loadSale, fresh, rush } = lua;
 const stock = (saleId: string) => lua.itemFields(saleId, 'phone-x', 'available', 'total', 'delisted');
 
-let ctx: TestContext;
-let prefix: string;
-let redis: Redis;
-let scripts: Scripts;
-let catalog: SaleCatalog;
-
-beforeAll(async () => {
-  ({ ctx, prefix, redis, scripts, catalog } = await lua.open());
-});
-
+beforeAll(() => lua.open());
 afterAll(() => lua.close());
 
 describe('restockItem', () => {
@@ -34,8 +20,8 @@ describe('restockItem', () => {
     await loadSale(saleId);
     expect((await fresh().reserve({ saleId, sku: 'phone-x', userId: 'u-1', quantity: 3 }, NOW)).kind).toBe('accepted');
 
-    expect(await restockItem(scripts, { saleId, sku: 'phone-x' }, { quantity: 5 })).toEqual({ code: 'OK', availableAfter: 12, relisted: false });
-    expect(await catalog.restock(saleId, 'phone-x', 1)).toEqual({ ok: true, available: 13, relisted: false });
+    expect(await restockItem(lua.scripts, { saleId, sku: 'phone-x' }, { quantity: 5 })).toEqual({ code: 'OK', availableAfter: 12, relisted: false });
+    expect(await lua.catalog.restock(saleId, 'phone-x', 1)).toEqual({ ok: true, available: 13, relisted: false });
 
     expect(await stock(saleId)).toEqual(['13', '16', '']);
   });
@@ -47,11 +33,11 @@ describe('restockItem', () => {
     expect(await reservations.reserve({ saleId, sku: 'phone-x', userId: 'u-1', quantity: 1 }, NOW)).toMatchObject({ soldOutNow: true });
     expect(await reservations.reserve({ saleId, sku: 'phone-x', userId: 'u-2', quantity: 1 }, NOW)).toMatchObject({ code: 'SOLD_OUT' });
 
-    expect(await catalog.restock(saleId, 'phone-x', 2)).toEqual({ ok: true, available: 2, relisted: false });
+    expect(await lua.catalog.restock(saleId, 'phone-x', 2)).toEqual({ ok: true, available: 2, relisted: false });
     reservations.closedItems.reopen(saleId, 'phone-x');
 
     expect(await reservations.reserve({ saleId, sku: 'phone-x', userId: 'u-2', quantity: 1 }, NOW + 10)).toMatchObject({ kind: 'accepted', availableAfter: 1 });
-    expect(await redis.hget(saleKeys(prefix, saleId).item('phone-x'), 'soldOutAt')).toBe(String(NOW));
+    expect(await lua.redis.hget(lua.keys(saleId).item('phone-x'), 'soldOutAt')).toBe(String(NOW));
   });
 
   it('when an item delisted for low stock (units) is restocked above its level, then it is relisted and the rule fires again at the level', async () => {
@@ -60,7 +46,7 @@ describe('restockItem', () => {
     expect(acceptedOf(await rush(users(saleId, 150)))).toHaveLength(80);
     expect(await stock(saleId)).toEqual(['20', '100', 'low_stock']);
 
-    expect(await catalog.restock(saleId, 'phone-x', 30)).toEqual({ ok: true, available: 50, relisted: true });
+    expect(await lua.catalog.restock(saleId, 'phone-x', 30)).toEqual({ ok: true, available: 50, relisted: true });
     expect(await stock(saleId)).toEqual(['50', '130', '']);
 
     const results = await rush(users(saleId, 150, 'again'));
@@ -75,11 +61,11 @@ describe('restockItem', () => {
     await loadSale(saleId, [item({ stock: 3, lowStock: { units: 5 } })]);
     expect(await stock(saleId)).toEqual(['3', '3', 'low_stock']);
 
-    expect(await restockItem(scripts, { saleId, sku: 'phone-x' }, { quantity: 2 })).toEqual({ code: 'OK', availableAfter: 5, relisted: false });
+    expect(await restockItem(lua.scripts, { saleId, sku: 'phone-x' }, { quantity: 2 })).toEqual({ code: 'OK', availableAfter: 5, relisted: false });
     expect(await stock(saleId)).toEqual(['5', '5', 'low_stock']);
     expect(await fresh().reserve({ saleId, sku: 'phone-x', userId: 'u-1', quantity: 1 }, NOW)).toMatchObject({ code: 'ITEM_DELISTED' });
 
-    expect(await restockItem(scripts, { saleId, sku: 'phone-x' }, { quantity: 1 })).toEqual({ code: 'OK', availableAfter: 6, relisted: true });
+    expect(await restockItem(lua.scripts, { saleId, sku: 'phone-x' }, { quantity: 1 })).toEqual({ code: 'OK', availableAfter: 6, relisted: true });
     expect(await stock(saleId)).toEqual(['6', '6', '']);
     expect(await fresh().reserve({ saleId, sku: 'phone-x', userId: 'u-1', quantity: 1 }, NOW)).toMatchObject({ kind: 'accepted', delistedNow: true });
   });
@@ -90,7 +76,7 @@ describe('restockItem', () => {
     expect(acceptedOf(await rush(users(saleId, 150)))).toHaveLength(80);
     expect(await stock(saleId)).toEqual(['20', '100', 'low_stock']);
 
-    expect(await catalog.restock(saleId, 'phone-x', 100)).toEqual({ ok: true, available: 120, relisted: true });
+    expect(await lua.catalog.restock(saleId, 'phone-x', 100)).toEqual({ ok: true, available: 120, relisted: true });
 
     // 20 percent of 200 is 40: exactly 80 more sell.
     const accepted = acceptedOf(await rush(users(saleId, 200, 'again')));
@@ -106,19 +92,19 @@ describe('restockItem', () => {
     expect(await fresh().reserve({ saleId, sku: 'phone-x', userId: 'u-1', quantity: 8 }, NOW)).toMatchObject({ delistedNow: true, availableAfter: 2 });
 
     // (2 + 6) * 100 = 800 <= 50 * (10 + 6) = 800: still at the level.
-    expect(await catalog.restock(saleId, 'phone-x', 6)).toEqual({ ok: true, available: 8, relisted: false });
+    expect(await lua.catalog.restock(saleId, 'phone-x', 6)).toEqual({ ok: true, available: 8, relisted: false });
     expect(await stock(saleId)).toEqual(['8', '16', 'low_stock']);
     // (8 + 2) * 100 = 1000 > 50 * 18 = 900: above it.
-    expect(await catalog.restock(saleId, 'phone-x', 2)).toEqual({ ok: true, available: 10, relisted: true });
+    expect(await lua.catalog.restock(saleId, 'phone-x', 2)).toEqual({ ok: true, available: 10, relisted: true });
     expect(await stock(saleId)).toEqual(['10', '18', '']);
   });
 
   it('when an operator-delisted item is restocked, then it stays delisted', async () => {
     const saleId = newSaleId('operator');
     await loadSale(saleId);
-    await catalog.delist(saleId, 'phone-x', NOW);
+    await lua.catalog.delist(saleId, 'phone-x', NOW);
 
-    expect(await catalog.restock(saleId, 'phone-x', 10)).toEqual({ ok: true, available: 20, relisted: false });
+    expect(await lua.catalog.restock(saleId, 'phone-x', 10)).toEqual({ ok: true, available: 20, relisted: false });
 
     expect(await stock(saleId)).toEqual(['20', '20', 'operator']);
     expect(await fresh().reserve({ saleId, sku: 'phone-x', userId: 'u-1', quantity: 1 }, NOW)).toMatchObject({ code: 'ITEM_DELISTED' });
@@ -127,38 +113,29 @@ describe('restockItem', () => {
   it('when the item does not exist, then ITEM_NOT_FOUND is returned and no item hash is created', async () => {
     const saleId = newSaleId('missing');
     await loadSale(saleId);
-    const keys = saleKeys(prefix, saleId);
+    const keys = lua.keys(saleId);
 
-    expect(await restockItem(scripts, { saleId, sku: 'ghost' }, { quantity: 5 })).toEqual({ code: 'ITEM_NOT_FOUND' });
-    expect(await catalog.restock(saleId, 'ghost', 5)).toEqual({ ok: false, code: 'ITEM_NOT_FOUND' });
+    expect(await restockItem(lua.scripts, { saleId, sku: 'ghost' }, { quantity: 5 })).toEqual({ code: 'ITEM_NOT_FOUND' });
+    expect(await lua.catalog.restock(saleId, 'ghost', 5)).toEqual({ ok: false, code: 'ITEM_NOT_FOUND' });
 
-    expect(await redis.exists(keys.item('ghost'))).toBe(0);
+    expect(await lua.redis.exists(keys.item('ghost'))).toBe(0);
     expect(await stock(saleId)).toEqual(['10', '10', '']);
   });
 
   it('when an item is restocked, then the reopening is announced on the stock-events channel', async () => {
     const saleId = newSaleId('announce');
     await loadSale(saleId);
-    const subscriber = new Redis(ctx.redisUrl);
-    try {
-      const message = new Promise<string>((resolve) => subscriber.on('message', (_channel: string, text: string) => resolve(text)));
-      await subscriber.subscribe(stockEventsChannel(prefix));
 
-      await catalog.restock(saleId, 'phone-x', 1);
-
-      expect(JSON.parse(await message)).toEqual({ saleId, sku: 'phone-x' });
-    } finally {
-      await subscriber.quit();
-    }
+    expect(await lua.announced(() => lua.catalog.restock(saleId, 'phone-x', 1))).toEqual([{ saleId, sku: 'phone-x' }]);
   });
 
   it('when restocks race a rush over 8 connections, then available = initial + restocks − sold and never goes below zero', async () => {
     const saleId = newSaleId('race');
     await loadSale(saleId, [item({ stock: 50 })]);
-    const keys = saleKeys(prefix, saleId);
+    const keys = lua.keys(saleId);
 
     const attempts = rush(users(saleId, 400));
-    const restocks = Promise.all(Array.from({ length: 5 }, () => catalog.restock(saleId, 'phone-x', 10)));
+    const restocks = Promise.all(Array.from({ length: 5 }, () => lua.catalog.restock(saleId, 'phone-x', 10)));
     const [results] = await Promise.all([attempts, restocks]);
 
     const accepted = acceptedOf(results);
@@ -167,7 +144,7 @@ describe('restockItem', () => {
     expect(available).toBeGreaterThanOrEqual(0);
     expect(accepted.length + (available ?? NaN)).toBe(100);
     expect(accepted.every((r) => r.availableAfter >= 0)).toBe(true);
-    expect(await redis.xlen(keys.outbox)).toBe(accepted.length);
-    expect(await redis.hlen(keys.users('phone-x'))).toBe(accepted.length);
+    expect(await lua.redis.xlen(keys.outbox)).toBe(accepted.length);
+    expect(await lua.redis.hlen(keys.users('phone-x'))).toBe(accepted.length);
   });
 });
