@@ -25,6 +25,7 @@
     {'ORDER_CANCELLED'}        expire asked of an order cancelled earlier
 ]]
 --- @include "includes/giveBack"
+--- @include "includes/endUnpaid"
 
 local order = redis.call('HMGET', KEYS[1], 'id', 'userId', 'status', 'quantity', 'expiresAt')
 if not order[1] then return {'ORDER_NOT_FOUND'} end
@@ -40,12 +41,5 @@ if status == 'expired' then return {'ORDER_EXPIRED'} end
 if status == 'cancelled' then return {'ORDER_CANCELLED'} end
 if action == 'expire' and now < tonumber(order[5]) then return {'NOT_DUE'} end
 
-local reopened = giveBack(KEYS[2], KEYS[3], order[2], tonumber(order[4]))
-if target == 'expired' then
-  redis.call('HSET', KEYS[1], 'status', 'expired', 'expiredAt', now)
-else
-  redis.call('HSET', KEYS[1], 'status', 'cancelled', 'cancelledAt', now)
-end
-redis.call('ZREM', KEYS[5], order[1])
-redis.call('XADD', KEYS[4], '*', unpack(redis.call('HGETALL', KEYS[1])))
+local reopened = endUnpaid(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], order[1], order[2], tonumber(order[4]), target, now)
 return {'RELEASED', target, reopened}

@@ -15,6 +15,7 @@ export const REFUSALS = {
   ],
   payOrder: ['ORDER_NOT_FOUND', 'ORDER_ALREADY_PAID', 'ORDER_CANCELLED', 'ORDER_EXPIRED'],
   releaseOrder: ['ORDER_NOT_FOUND', 'ORDER_ALREADY_PAID', 'ORDER_CANCELLED', 'ORDER_EXPIRED'],
+  expireDue: [],
   loadSale: ['SALE_EXISTS'],
   closeSale: ['SALE_NOT_FOUND'],
   delistItem: ['ITEM_NOT_FOUND'],

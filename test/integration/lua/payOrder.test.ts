@@ -312,7 +312,7 @@ describe('payOrder: payment against expiry at the deadline', () => {
     let paidEvents = 0;
     let reopenings = 0;
     const events: LifecycleEvents = {
-      onReleased: (order, reason) => void released.set(order.id, [...(released.get(order.id) ?? []), reason]),
+      onReleased: ({ orderIds }, reason) => orderIds.forEach((id) => released.set(id, [...(released.get(id) ?? []), reason])),
       onPaid: () => void paidEvents++,
       onReopened: async () => void reopenings++,
     };

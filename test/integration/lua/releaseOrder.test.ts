@@ -404,7 +404,7 @@ describe('releaseOrder: through OrderLifecycle', () => {
     const released: string[] = [];
     const reopened: string[] = [];
     const events: LifecycleEvents = {
-      onReleased: (order, reason) => void released.push(`${order.id}:${reason}`),
+      onReleased: ({ orderIds }, reason) => void released.push(...orderIds.map((id) => `${id}:${reason}`)),
       onPaid: () => undefined,
       onReopened: async (saleId, sku) => void reopened.push(`${saleId}/${sku}`),
     };
