@@ -114,10 +114,8 @@ export class OrderLifecycle {
   }
 
   private async release(order: Order, userId: string, now: number): Promise<LifecycleOutcome> {
-    const reply = await releaseOrder(this.scripts, { saleId: order.saleId, orderId: order.id, sku: order.sku }, { action: 'cancel', userId, now });
+    const reply = await releaseOrder(this.scripts, { saleId: order.saleId, orderId: order.id, sku: order.sku }, { userId, now });
     switch (reply.code) {
-      case 'NOT_DUE':
-        throw new Error('releaseOrder answered NOT_DUE to a cancel');
       case 'ALREADY':
         return this.after(order, false);
       case 'RELEASED':

@@ -7,7 +7,7 @@ import type { Order } from '../../../src/orders/order.ts';
 import { parseStreamEntries } from '../../../src/orders/outbox.ts';
 import type { SaleCatalog } from '../../../src/sales/catalog.ts';
 import { saleKeys } from '../../../src/stock/keys.ts';
-import { expireDue, type DueOrder, type ExpireDueReply } from '../../../src/stock/scripts/expire-due.ts';
+import { expireDue, type ExpireDueReply } from '../../../src/stock/scripts/expire-due.ts';
 import { UnexpectedScriptReply } from '../../../src/stock/scripts/unexpected-reply.ts';
 import { luaFixture, saleItem as item } from '../../support/lua-fixtures.ts';
 
@@ -16,18 +16,12 @@ const NOW = Math.floor(Date.now() / 1000) * 1000;
 const DEADLINE = NOW + 900_000;
 
 const lua = luaFixture({ now: NOW, salePrefix: 'expire-due', connections: 8 });
-const { pool, newSaleId, loadSale, place, pay, release, snapshot, available, liveQuantities: live } = lua;
+const { pool, newSaleId, loadSale, place, pay, release, expire, snapshot, available, liveQuantities: live } = lua;
 
 let prefix: string;
 let redis: Redis;
 let catalog: SaleCatalog;
 
-const due = (orders: readonly Order[]): DueOrder[] => orders.map((order) => ({ orderId: order.id, sku: order.sku }));
-
-/** expireDue's binding on `client` (the main connection by default). */
-function expire(saleId: string, orders: readonly DueOrder[], now: number, client?: Redis): Promise<ExpireDueReply> {
-  return expireDue(lua.scriptsFor(client), saleId, orders, now);
-}
 
 const fieldsOf = (flat: readonly string[]) => Object.fromEntries(flat.flatMap((value, i) => (i % 2 === 0 ? [[value, flat[i + 1] ?? '']] : [])));
 
@@ -45,7 +39,7 @@ describe('expireDue: expiring', () => {
     const phones = [await place(saleId, 'u-1', 2), await place(saleId, 'u-2', 1)];
     const cases = [await place(saleId, 'u-1', 3, 'case-y')];
 
-    const reply = await expire(saleId, due([phones[0]!, cases[0]!, phones[1]!]), DEADLINE);
+    const reply = await expire([phones[0]!, cases[0]!, phones[1]!], DEADLINE);
 
     expect(reply).toEqual({
       code: 'EXPIRED',
@@ -81,7 +75,7 @@ describe('expireDue: expiring', () => {
     const orders = [await place(saleId, 'u-1'), await place(saleId, 'u-2'), await place(saleId, 'u-3')];
     expect(await available(saleId)).toBe(0);
 
-    expect(await expire(saleId, due(orders), DEADLINE)).toEqual({
+    expect(await expire(orders, DEADLINE)).toEqual({
       code: 'EXPIRED',
       items: [{ sku: 'phone-x', units: 3, reopened: true, orderIds: orders.map((order) => order.id) }],
     });
@@ -98,7 +92,7 @@ describe('expireDue: expiring', () => {
     const orders = [await place(saleId, 'u-1'), await place(saleId, 'u-2')];
     if (reason === 'operator') expect(await catalog.delist(saleId, 'phone-x', NOW)).toEqual({ ok: true });
 
-    expect(await expire(saleId, due(orders), DEADLINE)).toMatchObject({ items: [{ sku: 'phone-x', units: 2, reopened: false }] });
+    expect(await expire(orders, DEADLINE)).toMatchObject({ items: [{ sku: 'phone-x', units: 2, reopened: false }] });
 
     expect(await redis.hmget(saleKeys(prefix, saleId).item('phone-x'), 'available', 'delisted')).toEqual(['2', reason]);
     expect(await lua.fresh().reserve({ saleId, sku: 'phone-x', userId: 'u-3', quantity: 1 }, NOW)).toMatchObject({ kind: 'refused', code: 'ITEM_DELISTED' });
@@ -118,14 +112,14 @@ describe('expireDue: orders that are not due and pending are left alone', () => 
       await place(saleId, 'u-5'),
     ];
     expect(await pay(paid!, 'u-2', 'ref-2', NOW)).toEqual({ code: 'PAID' });
-    expect(await release(cancelled!, 'cancel', 'u-3', NOW)).toMatchObject({ code: 'RELEASED' });
+    expect(await release(cancelled!, 'u-3', NOW)).toMatchObject({ code: 'RELEASED' });
     expect(await pay(expired!, 'u-4', 'late', DEADLINE)).toMatchObject({ code: 'EXPIRED_NOW' });
     // Not due: its deadline is a millisecond after the sweeper's clock.
     await redis.hset(keys.order(later!.id), 'expiresAt', DEADLINE + 1);
     const before = await snapshot(saleId);
-    const gone = { orderId: '0190d6a4-0000-7000-8000-000000000000', sku: 'phone-x' };
+    const gone = { id: '0190d6a4-0000-7000-8000-000000000000', saleId, sku: 'phone-x' };
 
-    const reply = await expire(saleId, [...due([paid!, cancelled!, expired!, later!]), gone, ...due([dueOne!])], DEADLINE);
+    const reply = await expire([paid!, cancelled!, expired!, later!, gone, dueOne!], DEADLINE);
 
     expect(reply).toEqual({ code: 'EXPIRED', items: [{ sku: 'phone-x', units: 1, reopened: false, orderIds: [dueOne!.id] }] });
     const after = await snapshot(saleId);
@@ -140,7 +134,7 @@ describe('expireDue: orders that are not due and pending are left alone', () => 
     const orders = [await place(saleId, 'u-1'), await place(saleId, 'u-2')];
     const before = await snapshot(saleId);
 
-    expect(await expire(saleId, due(orders), DEADLINE - 1)).toEqual({ code: 'EXPIRED', items: [] });
+    expect(await expire(orders, DEADLINE - 1)).toEqual({ code: 'EXPIRED', items: [] });
 
     expect(await snapshot(saleId)).toEqual(before);
   });
@@ -152,7 +146,7 @@ describe('expireDue: orders that are not due and pending are left alone', () => 
     const misnamed = await place(saleId, 'u-2');
     const before = await snapshot(saleId);
 
-    const call = expire(saleId, [{ orderId: first.id, sku: 'phone-x' }, { orderId: misnamed.id, sku: 'case-y' }], DEADLINE);
+    const call = expireDue(lua.scriptsFor(), saleId, [{ orderId: first.id, sku: 'phone-x' }, { orderId: misnamed.id, sku: 'case-y' }], DEADLINE);
 
     await expect(call).rejects.toThrow(UnexpectedScriptReply);
     const code = 'WRONG_ITEM';
@@ -176,7 +170,7 @@ describe('expireDue: exactly once under concurrency', () => {
         const mine: ExpireDueReply[] = [];
         for (let b = 0; b < 6; b++) {
           const start = ((b + lane) % 6) * 50;
-          mine.push(await expire(saleId, due(orders.slice(start, start + 50)), DEADLINE, client));
+          mine.push(await expire(orders.slice(start, start + 50), DEADLINE, client));
         }
         return mine;
       }),
@@ -208,11 +202,11 @@ describe('expireDue: exactly once under concurrency', () => {
         orders.map((order, i) => {
           const client = pool[i % 6];
           if (i % 3 === 0) return pay(order, order.userId, `ref-${i}`, DEADLINE - 1, client);
-          if (i % 3 === 1) return release(order, 'cancel', order.userId, DEADLINE - 1, client);
+          if (i % 3 === 1) return release(order, order.userId, DEADLINE - 1, client);
           return Promise.resolve(undefined);
         }),
       ),
-      Promise.all([0, 1, 2].map((b) => expire(saleId, due(orders.slice(b * 40, b * 40 + 40)), DEADLINE, pool[6 + (b % 2)]))),
+      Promise.all([0, 1, 2].map((b) => expire(orders.slice(b * 40, b * 40 + 40), DEADLINE, pool[6 + (b % 2)]))),
     ]);
 
     const expiredBySweeper = new Set(sweeps.flatMap((reply) => reply.items.flatMap((entry) => entry.orderIds)));
