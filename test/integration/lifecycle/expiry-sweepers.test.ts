@@ -102,3 +102,20 @@ it('when 4 sweepers run on one sale, then one holds it and expires every order o
     await Promise.all(sweepers.map((sweeper) => sweeper.stop()));
   }
 });
+
+it('when a due deadline names an order whose record is gone, then the sweeper drops it and still expires the rest of the batch', async () => {
+  const saleId = newSaleId('gone');
+  await loadSale(saleId, [item({ stock: 10, perUserLimit: 1 })]);
+  const keys = saleKeys(prefix, saleId);
+  const orders = [await lua.place(saleId, 'u-1'), await lua.place(saleId, 'u-2')];
+  await redis.zadd(keys.deadlines, orders[0]!.expiresAt, 'lost-order');
+  const expired: string[] = [];
+  const events: LifecycleEvents = { onReleased: ({ orderIds }) => void expired.push(...orderIds), onPaid: () => undefined, onReopened: async () => undefined };
+  const sweeper = new ExpirySweeper(redis, lua.lifecycleOn(redis, events, async () => [saleId]), prefix, async () => [saleId], createLogger(ctx.config), { batchSize: 2 });
+
+  expect(await sweeper.runOnce(orders[1]!.expiresAt)).toBe(2);
+
+  expect(expired.sort()).toEqual(orders.map((order) => order.id).sort());
+  expect(await redis.zcard(keys.deadlines)).toBe(0);
+  expect(await available(saleId)).toBe(10);
+});
