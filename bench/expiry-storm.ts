@@ -244,7 +244,9 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
     [
       `orders ${result.orders}, accepted at ${result.acceptRate.toFixed(0)}/s over ${result.rushMs} ms`,
       `expiry: peak ${result.peakExpiryRate.toFixed(0)}/s (1 s window), mean ${result.meanExpiryRate.toFixed(0)}/s from first unit back to last`,
-      `lag: worst unit ${result.worstUnitLagMs} ms after its deadline; last unit ${result.lastUnitLagMs} ms after the last deadline`,
+      values.backlog
+        ? 'lag: not measured with --backlog (the worker starts only after the last deadline)'
+        : `lag: worst unit ${result.worstUnitLagMs} ms after its deadline; last unit ${result.lastUnitLagMs} ms after the last deadline`,
       `worker CPU ${result.workerCpuMicrosPerOrder.toFixed(0)} µs per expired order (sweeper + relay + persist worker)`,
       `Postgres: every order expired ${result.persistedAfterMs} ms after the last unit was back`,
     ].join('\n'),

@@ -24,7 +24,7 @@ export interface SweeperOptions {
 // 250 ms rounds when idle (25 ms after a round that found work) bring a unit back within ~0.5 s
 // of its deadline while the sweeper keeps up (~1.5 s at worst measured in a 20,000-order storm on
 // a loaded machine), and
-// 500-order batches let a looping round drain 12,000-15,000 orders/s (bench/expiry-storm.ts
+// 500-order batches let a looping round drain 7,000-15,000 orders/s (bench/expiry-storm.ts
 // --backlog) against a rush accepted at 5,000-8,000/s. The price: one call holds Redis ~10-25 µs
 // per order, 5-15 ms per batch, measured on a loaded 2-core machine; a smaller batch holds it
 // less and drains slower (200: 7,000-9,500/s).
