@@ -24,6 +24,7 @@
                                      reopened when the item went from sold out to available
 ]]
 --- @include "includes/giveBack"
+--- @include "includes/endUnpaid"
 
 local order = redis.call('HMGET', KEYS[1], 'id', 'userId', 'status', 'quantity', 'expiresAt', 'paymentRef')
 if not order[1] then return {'ORDER_NOT_FOUND'} end
@@ -36,18 +37,11 @@ end
 if status == 'cancelled' then return {'ORDER_CANCELLED'} end
 if status == 'expired' then return {'ORDER_EXPIRED'} end
 
-local function appendToOutbox()
-  local fields = redis.call('HGETALL', KEYS[1])
-  redis.call('XADD', KEYS[4], '*', unpack(fields))
-end
-
-redis.call('ZREM', KEYS[5], order[1])
 if now >= tonumber(order[5]) then
-  local reopened = giveBack(KEYS[2], KEYS[3], order[2], tonumber(order[4]))
-  redis.call('HSET', KEYS[1], 'status', 'expired', 'expiredAt', now)
-  appendToOutbox()
+  local reopened = endUnpaid(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], order[1], order[2], tonumber(order[4]), 'expired', now)
   return {'EXPIRED_NOW', reopened}
 end
 redis.call('HSET', KEYS[1], 'status', 'paid', 'paidAt', now, 'paymentRef', ARGV[2])
-appendToOutbox()
+redis.call('ZREM', KEYS[5], order[1])
+redis.call('XADD', KEYS[4], '*', unpack(redis.call('HGETALL', KEYS[1])))
 return {'PAID'}

@@ -1,8 +1,8 @@
 --[[
-  releaseOrder: cancels a pending order (its owner) or expires it (the sweeper, at its deadline),
-  giving its quantity back to stock and to the user's limit exactly once. A cancel at or after
-  the deadline expires the order instead. An item that is delisted stays delisted: released stock
-  never relists it (only an operator's relist or restock does).
+  releaseOrder: cancels a pending order (its owner, or an operator), giving its quantity back to
+  stock and to the user's limit exactly once. A cancel at or after the deadline expires the order
+  instead (the sweeper's expiries are expireDue's). An item that is delisted stays delisted:
+  released stock never relists it (only an operator's relist or restock does).
 
   KEYS[1] order hash      fs:{d11}:order:<orderId>
   KEYS[2] item hash       fs:{d11}:item:phone-x     (the order's item)
@@ -10,42 +10,31 @@
   KEYS[4] outbox stream   fs:{d11}:outbox
   KEYS[5] deadlines zset  fs:{d11}:deadlines
 
-  ARGV[1] 'cancel' or 'expire'
-  ARGV[2] userId of the caller ('' = any: the sweeper, operators)
-  ARGV[3] nowMs
+  ARGV[1] userId of the caller ('' = any: operators)
+  ARGV[2] nowMs
 
   Returns
-    {'RELEASED', status, reopened (0|1)}  status is cancelled or expired; reopened when the item
-                                          went from sold out to available
-    {'ALREADY', status}        already in the state asked for (a no-op)
-    {'NOT_DUE'}                expire asked before the deadline
+    {'RELEASED', status, reopened (0|1)}  status is cancelled, or expired at or after the
+                                          deadline; reopened when the item went from sold out
+                                          to available
+    {'ALREADY', 'cancelled'}   cancelled before: a no-op, even after the deadline (a retried request)
     {'ORDER_NOT_FOUND'}        no such order, or another user's
     {'ORDER_ALREADY_PAID'}
-    {'ORDER_EXPIRED'}          cancel asked of an order that expired earlier
-    {'ORDER_CANCELLED'}        expire asked of an order cancelled earlier
+    {'ORDER_EXPIRED'}          expired before (by the sweeper, a late payment or a late cancel)
 ]]
 --- @include "includes/giveBack"
+--- @include "includes/endUnpaid"
 
 local order = redis.call('HMGET', KEYS[1], 'id', 'userId', 'status', 'quantity', 'expiresAt')
 if not order[1] then return {'ORDER_NOT_FOUND'} end
-if ARGV[2] ~= '' and order[2] ~= ARGV[2] then return {'ORDER_NOT_FOUND'} end
-local action, status, now = ARGV[1], order[3], tonumber(ARGV[3])
-local target = 'cancelled'
-if action == 'expire' or now >= tonumber(order[5]) then target = 'expired' end
+if ARGV[1] ~= '' and order[2] ~= ARGV[1] then return {'ORDER_NOT_FOUND'} end
+local status, now = order[3], tonumber(ARGV[2])
 
 if status == 'paid' then return {'ORDER_ALREADY_PAID'} end
--- A repeated cancel is a no-op even after the deadline (a retried request).
-if status == target or (action == 'cancel' and status == 'cancelled') then return {'ALREADY', status} end
+if status == 'cancelled' then return {'ALREADY', 'cancelled'} end
 if status == 'expired' then return {'ORDER_EXPIRED'} end
-if status == 'cancelled' then return {'ORDER_CANCELLED'} end
-if action == 'expire' and now < tonumber(order[5]) then return {'NOT_DUE'} end
 
-local reopened = giveBack(KEYS[2], KEYS[3], order[2], tonumber(order[4]))
-if target == 'expired' then
-  redis.call('HSET', KEYS[1], 'status', 'expired', 'expiredAt', now)
-else
-  redis.call('HSET', KEYS[1], 'status', 'cancelled', 'cancelledAt', now)
-end
-redis.call('ZREM', KEYS[5], order[1])
-redis.call('XADD', KEYS[4], '*', unpack(redis.call('HGETALL', KEYS[1])))
+local target = 'cancelled'
+if now >= tonumber(order[5]) then target = 'expired' end
+local reopened = endUnpaid(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], order[1], order[2], tonumber(order[4]), target, now)
 return {'RELEASED', target, reopened}

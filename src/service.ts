@@ -63,9 +63,9 @@ function metricEvents(metrics: Metrics): SaleEvents {
 
 function lifecycleEvents(metrics: Metrics, catalog: SaleCatalog, closedItems: ClosedItems): LifecycleEvents {
   return {
-    onReleased: (order, reason) => {
-      metrics.unitsReleased.inc({ sale: order.saleId, sku: order.sku, reason }, order.quantity);
-      metrics.ordersFinalised.inc({ status: reason });
+    onReleased: (released, reason) => {
+      metrics.unitsReleased.inc({ sale: released.saleId, sku: released.sku, reason }, released.units);
+      metrics.ordersFinalised.inc({ status: reason }, released.orderIds.length);
     },
     onPaid: () => metrics.ordersFinalised.inc({ status: 'paid' }),
     onReopened: async (saleId, sku) => {

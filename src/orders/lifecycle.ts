@@ -1,5 +1,6 @@
 // Payment, cancellation and expiry of orders: each one Lua script that changes the order,
 // gives back its stock exactly once when it ends unpaid, and appends the new state to the outbox.
+import { expireDue, type DueOrder } from '../stock/scripts/expire-due.ts';
 import { payOrder } from '../stock/scripts/pay-order.ts';
 import type { OrderChangeRefusal } from '../stock/scripts/refusals.ts';
 import type { Scripts } from '../stock/scripts/registry.ts';
@@ -13,9 +14,17 @@ export type LifecycleOutcome =
   | { readonly kind: 'done'; readonly order: Order; readonly changed: boolean }
   | { readonly kind: 'refused'; readonly code: LifecycleRefusal };
 
+/** Units an item got back from orders that ended unpaid (one cancel, or a batch of expiries). */
+export interface Released {
+  readonly saleId: string;
+  readonly sku: string;
+  readonly units: number;
+  readonly orderIds: readonly string[];
+}
+
 export interface LifecycleEvents {
-  /** Units given back to an item's stock. */
-  onReleased(order: Order, reason: 'cancelled' | 'expired'): void;
+  /** Units given back to an item's stock, reported once per order that gave them. */
+  onReleased(released: Released, reason: 'cancelled' | 'expired'): void;
   onPaid(order: Order): void;
   /** The item went from sold out to available again: other API processes must forget their mark. */
   onReopened(saleId: string, sku: string): Promise<void>;
@@ -74,7 +83,7 @@ export class OrderLifecycle {
 
   /** Reports stock given back, and announces a sold-out item that became available again. */
   private async released(order: Order, reason: 'cancelled' | 'expired', reopened: boolean): Promise<void> {
-    this.events.onReleased(order, reason);
+    this.events.onReleased({ saleId: order.saleId, sku: order.sku, units: order.quantity, orderIds: [order.id] }, reason);
     if (reopened) await this.events.onReopened(order.saleId, order.sku);
   }
 
@@ -82,25 +91,31 @@ export class OrderLifecycle {
     const loaded = await this.load(orderId, userId);
     if (!loaded) return { kind: 'refused', code: 'ORDER_NOT_FOUND' };
     if (!loaded.inRedis) return decideOnFinalOrder(loaded.order, 'cancel');
-    const outcome = await this.release(loaded.order, 'cancel', userId, now);
-    if (outcome === 'not-due') throw new Error('releaseOrder answered NOT_DUE to a cancel');
+    const outcome = await this.release(loaded.order, userId, now);
     // Cancelling at or after the deadline expires the order instead: the shopper hears so.
     if (outcome.kind === 'done' && outcome.order.status === 'expired') return { kind: 'refused', code: 'ORDER_EXPIRED' };
     return outcome;
   }
 
-  /** The sweeper's expiry of a pending order at its deadline; 'not-due' before it. */
-  async expire(order: Pick<Order, 'id' | 'saleId' | 'sku'>, now = Date.now()): Promise<LifecycleOutcome | 'not-due'> {
-    const current = await this.orders.fromRedis(order.saleId, order.id);
-    if (!current) return { kind: 'refused', code: 'ORDER_NOT_FOUND' };
-    return this.release(current, 'expire', '', now);
+  /**
+   * The sweeper's expiry of a batch of one sale's orders: those still pending at or after their
+   * deadline expire in one script call; the rest are left alone. Releases are reported per item,
+   * and an item that reopened is announced once per batch. Returns how many orders expired.
+   */
+  async expireDue(saleId: string, orders: readonly DueOrder[], now = Date.now()): Promise<number> {
+    const { items } = await expireDue(this.scripts, saleId, orders, now);
+    let expired = 0;
+    for (const item of items) {
+      expired += item.orderIds.length;
+      this.events.onReleased({ saleId, sku: item.sku, units: item.units, orderIds: item.orderIds }, 'expired');
+    }
+    await Promise.all(items.filter((item) => item.reopened).map((item) => this.events.onReopened(saleId, item.sku)));
+    return expired;
   }
 
-  private async release(order: Order, action: 'cancel' | 'expire', userId: string, now: number): Promise<LifecycleOutcome | 'not-due'> {
-    const reply = await releaseOrder(this.scripts, { saleId: order.saleId, orderId: order.id, sku: order.sku }, { action, userId, now });
+  private async release(order: Order, userId: string, now: number): Promise<LifecycleOutcome> {
+    const reply = await releaseOrder(this.scripts, { saleId: order.saleId, orderId: order.id, sku: order.sku }, { userId, now });
     switch (reply.code) {
-      case 'NOT_DUE':
-        return 'not-due';
       case 'ALREADY':
         return this.after(order, false);
       case 'RELEASED':

@@ -7,6 +7,8 @@ export interface SaleKeys {
   readonly sale: string;
   readonly outbox: string;
   readonly deadlines: string;
+  /** Which expiry sweeper works the sale's deadlines for now (a short lease). */
+  readonly sweepLease: string;
   item(sku: string): string;
   users(sku: string): string;
   idempotency(userId: string, key: string): string;
@@ -45,6 +47,7 @@ export function saleKeys(prefix: string, saleId: string): SaleKeys {
     sale: `${base}:sale`,
     outbox: `${base}:outbox`,
     deadlines: `${base}:deadlines`,
+    sweepLease: `${base}:sweep-lease`,
     item: (sku) => `${base}:item:${enc(sku)}`,
     users: (sku) => `${base}:users:${enc(sku)}`,
     idempotency: (userId, key) => `${base}:idem:${enc(userId)}:${enc(key)}`,

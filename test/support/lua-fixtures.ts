@@ -15,6 +15,7 @@ import { saleKeys, stockEventsChannel } from '../../src/stock/keys.ts';
 import type { SaleDefinition, SaleItemDefinition } from '../../src/sales/sale.ts';
 import { Reservations, type Reservation, type ReserveRequest } from '../../src/orders/reservations.ts';
 import { payOrder, type PayOrderReply } from '../../src/stock/scripts/pay-order.ts';
+import { expireDue, type ExpireDueReply } from '../../src/stock/scripts/expire-due.ts';
 import { defineScripts, type Scripts } from '../../src/stock/scripts/registry.ts';
 import { releaseOrder, type ReleaseOrderReply } from '../../src/stock/scripts/release-order.ts';
 import { createTestContext, type TestContext } from './context.ts';
@@ -185,9 +186,13 @@ export function luaFixture(options: LuaFixtureOptions) {
     pay: (order: OrderRef, userId: string, paymentRef: string, at: number, client?: Redis): Promise<PayOrderReply> =>
       payOrder(scriptsFor(client), orderKeys(order), { userId, paymentRef, now: at }),
 
-    /** releaseOrder's binding called directly, on `client` (the main connection by default). */
-    release: (order: OrderRef, action: 'cancel' | 'expire', userId: string, at: number, client?: Redis): Promise<ReleaseOrderReply> =>
-      releaseOrder(scriptsFor(client), orderKeys(order), { action, userId, now: at }),
+    /** releaseOrder's binding (a cancel) called directly, on `client` (the main connection by default). */
+    release: (order: OrderRef, userId: string, at: number, client?: Redis): Promise<ReleaseOrderReply> =>
+      releaseOrder(scriptsFor(client), orderKeys(order), { userId, now: at }),
+
+    /** expireDue's binding (the sweeper's batch) called directly, on `client` (the main connection by default). */
+    expire: (orders: readonly OrderRef[], at: number, client?: Redis): Promise<ExpireDueReply> =>
+      expireDue(scriptsFor(client), orders[0]?.saleId ?? '', orders.map((order) => ({ orderId: order.id, sku: order.sku })), at),
 
     /** An OrderLifecycle on `client` whose store reads Postgres and sees `liveSaleIds` as live. */
     lifecycleOn(client: Redis, events: LifecycleEvents, liveSaleIds: () => Promise<string[]>): OrderLifecycle {

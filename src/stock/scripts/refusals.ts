@@ -14,7 +14,8 @@ export const REFUSALS = {
     'IDEMPOTENCY_KEY_REUSED',
   ],
   payOrder: ['ORDER_NOT_FOUND', 'ORDER_ALREADY_PAID', 'ORDER_CANCELLED', 'ORDER_EXPIRED'],
-  releaseOrder: ['ORDER_NOT_FOUND', 'ORDER_ALREADY_PAID', 'ORDER_CANCELLED', 'ORDER_EXPIRED'],
+  releaseOrder: ['ORDER_NOT_FOUND', 'ORDER_ALREADY_PAID', 'ORDER_EXPIRED'],
+  expireDue: [],
   loadSale: ['SALE_EXISTS'],
   closeSale: ['SALE_NOT_FOUND'],
   delistItem: ['ITEM_NOT_FOUND'],
@@ -35,7 +36,7 @@ export type Refusal<S extends ScriptName> = { readonly code: RefusalOf<S>; reado
 /** reserveOrder's refusals: the outcomes of an order attempt other than accepted or replayed. */
 export const RESERVE_REFUSALS = REFUSALS.reserveOrder;
 export type ReserveRefusal = RefusalOf<'reserveOrder'>;
-/** payOrder's and releaseOrder's refusals (the same four). */
+/** payOrder's and releaseOrder's refusals. */
 export type OrderChangeRefusal = RefusalOf<'payOrder' | 'releaseOrder'>;
 
 export function refusalOf<S extends ScriptName>(script: S, code: unknown): RefusalOf<S> | undefined {

@@ -19,8 +19,10 @@ declare module 'ioredis' {
       idempotencyKey: string, idempotencyTtlSeconds: number, orderRetentionMs: number,
     ): Result<unknown, Context>;
     payOrder(order: Key, item: Key, users: Key, outbox: Key, deadlines: Key, userId: string, paymentRef: string, nowMs: number): Result<unknown, Context>;
-    releaseOrder(order: Key, item: Key, users: Key, outbox: Key, deadlines: Key, action: 'cancel' | 'expire', userId: string, nowMs: number): Result<unknown, Context>;
-    /** The one variable-key script: the key count first, then the sale and one item key per item JSON. */
+    releaseOrder(order: Key, item: Key, users: Key, outbox: Key, deadlines: Key, userId: string, nowMs: number): Result<unknown, Context>;
+    /** Variable keys: the key count first, then outbox, deadlines, each item's two keys, the orders' keys; then the arguments. */
+    expireDue(numberOfKeys: number, ...keysThenArgs: (string | number)[]): Result<unknown, Context>;
+    /** Variable keys: the key count first, then the sale and one item key per item JSON. */
     loadSale(numberOfKeys: number, ...keysThenArgs: (string | number)[]): Result<unknown, Context>;
     closeSale(sale: Key, nowMs: number): Result<unknown, Context>;
     delistItem(item: Key, nowMs: number): Result<unknown, Context>;

@@ -27,9 +27,15 @@ let prefix: string;
 let redis: Redis;
 let catalog: SaleCatalog;
 
-/** releaseOrder as the owner (cancel) or the sweeper (expire) calls it. */
-function release(order: Order, action: 'cancel' | 'expire', now: number, client?: Redis): Promise<ReleaseOrderReply> {
-  return lua.release(order, action, action === 'cancel' ? order.userId : '', now, client);
+/** releaseOrder as the owner calls it: a cancel. */
+function cancel(order: Order, now: number, client?: Redis): Promise<ReleaseOrderReply> {
+  return lua.release(order, order.userId, now, client);
+}
+
+/** expireDue as the sweeper calls it, on a batch of one: whether it expired the order now. */
+async function sweep(order: Order, now: number, client?: Redis): Promise<{ readonly swept: boolean }> {
+  const reply = await lua.expire([order], now, client);
+  return { swept: reply.items.some((item) => item.orderIds.includes(order.id)) };
 }
 
 const fieldsOf = (flat: readonly string[]) => Object.fromEntries(flat.flatMap((value, i) => (i % 2 === 0 ? [[value, flat[i + 1] ?? '']] : [])));
@@ -151,7 +157,7 @@ describe('payOrder: refusals write nothing', () => {
       reply: { code: 'ORDER_CANCELLED' },
       arrange: async (saleId) => {
         const order = await place(saleId);
-        await release(order, 'cancel', NOW);
+        await cancel(order, NOW);
         return () => pay(order, 'u-1', 'ref-1', NOW + 1);
       },
     },
@@ -160,7 +166,7 @@ describe('payOrder: refusals write nothing', () => {
       reply: { code: 'ORDER_EXPIRED' },
       arrange: async (saleId) => {
         const order = await place(saleId);
-        await release(order, 'expire', DEADLINE);
+        expect(await sweep(order, DEADLINE)).toEqual({ swept: true });
         return () => pay(order, 'u-1', 'ref-1', DEADLINE + 1);
       },
     },
@@ -201,7 +207,7 @@ describe('payOrder: one winner under concurrency', () => {
     const replies = await Promise.all(
       Array.from({ length: 20 }, (_, i) => {
         const client = pool[i % pool.length];
-        return i % 2 === 0 ? pay(order, 'u-1', 'ref-1', NOW, client) : release(order, 'cancel', NOW, client);
+        return i % 2 === 0 ? pay(order, 'u-1', 'ref-1', NOW, client) : cancel(order, NOW, client);
       }),
     );
 
@@ -222,11 +228,11 @@ describe('payOrder: one winner under concurrency', () => {
     const replies = await Promise.all(
       Array.from({ length: 20 }, (_, i) => {
         const client = pool[i % pool.length];
-        return i % 2 === 0 ? pay(order, 'u-1', 'ref-1', DEADLINE, client) : release(order, 'expire', DEADLINE, client);
+        return i % 2 === 0 ? pay(order, 'u-1', 'ref-1', DEADLINE, client) : sweep(order, DEADLINE, client);
       }),
     );
 
-    const releases = replies.filter((r) => r.code === 'EXPIRED_NOW' || r.code === 'RELEASED');
+    const releases = replies.filter((r) => ('code' in r ? r.code === 'EXPIRED_NOW' : r.swept));
     expect(releases).toHaveLength(1);
     expect(await available(saleId)).toBe(10);
     expect(await redis.hgetall(saleKeys(prefix, saleId).users('phone-x'))).toEqual({});
@@ -254,7 +260,7 @@ describe('payOrder: payment against expiry at the deadline', () => {
       orders.map(async (order, i) => {
         const offset = OFFSETS[i % 3] ?? 0;
         const payCall = () => pay(order, order.userId, `ref-${i}`, DEADLINE + offset, pool[i % pool.length]);
-        const expireCall = () => release(order, 'expire', DEADLINE, pool[(i + 3) % pool.length]);
+        const expireCall = () => sweep(order, DEADLINE, pool[(i + 3) % pool.length]);
         if (Math.floor(i / 3) % 2 === 0) {
           const [paid, expired] = await Promise.all([payCall(), expireCall()]);
           return { paid, expired };
@@ -265,12 +271,12 @@ describe('payOrder: payment against expiry at the deadline', () => {
     );
 
     const allowed = [
-      // Payment first, before the deadline: paid; the sweeper then finds it paid.
-      JSON.stringify({ paid: { code: 'PAID' }, expired: { code: 'ORDER_ALREADY_PAID' } }),
+      // Payment first, before the deadline: paid; the sweeper then leaves it alone.
+      JSON.stringify({ paid: { code: 'PAID' }, expired: { swept: false } }),
       // Payment first, at or after the deadline: it expires the order; the sweeper finds it done.
-      JSON.stringify({ paid: { code: 'EXPIRED_NOW', reopened: false }, expired: { code: 'ALREADY', status: 'expired' } }),
+      JSON.stringify({ paid: { code: 'EXPIRED_NOW', reopened: false }, expired: { swept: false } }),
       // Sweeper first: expired; the payment comes too late.
-      JSON.stringify({ paid: { code: 'ORDER_EXPIRED' }, expired: { code: 'RELEASED', status: 'expired', reopened: false } }),
+      JSON.stringify({ paid: { code: 'ORDER_EXPIRED' }, expired: { swept: true } }),
     ];
     const statuses = await Promise.all(orders.map((order) => redis.hget(keys.order(order.id), 'status')));
     const paidPerUser = new Map<string, number>();
@@ -312,7 +318,7 @@ describe('payOrder: payment against expiry at the deadline', () => {
     let paidEvents = 0;
     let reopenings = 0;
     const events: LifecycleEvents = {
-      onReleased: (order, reason) => void released.set(order.id, [...(released.get(order.id) ?? []), reason]),
+      onReleased: ({ orderIds }, reason) => orderIds.forEach((id) => released.set(id, [...(released.get(id) ?? []), reason])),
       onPaid: () => void paidEvents++,
       onReopened: async () => void reopenings++,
     };

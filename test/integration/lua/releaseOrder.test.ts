@@ -44,7 +44,7 @@ describe('releaseOrder: releasing', () => {
     const order = await place(saleId, 'u-1', 2);
     const keys = saleKeys(prefix, saleId);
 
-    expect(await release(order, 'cancel', 'u-1', NOW + 1_000)).toEqual({ code: 'RELEASED', status: 'cancelled', reopened: false });
+    expect(await release(order, 'u-1', NOW + 1_000)).toEqual({ code: 'RELEASED', status: 'cancelled', reopened: false });
 
     expect(await available(saleId)).toBe(10);
     expect(await live(saleId)).toEqual({});
@@ -63,7 +63,7 @@ describe('releaseOrder: releasing', () => {
     const first = await place(saleId, 'u-1', 1);
     await place(saleId, 'u-1', 2);
 
-    expect(await release(first, 'cancel', 'u-1', NOW)).toEqual({ code: 'RELEASED', status: 'cancelled', reopened: false });
+    expect(await release(first, 'u-1', NOW)).toEqual({ code: 'RELEASED', status: 'cancelled', reopened: false });
 
     expect(await live(saleId)).toEqual({ 'u-1': '2' });
     const reservations = new Reservations(scripts);
@@ -71,14 +71,14 @@ describe('releaseOrder: releasing', () => {
     expect((await reservations.reserve({ saleId, sku: 'phone-x', userId: 'u-1', quantity: 1 }, NOW)).kind).toBe('accepted');
   });
 
-  it('when the sweeper expires an order at its deadline, then it is released as expired', async () => {
-    const saleId = newSaleId('expire');
+  it('when an operator (no user id) cancels an order, then it is released as cancelled', async () => {
+    const saleId = newSaleId('operator');
     await loadSale(saleId);
     const order = await place(saleId);
 
-    expect(await release(order, 'expire', '', DEADLINE)).toEqual({ code: 'RELEASED', status: 'expired', reopened: false });
+    expect(await release(order, '', NOW)).toEqual({ code: 'RELEASED', status: 'cancelled', reopened: false });
 
-    expect(await redis.hmget(saleKeys(prefix, saleId).order(order.id), 'status', 'expiredAt', 'cancelledAt')).toEqual(['expired', String(DEADLINE), null]);
+    expect(await redis.hmget(saleKeys(prefix, saleId).order(order.id), 'status', 'cancelledAt', 'expiredAt')).toEqual(['cancelled', String(NOW), null]);
     expect(await available(saleId)).toBe(10);
   });
 
@@ -87,7 +87,7 @@ describe('releaseOrder: releasing', () => {
     await loadSale(saleId);
     const order = await place(saleId);
 
-    expect(await release(order, 'cancel', 'u-1', DEADLINE)).toEqual({ code: 'RELEASED', status: 'expired', reopened: false });
+    expect(await release(order, 'u-1', DEADLINE)).toEqual({ code: 'RELEASED', status: 'expired', reopened: false });
     expect(await available(saleId)).toBe(10);
   });
 
@@ -96,7 +96,7 @@ describe('releaseOrder: releasing', () => {
     await loadSale(saleId, [item({ stock: 2 })]);
     const order = await place(saleId, 'u-1', 2);
 
-    expect(await release(order, 'cancel', 'u-1', NOW)).toEqual({ code: 'RELEASED', status: 'cancelled', reopened: true });
+    expect(await release(order, 'u-1', NOW)).toEqual({ code: 'RELEASED', status: 'cancelled', reopened: true });
 
     expect((await new Reservations(scripts).reserve({ saleId, sku: 'phone-x', userId: 'u-2', quantity: 2 }, NOW)).kind).toBe('accepted');
   });
@@ -111,7 +111,7 @@ describe('releaseOrder: releasing', () => {
     await delist(saleId);
     expect(await redis.hget(saleKeys(prefix, saleId).item('phone-x'), 'delisted')).toBe(reason);
 
-    expect(await release(order, 'cancel', 'u-1', NOW)).toEqual({ code: 'RELEASED', status: 'cancelled', reopened: false });
+    expect(await release(order, 'u-1', NOW)).toEqual({ code: 'RELEASED', status: 'cancelled', reopened: false });
 
     expect(await redis.hmget(saleKeys(prefix, saleId).item('phone-x'), 'available', 'delisted')).toEqual(['2', reason]);
   });
@@ -127,22 +127,14 @@ describe('releaseOrder: refusals write nothing', () => {
     {
       when: 'the order does not exist',
       reply: { code: 'ORDER_NOT_FOUND' },
-      arrange: async (saleId) => () => release({ id: 'no-such-order', saleId, sku: 'phone-x' }, 'cancel', 'u-1', NOW),
+      arrange: async (saleId) => () => release({ id: 'no-such-order', saleId, sku: 'phone-x' }, 'u-1', NOW),
     },
     {
       when: 'another user cancels the order',
       reply: { code: 'ORDER_NOT_FOUND' },
       arrange: async (saleId) => {
         const order = await place(saleId);
-        return () => release(order, 'cancel', 'u-2', NOW);
-      },
-    },
-    {
-      when: 'the sweeper expires the order before its deadline',
-      reply: { code: 'NOT_DUE' },
-      arrange: async (saleId) => {
-        const order = await place(saleId);
-        return () => release(order, 'expire', '', DEADLINE - 1);
+        return () => release(order, 'u-2', NOW);
       },
     },
     {
@@ -150,17 +142,17 @@ describe('releaseOrder: refusals write nothing', () => {
       reply: { code: 'ALREADY', status: 'cancelled' },
       arrange: async (saleId) => {
         const order = await place(saleId);
-        await release(order, 'cancel', 'u-1', NOW);
-        return () => release(order, 'cancel', 'u-1', NOW + 1);
+        await release(order, 'u-1', NOW);
+        return () => release(order, 'u-1', NOW + 1);
       },
     },
     {
-      when: 'an expired order is expired again',
-      reply: { code: 'ALREADY', status: 'expired' },
+      when: 'an order that a late cancel expired is cancelled again',
+      reply: { code: 'ORDER_EXPIRED' },
       arrange: async (saleId) => {
         const order = await place(saleId);
-        await release(order, 'expire', '', DEADLINE);
-        return () => release(order, 'expire', '', DEADLINE + 1);
+        expect(await release(order, 'u-1', DEADLINE)).toMatchObject({ code: 'RELEASED', status: 'expired' });
+        return () => release(order, 'u-1', DEADLINE + 1);
       },
     },
     {
@@ -169,16 +161,7 @@ describe('releaseOrder: refusals write nothing', () => {
       arrange: async (saleId) => {
         const order = await place(saleId);
         expect(await pay(order, 'pay-1', NOW)).toEqual({ code: 'PAID' });
-        return () => release(order, 'cancel', 'u-1', NOW + 1);
-      },
-    },
-    {
-      when: 'a paid order reaches its deadline in the sweeper',
-      reply: { code: 'ORDER_ALREADY_PAID' },
-      arrange: async (saleId) => {
-        const order = await place(saleId);
-        expect(await pay(order, 'pay-1', NOW)).toEqual({ code: 'PAID' });
-        return () => release(order, 'expire', '', DEADLINE);
+        return () => release(order, 'u-1', NOW + 1);
       },
     },
     {
@@ -186,17 +169,8 @@ describe('releaseOrder: refusals write nothing', () => {
       reply: { code: 'ORDER_EXPIRED' },
       arrange: async (saleId) => {
         const order = await place(saleId);
-        await release(order, 'expire', '', DEADLINE);
-        return () => release(order, 'cancel', 'u-1', DEADLINE - 1);
-      },
-    },
-    {
-      when: 'the sweeper reaches an order cancelled earlier',
-      reply: { code: 'ORDER_CANCELLED' },
-      arrange: async (saleId) => {
-        const order = await place(saleId);
-        await release(order, 'cancel', 'u-1', NOW);
-        return () => release(order, 'expire', '', DEADLINE);
+        expect(await lua.expire([order], DEADLINE)).toMatchObject({ items: [{ orderIds: [order.id] }] });
+        return () => release(order, 'u-1', DEADLINE - 1);
       },
     },
   ];
@@ -216,10 +190,10 @@ describe('releaseOrder: refusals write nothing', () => {
     const saleId = newSaleId('retry-after-deadline');
     await loadSale(saleId);
     const order = await place(saleId);
-    await release(order, 'cancel', 'u-1', NOW);
+    await release(order, 'u-1', NOW);
     const before = await snapshot(saleId);
 
-    expect(await release(order, 'cancel', 'u-1', DEADLINE + 1)).toEqual({ code: 'ALREADY', status: 'cancelled' });
+    expect(await release(order, 'u-1', DEADLINE + 1)).toEqual({ code: 'ALREADY', status: 'cancelled' });
     expect(await snapshot(saleId)).toEqual(before);
   });
 });
@@ -230,7 +204,7 @@ describe('releaseOrder: exactly once under concurrency', () => {
     await loadSale(saleId);
     const order = await place(saleId, 'u-1', 3);
 
-    const replies = await Promise.all(Array.from({ length: 20 }, (_, i) => release(order, 'cancel', 'u-1', NOW + i, pool[i % pool.length])));
+    const replies = await Promise.all(Array.from({ length: 20 }, (_, i) => release(order, 'u-1', NOW + i, pool[i % pool.length])));
 
     expect(replies.filter((r) => JSON.stringify(r) === JSON.stringify({ code: 'RELEASED', status: 'cancelled', reopened: false }))).toHaveLength(1);
     expect(replies.filter((r) => JSON.stringify(r) === JSON.stringify({ code: 'ALREADY', status: 'cancelled' }))).toHaveLength(19);
@@ -239,7 +213,7 @@ describe('releaseOrder: exactly once under concurrency', () => {
     expect(await redis.xlen(saleKeys(prefix, saleId).outbox)).toBe(2);
   });
 
-  it('when 8 sweepers expire the same 137 orders at once, then each order is released once and all stock is back', async () => {
+  it('when 8 operators cancel the same 137 orders at their deadline at once, then each order expires once and all stock is back', async () => {
     const saleId = newSaleId('sweepers');
     await loadSale(saleId, [item({ stock: 137, perUserLimit: 1 })]);
     const orders: Order[] = [];
@@ -247,12 +221,13 @@ describe('releaseOrder: exactly once under concurrency', () => {
     const keys = saleKeys(prefix, saleId);
     expect(await available(saleId)).toBe(0);
 
-    const replies = await Promise.all(pool.flatMap((client) => orders.map((order) => release(order, 'expire', '', DEADLINE, client))));
+    const replies = await Promise.all(pool.flatMap((client) => orders.map((order) => release(order, '', DEADLINE, client))));
 
     const released = replies.filter((r) => r.code === 'RELEASED');
     expect(released).toHaveLength(137);
     expect(released.filter((r) => r.code === 'RELEASED' && r.reopened)).toHaveLength(1);
-    expect(replies.filter((r) => r.code === 'ALREADY')).toHaveLength(137 * 7);
+    expect(released.every((r) => r.code === 'RELEASED' && r.status === 'expired')).toBe(true);
+    expect(replies.filter((r) => r.code === 'ORDER_EXPIRED')).toHaveLength(137 * 7);
     expect(await available(saleId)).toBe(137);
     expect(await live(saleId)).toEqual({});
     expect(await redis.zcard(keys.deadlines)).toBe(0);
@@ -277,7 +252,7 @@ describe('releaseOrder: exactly once under concurrency', () => {
         const first = await lane.reserve({ saleId, sku: 'phone-x', userId, quantity }, NOW);
         if (first.kind === 'accepted') {
           if (i % 3 === 0) {
-            expect(await release(first.order, 'cancel', userId, NOW, client)).toEqual({ code: 'RELEASED', status: 'cancelled', reopened: expect.any(Boolean) });
+            expect(await release(first.order, userId, NOW, client)).toEqual({ code: 'RELEASED', status: 'cancelled', reopened: expect.any(Boolean) });
             lane.closedItems.reopen(saleId, 'phone-x');
             const again = await lane.reserve({ saleId, sku: 'phone-x', userId, quantity }, NOW);
             if (again.kind === 'accepted') kept.push(again);
@@ -308,7 +283,7 @@ describe('releaseOrder: cancel against payment', () => {
 
     const replies = await Promise.all(
       orders.map(async (order, i) => {
-        const cancelCall = () => release(order, 'cancel', order.userId, NOW + 1, pool[i % pool.length]);
+        const cancelCall = () => release(order, order.userId, NOW + 1, pool[i % pool.length]);
         const payCall = () => pay(order, `ref-${i}`, NOW + 1, pool[(i + 5) % pool.length]);
         if (i % 2 === 0) {
           const [cancelled, paid] = await Promise.all([cancelCall(), payCall()]);
@@ -354,7 +329,7 @@ describe('releaseOrder: delisted items stay delisted (invariant 6)', () => {
     await place(saleId, 'u-3', 1);
     expect(await redis.hmget(keys.item('phone-x'), 'available', 'delisted')).toEqual(['3', 'low_stock']);
 
-    expect(await release(first, 'cancel', 'u-1', NOW)).toEqual({ code: 'RELEASED', status: 'cancelled', reopened: false });
+    expect(await release(first, 'u-1', NOW)).toEqual({ code: 'RELEASED', status: 'cancelled', reopened: false });
 
     expect(await redis.hmget(keys.item('phone-x'), 'available', 'delisted')).toEqual(['6', 'low_stock']);
     const reservations = new Reservations(scripts);
@@ -366,13 +341,13 @@ describe('releaseOrder: delisted items stay delisted (invariant 6)', () => {
     expect((await new Reservations(scripts).reserve({ saleId, sku: 'phone-x', userId: 'u-4', quantity: 1 }, NOW)).kind).toBe('accepted');
   });
 
-  it('when an operator delisted a sold-out item and an expiry brings stock back, then it is not reported reopened and only a relist lets orders in again', async () => {
+  it('when an operator delisted a sold-out item and a late cancel brings stock back, then it is not reported reopened and only a relist lets orders in again', async () => {
     const saleId = newSaleId('operator-holds');
     await loadSale(saleId, [item({ stock: 2 })]);
     const order = await place(saleId, 'u-1', 2);
     expect(await catalog.delist(saleId, 'phone-x', NOW)).toEqual({ ok: true });
 
-    expect(await release(order, 'expire', '', DEADLINE)).toEqual({ code: 'RELEASED', status: 'expired', reopened: false });
+    expect(await release(order, 'u-1', DEADLINE)).toEqual({ code: 'RELEASED', status: 'expired', reopened: false });
 
     const attempt = () => new Reservations(scripts).reserve({ saleId, sku: 'phone-x', userId: 'u-2', quantity: 1 }, NOW);
     expect(await attempt()).toMatchObject({ kind: 'refused', code: 'ITEM_DELISTED' });
@@ -389,8 +364,8 @@ describe('releaseOrder: delisted items stay delisted (invariant 6)', () => {
     const two = await place(saleId, 'u-2', 2);
     expect(await available(saleId)).toBe(0);
 
-    expect(await release(one, 'cancel', 'u-1', NOW)).toEqual({ code: 'RELEASED', status: 'cancelled', reopened: true });
-    expect(await release(two, 'cancel', 'u-2', NOW)).toEqual({ code: 'RELEASED', status: 'cancelled', reopened: false });
+    expect(await release(one, 'u-1', NOW)).toEqual({ code: 'RELEASED', status: 'cancelled', reopened: true });
+    expect(await release(two, 'u-2', NOW)).toEqual({ code: 'RELEASED', status: 'cancelled', reopened: false });
     expect(await available(saleId)).toBe(3);
   });
 });
@@ -404,7 +379,7 @@ describe('releaseOrder: through OrderLifecycle', () => {
     const released: string[] = [];
     const reopened: string[] = [];
     const events: LifecycleEvents = {
-      onReleased: (order, reason) => void released.push(`${order.id}:${reason}`),
+      onReleased: ({ orderIds }, reason) => void released.push(...orderIds.map((id) => `${id}:${reason}`)),
       onPaid: () => undefined,
       onReopened: async (saleId, sku) => void reopened.push(`${saleId}/${sku}`),
     };
