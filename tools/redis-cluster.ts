@@ -120,7 +120,8 @@ export async function startRedisCluster(opts: RedisClusterOptions = {}): Promise
 export async function killMaster(cluster: RedisCluster, port: number): Promise<void> {
   const node = member(cluster, port);
   if (node.role !== 'master' || node.slots.length === 0) throw new Error(`node ${node.address} is not a master serving slots`);
-  node.killedAt = performance.now();
+  // What it served and who replicated it, as a refresh() after the failover no longer says.
+  node.killed = { at: performance.now(), slots: node.slots, replicaIds: cluster.replicasOf(node).map((r) => r.id) };
   await node.server.kill('SIGKILL');
 }
 
@@ -130,10 +131,10 @@ export async function killMaster(cluster: RedisCluster, port: number): Promise<v
  */
 export async function waitForFailover(cluster: RedisCluster, oldMasterPort: number, timeoutMs = 15_000): Promise<FailoverResult> {
   const old = member(cluster, oldMasterPort);
-  const from = old.killedAt ?? performance.now();
-  const candidates = cluster.replicasOf(old).map((r) => r.id);
+  const from = old.killed?.at ?? performance.now();
+  const candidates = old.killed?.replicaIds ?? cluster.replicasOf(old).map((r) => r.id);
   if (candidates.length === 0) throw new Error(`master ${old.address} has no replica to promote`);
-  const oldSlots = old.slots;
+  const oldSlots = old.killed?.slots ?? old.slots;
   const deadline = Date.now() + timeoutMs;
   let last = '';
   for (;;) {
@@ -159,7 +160,7 @@ export async function waitForFailover(cluster: RedisCluster, oldMasterPort: numb
 export async function restartNode(cluster: RedisCluster, port: number): Promise<ClusterNode> {
   const node = member(cluster, port);
   await node.server.restart();
-  node.killedAt = undefined;
+  node.killed = undefined;
   await cluster.refresh();
   return node;
 }
@@ -232,8 +233,8 @@ class Member implements ClusterNode {
   role: ClusterRole = 'master';
   masterId: string | undefined;
   slots: SlotRange[] = [];
-  /** performance.now() of killMaster, for the failover time. */
-  killedAt: number | undefined;
+  /** Set by killMaster: when (performance.now(), for the failover time) and what it served. */
+  killed: { at: number; slots: SlotRange[]; replicaIds: string[] } | undefined;
 
   constructor(readonly server: LocalServer) {}
 
