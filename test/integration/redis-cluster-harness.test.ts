@@ -2,7 +2,7 @@
 // a replica each, from the machine's binaries. It comes up whole and in sync, its slot routing
 // is the one Redis computes, a reshard under traffic loses no write, a SIGKILLed master's
 // replica takes over, and nothing is left behind.
-import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -34,7 +34,7 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const client of clients) client.disconnect();
   await cluster?.stop();
-  rmSync(scratch, { recursive: true, force: true });
+  removeIfEmpty(scratch);
 });
 
 it('starts three masters that share all slots, each with one replica in sync', async () => {
@@ -189,9 +189,22 @@ it('a start that fails half-way stops the nodes it started and removes their dir
     expect(readdirSync(dir)).toEqual([]);
     expect(processesIn(dir)).toEqual([]);
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    removeIfEmpty(dir);
   }
 });
+
+/**
+ * Removes a scratch dir only when empty: node dirs left in it hold the pid files that the
+ * local-servers watchdogs need to kill what a failed test leaked, once this process exits.
+ */
+function removeIfEmpty(dir: string | undefined): void {
+  if (dir === undefined) return;
+  try {
+    rmdirSync(dir);
+  } catch {
+    // Not empty: the watchdogs remove the node dirs; an empty scratch dir may remain.
+  }
+}
 
 /** Runs `start` with os.tmpdir() pointing at `dir`, where the nodes make their directories. */
 async function inTmpdir<T>(dir: string, start: () => Promise<T>): Promise<T> {
@@ -233,13 +246,20 @@ function slotsOf(master: ClusterNode): number[] {
   return master.slots.flatMap(([first, last]) => Array.from({ length: last - first + 1 }, (_, i) => first + i));
 }
 
+// Key searches are synchronous: bounded, so a broken slotOf fails the test instead of freezing it.
+const SEARCH_LIMIT = 2_000_000;
+
 /** A key `<prefix>:<n>` in exactly this slot. */
 function keyForSlot(slot: number | undefined, prefix: string): string {
-  if (slot === undefined || !Number.isInteger(slot) || slot < 0 || slot >= SLOT_COUNT) throw new Error(`no slot ${String(slot)}`);
-  for (let n = 0; ; n++) {
+  return findKey(prefix, (s) => s === slot);
+}
+
+function findKey(prefix: string, wanted: (slot: number) => boolean): string {
+  for (let n = 0; n < SEARCH_LIMIT; n++) {
     const key = `${prefix}:${n}`;
-    if (slotOf(key) === slot) return key;
+    if (wanted(slotOf(key))) return key;
   }
+  throw new Error(`no key ${prefix}:<n> falls in the wanted slots`);
 }
 
 function keyServedBy(master: ClusterNode, prefix: string): string {
@@ -248,7 +268,7 @@ function keyServedBy(master: ClusterNode, prefix: string): string {
 
 function keyOnOtherMasterThan(master: ClusterNode): string {
   const mine = new Set(slotsOf(master));
-  for (let n = 0; ; n++) if (!mine.has(slotOf(`elsewhere:${n}`))) return `elsewhere:${n}`;
+  return findKey('elsewhere', (slot) => !mine.has(slot));
 }
 
 async function eventually<T>(attempt: () => Promise<T>, timeoutMs: number): Promise<T> {
