@@ -376,7 +376,7 @@ async function liveViews(cluster: RedisCluster): Promise<NodeView[]> {
 }
 
 /** CLUSTER NODES: `<id> <ip:port@bus> <flags> <master|-> <ping> <pong> <epoch> <link> <slot>…`. */
-export function parseClusterNodes(text: string): NodeLine[] {
+function parseClusterNodes(text: string): NodeLine[] {
   return text
     .split('\n')
     .map((line) => line.trim())
