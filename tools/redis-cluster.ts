@@ -111,7 +111,8 @@ export async function startRedisCluster(opts: RedisClusterOptions = {}): Promise
     await cluster.refresh();
     return cluster;
   } catch (err) {
-    await cluster.stop();
+    // The start's own error is the one worth reporting.
+    await cluster.stop().catch(() => undefined);
     throw err;
   }
 }
