@@ -61,6 +61,11 @@ export interface LocalRedisOptions {
   appendfsync?: 'always' | 'everysec' | 'no';
   /** Cluster mode; the single node is given all 16384 slots so it serves on its own. */
   clusterEnabled?: boolean;
+  /**
+   * With clusterEnabled: 'all' (default) as above; 'none' leaves the node empty and answering
+   * PING, for `redis-cli --cluster create` to join with others (tools/redis-cluster.ts).
+   */
+  clusterSlots?: 'all' | 'none';
   extraArgs?: readonly string[];
   readyTimeoutMs?: number;
 }
@@ -130,7 +135,7 @@ export async function startLocalRedis(opts: LocalRedisOptions = {}): Promise<Loc
     needsBusPort: opts.clusterEnabled === true,
     probe: async (port) => {
       if (!(await redisAnswers(`redis://127.0.0.1:${port}`))) return false;
-      if (opts.clusterEnabled === true) await assignAllSlots(port);
+      if (opts.clusterEnabled === true && opts.clusterSlots !== 'none') await assignAllSlots(port);
       return true;
     },
   };
