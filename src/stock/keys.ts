@@ -12,6 +12,8 @@ export interface SaleKeys {
   idempotency(userId: string, key: string): string;
   order(orderId: string): string;
   userOrders(userId: string): string;
+  /** The user's order attempts on the item in one clock second (ms since the epoch ÷ 1000, floored). */
+  attempts(sku: string, userId: string, second: number): string;
 }
 
 // Left as they are: what ids are made of in practice, so keys stay readable.
@@ -50,12 +52,9 @@ export function saleKeys(prefix: string, saleId: string): SaleKeys {
     idempotency: (userId, key) => `${base}:idem:${enc(userId)}:${enc(key)}`,
     order: (orderId) => `${base}:order:${enc(orderId)}`,
     userOrders: (userId) => `${base}:user-orders:${enc(userId)}`,
+    attempts: (sku, userId, second) => `${base}:attempts:${enc(sku)}:${enc(userId)}:${second}`,
   };
 }
 
 /** Pub/sub channel on which stock reopenings (restock, relist, release) are announced. */
 export const stockEventsChannel = (prefix: string) => `${prefix}:stock-events`;
-
-/** Rate-limit counters: a signed-in user and an address never share one, nor do two users. */
-export const rateLimitKey = (who: { readonly userId: string } | { readonly ip: string }): string =>
-  'userId' in who ? `user:${encodeKeyPart(who.userId)}` : `ip:${encodeKeyPart(who.ip)}`;
