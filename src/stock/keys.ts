@@ -18,6 +18,9 @@ export interface SaleKeys {
 
 // Left as they are: what ids are made of in practice, so keys stay readable.
 const PLAIN = /^[A-Za-z0-9_.~-]$/;
+// Every part of every order attempt is encoded: the common all-plain part is answered by one
+// test of the whole string instead of one per character (measured: most of this module's time).
+const ALL_PLAIN = /^[A-Za-z0-9_.~-]*$/;
 
 function percentByte(byte: number): string {
   return `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
@@ -30,6 +33,7 @@ function percentByte(byte: number): string {
  * when they are equal.
  */
 export function encodeKeyPart(part: string): string {
+  if (ALL_PLAIN.test(part)) return part;
   let encoded = '';
   for (const char of part) {
     const code = char.codePointAt(0) ?? 0;
