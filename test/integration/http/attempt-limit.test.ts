@@ -1,7 +1,8 @@
 // The shopper's attempt limit (RATE_LIMIT_USER_PER_SEC) through real HTTP, with two API
 // processes' worth of services sharing one Redis: attempts that reach Redis are limited exactly
 // across both (counted inside reserveOrder, no round trip of its own), the refused ones take
-// nothing, and attempts answered from a process's sold-out memory are limited without Redis.
+// nothing, and attempts answered from a process's sold-out memory are limited without Redis; the
+// per-IP guard counts in process memory, without Redis.
 import { Redis } from 'ioredis';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { AddressInfo } from 'node:net';
@@ -126,6 +127,47 @@ describe('the attempt limit across two API processes', () => {
         expect(answers.slice(0, LIMIT)).toEqual(Array(LIMIT).fill({ status: 409, code: 'SOLD_OUT', retryAfter: null }));
         expect(answers.slice(LIMIT)).toEqual(Array(3).fill({ status: 429, code: 'RATE_LIMITED', retryAfter: '1' }));
         expect(seen.filter((line) => !line.includes(`${ctx.prefix}:after-${tries}`))).toEqual([]);
+        return;
+      }
+    } finally {
+      monitor.disconnect();
+    }
+  });
+});
+
+describe('the per-IP limit (RATE_LIMIT_IP_PER_SEC)', () => {
+  let guarded: RunningService | undefined;
+
+  afterAll(async () => {
+    await guarded?.stop();
+  });
+
+  it('when one address goes over the limit within a second, then it gets 429 with Retry-After, counted in the process without a Redis command', async () => {
+    guarded = await startTestApi(ctx, { RATE_LIMIT_IP_PER_SEC: '3' });
+    const baseUrl = `http://127.0.0.1:${(guarded.app!.server.address() as AddressInfo).port}`;
+    const monitor = await new Redis(ctx.redisUrl).monitor();
+    const seen: string[] = [];
+    monitor.on('monitor', (_time: string, args: string[]) => {
+      if (args.some((arg) => arg.includes(ctx.prefix))) seen.push(args.join(' '));
+    });
+    try {
+      for (let tries = 1; ; tries++) {
+        // A route that needs neither Redis nor Postgres: an id that cannot name an order.
+        const { result: statuses, oneSecond } = await withinOneSecond(async () => {
+          const all: (readonly [number, string | null])[] = [];
+          for (let i = 0; i < 5; i++) {
+            const res = await fetch(`${baseUrl}/v1/orders/not-an-order`, { headers: { authorization: tk.shopper('window-shopper') } });
+            all.push([res.status, res.headers.get('retry-after')]);
+          }
+          return all;
+        });
+        if (!oneSecond && tries < 5) continue;
+        expect(statuses.map(([status]) => status)).toEqual([404, 404, 404, 429, 429]);
+        expect(Number(statuses[4]![1])).toBeGreaterThanOrEqual(1);
+        const marker = `${ctx.prefix}:ip-marker`;
+        await redis.exists(marker);
+        await expect.poll(() => seen.some((line) => line.includes(marker)), { timeout: 5_000 }).toBe(true);
+        expect(seen.filter((line) => !line.includes(marker))).toEqual([]);
         return;
       }
     } finally {
