@@ -11,6 +11,7 @@ import type { RunningService } from '../../../src/service.ts';
 import { saleKeys } from '../../../src/stock/keys.ts';
 import { saleBody, startTestApi, tokens, type Tokens } from '../../support/api.ts';
 import { createTestContext, type TestContext } from '../../support/context.ts';
+import { monitorRedis } from '../../support/monitor.ts';
 import { saleState } from '../../support/sale-state.ts';
 
 const LIMIT = 5;
@@ -95,17 +96,8 @@ describe('the attempt limit across two API processes', () => {
   });
 
   it(`when an item is known sold out, then a shopper gets ${LIMIT} answers from memory and 429s after them, without one Redis command`, async () => {
-    const monitor = await new Redis(ctx.redisUrl).monitor();
-    const seen: string[] = [];
     // Anything this test's services send names a key of its namespace.
-    monitor.on('monitor', (_time: string, args: string[]) => {
-      if (args.some((arg) => arg.includes(ctx.prefix))) seen.push(args.join(' '));
-    });
-    /** Returns once MONITOR has shown everything sent before this call. */
-    const drained = async (marker: string) => {
-      await redis.exists(`${ctx.prefix}:${marker}`);
-      await expect.poll(() => seen.some((line) => line.includes(`${ctx.prefix}:${marker}`)), { timeout: 5_000 }).toBe(true);
-    };
+    const monitor = await monitorRedis(ctx.redisUrl, ctx.prefix);
     try {
       for (let tries = 1; ; tries++) {
         const saleId = await createSale(1);
@@ -113,8 +105,8 @@ describe('the attempt limit across two API processes', () => {
         const { result: answers, oneSecond } = await withinOneSecond(async () => {
           // Sells the item out, so this process marks it for the next second.
           expect((await attempt(baseUrls[0]!, saleId, `first-${tries}`)).status).toBe(201);
-          await drained(`before-${tries}`);
-          seen.length = 0;
+          await monitor.drain(`${ctx.prefix}:before-${tries}`);
+          monitor.clear();
           const all: Answer[] = [];
           for (let i = 0; i < LIMIT + 3; i++) all.push(await attempt(baseUrls[0]!, saleId, user));
           return all;
@@ -122,15 +114,16 @@ describe('the attempt limit across two API processes', () => {
         // The mark and the attempt count live in one second: past it, Redis is rightly asked again.
         if (!oneSecond && tries < 5) continue;
         expect(oneSecond, 'five runs in a row straddled a second').toBe(true);
-        await drained(`after-${tries}`);
+        const marker = `${ctx.prefix}:after-${tries}`;
+        await monitor.drain(marker);
 
         expect(answers.slice(0, LIMIT)).toEqual(Array(LIMIT).fill({ status: 409, code: 'SOLD_OUT', retryAfter: null }));
         expect(answers.slice(LIMIT)).toEqual(Array(3).fill({ status: 429, code: 'RATE_LIMITED', retryAfter: '1' }));
-        expect(seen.filter((line) => !line.includes(`${ctx.prefix}:after-${tries}`))).toEqual([]);
+        expect(monitor.lines.filter((line) => !line.includes(marker))).toEqual([]);
         return;
       }
     } finally {
-      monitor.disconnect();
+      await monitor.close();
     }
   });
 });
@@ -145,11 +138,7 @@ describe('the per-IP limit (RATE_LIMIT_IP_PER_SEC)', () => {
   it('when one address goes over the limit within a second, then it gets 429 with Retry-After, counted in the process without a Redis command', async () => {
     guarded = await startTestApi(ctx, { RATE_LIMIT_IP_PER_SEC: '3' });
     const baseUrl = `http://127.0.0.1:${(guarded.app!.server.address() as AddressInfo).port}`;
-    const monitor = await new Redis(ctx.redisUrl).monitor();
-    const seen: string[] = [];
-    monitor.on('monitor', (_time: string, args: string[]) => {
-      if (args.some((arg) => arg.includes(ctx.prefix))) seen.push(args.join(' '));
-    });
+    const monitor = await monitorRedis(ctx.redisUrl, ctx.prefix);
     try {
       for (let tries = 1; ; tries++) {
         // A route that needs neither Redis nor Postgres: an id that cannot name an order.
@@ -165,13 +154,12 @@ describe('the per-IP limit (RATE_LIMIT_IP_PER_SEC)', () => {
         expect(statuses.map(([status]) => status)).toEqual([404, 404, 404, 429, 429]);
         expect(Number(statuses[4]![1])).toBeGreaterThanOrEqual(1);
         const marker = `${ctx.prefix}:ip-marker`;
-        await redis.exists(marker);
-        await expect.poll(() => seen.some((line) => line.includes(marker)), { timeout: 5_000 }).toBe(true);
-        expect(seen.filter((line) => !line.includes(marker))).toEqual([]);
+        await monitor.drain(marker);
+        expect(monitor.lines.filter((line) => !line.includes(marker))).toEqual([]);
         return;
       }
     } finally {
-      monitor.disconnect();
+      await monitor.close();
     }
   });
 });

@@ -16,6 +16,7 @@ import { scriptSource, type Scripts } from '../../../src/stock/scripts/registry.
 import { IDEMPOTENCY_TTL_SECONDS, ORDER_RETENTION_MS, reserveOrder, type ReserveOrderReply } from '../../../src/stock/scripts/reserve-order.ts';
 import { restockItem } from '../../../src/stock/scripts/restock-item.ts';
 import type { TestContext } from '../../support/context.ts';
+import { monitorRedis } from '../../support/monitor.ts';
 import { acceptedOf, luaFixture, refusalCodes, saleItem as item, type Accepted } from '../../support/lua-fixtures.ts';
 
 // Near the real clock: order records expire at an absolute time derived from `now`.
@@ -637,24 +638,18 @@ describe('reserveOrder: the attempt limit (RATE_LIMITED)', () => {
     const attempt = (userId: string, now: number) => reservations.reserve({ saleId, sku: 'phone-x', userId, quantity: 1 }, now);
     expect(expectAccepted(await attempt('u-1', NOW)).soldOutNow).toBe(true);
 
-    const monitor = await new Redis(ctx.redisUrl).monitor();
-    const seen: string[] = [];
-    monitor.on('monitor', (_time: string, args: string[]) => {
-      if (args.some((arg) => arg.includes(`{${saleId}}`))) seen.push(args.join(' '));
-    });
+    const monitor = await monitorRedis(ctx.redisUrl, `{${saleId}}`);
     try {
       const answers = [];
       for (let i = 0; i < 6; i++) answers.push(await attempt('u-2', NOW + 10 + i));
-      // A marker naming the sale: once MONITOR shows it, it has shown everything before it.
       const marker = `${prefix}:{${saleId}}:marker`;
-      await redis.exists(marker);
-      await expect.poll(() => seen.some((line) => line.includes(marker)), { timeout: 5_000 }).toBe(true);
+      await monitor.drain(marker);
 
       expect(answers.slice(0, 3)).toEqual(Array(3).fill({ kind: 'refused', code: 'SOLD_OUT', fromMemory: true }));
       expect(answers.slice(3)).toEqual(Array(3).fill({ kind: 'refused', code: 'RATE_LIMITED', fromMemory: true }));
-      expect(seen.filter((line) => !line.includes(marker))).toEqual([]);
+      expect(monitor.lines.filter((line) => !line.includes(marker))).toEqual([]);
     } finally {
-      monitor.disconnect();
+      await monitor.close();
     }
   });
 });
