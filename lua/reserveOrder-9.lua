@@ -88,20 +88,23 @@ local after = redis.call('HINCRBY', KEYS[2], 'available', -quantity)
 redis.call('HINCRBY', KEYS[3], userId, quantity)
 local expiresAt = now + tonumber(sale[4])
 local amount = unitPrice * quantity
+-- Redis formats every Lua number argument as text again; values that arrived as text (the
+-- quantity, now, the stored price) are passed on as they came. Same text, ~1 µs less per order.
+local quantityText, nowText, priceText = ARGV[5], ARGV[6], item[3]
 redis.call('HSET', KEYS[5],
-  'id', orderId, 'saleId', saleId, 'sku', sku, 'userId', userId, 'quantity', quantity,
-  'unitPrice', unitPrice, 'amount', amount, 'status', 'pending_payment',
-  'createdAt', now, 'expiresAt', expiresAt, 'idempotencyKey', idempotencyKey)
+  'id', orderId, 'saleId', saleId, 'sku', sku, 'userId', userId, 'quantity', quantityText,
+  'unitPrice', priceText, 'amount', amount, 'status', 'pending_payment',
+  'createdAt', nowText, 'expiresAt', expiresAt, 'idempotencyKey', idempotencyKey)
 redis.call('PEXPIREAT', KEYS[5], expiresAt + tonumber(ARGV[9]))
 redis.call('ZADD', KEYS[7], expiresAt, orderId)
-redis.call('ZADD', KEYS[8], now, orderId)
+redis.call('ZADD', KEYS[8], nowText, orderId)
 redis.call('PEXPIREAT', KEYS[8], expiresAt + tonumber(ARGV[9]))
 redis.call('HINCRBY', KEYS[1], 'ordersAccepted', 1)
-redis.call('XADD', KEYS[6], '*', 'id', orderId, 'sku', sku, 'userId', userId, 'quantity', quantity,
-  'unitPrice', unitPrice, 'amount', amount, 'status', 'pending_payment', 'createdAt', now,
+redis.call('XADD', KEYS[6], '*', 'id', orderId, 'sku', sku, 'userId', userId, 'quantity', quantityText,
+  'unitPrice', priceText, 'amount', amount, 'status', 'pending_payment', 'createdAt', nowText,
   'expiresAt', expiresAt, 'idempotencyKey', idempotencyKey)
 if idempotencyKey ~= '' then
-  redis.call('SET', KEYS[4], orderId .. '|' .. fingerprint, 'EX', tonumber(ARGV[8]))
+  redis.call('SET', KEYS[4], orderId .. '|' .. fingerprint, 'EX', ARGV[8])
 end
 
 local soldOutNow, delistedNow = 0, 0
