@@ -19,6 +19,7 @@ import { SaleReporter } from './sales/report.ts';
 import { SaleCatalog } from './sales/catalog.ts';
 import { SaleRepository } from './sales/repository.ts';
 import { SalesService, type SaleEvents } from './sales/sales-service.ts';
+import { AttemptWindow } from './stock/attempt-window.ts';
 import { ClosedItems } from './stock/closed-items.ts';
 import { stockEventsChannel } from './stock/keys.ts';
 import { defineScripts, ensureScriptsLoaded } from './stock/scripts/registry.ts';
@@ -106,7 +107,7 @@ export async function startService(config: Config, logger: Logger, role: Role, o
 
   const scripts = defineScripts(redis, prefix);
   const closedItems = new ClosedItems();
-  const reservations = new Reservations(scripts, closedItems);
+  const reservations = new Reservations(scripts, closedItems, new AttemptWindow(config.rateLimit.userPerSecond));
   const catalog = new SaleCatalog(scripts);
   const sales = new SalesService(new SaleRepository(pool), catalog, metricEvents(metrics), logger);
   const orders = new OrderStore(redis, prefix, new OrderRepository(pool), (options) => sales.liveSaleIds(options));
@@ -133,7 +134,7 @@ export async function startService(config: Config, logger: Logger, role: Role, o
       logger.warn({ err }, 'stock events subscription failed; sold-out marks expire on their own'),
     );
     await sales.announceKnownSales().catch((err: unknown) => logger.warn({ err }, 'could not list sales at start-up'));
-    app = await buildApp({ config, logger, metrics, readiness, redis, sales, reservations, orders, lifecycle, reporter });
+    app = await buildApp({ config, logger, metrics, readiness, sales, reservations, orders, lifecycle, reporter });
     await app.listen({ host: config.http.host, port: config.http.port });
   }
   let relay: OutboxRelay | undefined;

@@ -1,7 +1,7 @@
 // The key builders: caller-chosen parts never make two different (user, key) pairs, users or
 // items name the same Redis key, and the sale's hash tag stays the one Redis hashes on.
 import { describe, expect, it } from 'vitest';
-import { encodeKeyPart, rateLimitKey, saleKeys } from '../../src/stock/keys.ts';
+import { encodeKeyPart, saleKeys } from '../../src/stock/keys.ts';
 
 /** The part of a key Redis Cluster hashes: the first {…} with something inside, else the whole key. */
 function hashTag(key: string): string {
@@ -45,7 +45,7 @@ describe('saleKeys', () => {
 
   it('when users, items and orders with awkward ids are keyed, then each kind of key is distinct per id and never names another kind', () => {
     const all = [keys.sale, keys.outbox, keys.deadlines];
-    for (const id of AWKWARD) all.push(keys.item(id), keys.users(id), keys.order(id), keys.userOrders(id));
+    for (const id of AWKWARD) all.push(keys.item(id), keys.users(id), keys.order(id), keys.userOrders(id), keys.attempts(id, id, 0));
     expect(new Set(all).size).toBe(all.length);
   });
 
@@ -57,6 +57,7 @@ describe('saleKeys', () => {
       keys.item(part),
       keys.users(part),
       keys.order(part),
+      keys.attempts(part, part, 0),
     ]);
     for (const name of [keys.sale, keys.outbox, keys.deadlines, ...names]) expect(hashTag(name), name).toBe('d11');
   });
@@ -68,17 +69,13 @@ describe('saleKeys', () => {
   });
 });
 
-describe('rateLimitKey', () => {
-  it('when a user id looks like an address or another user, then their counters differ', () => {
-    const names = [
-      rateLimitKey({ userId: '127.0.0.1' }),
-      rateLimitKey({ ip: '127.0.0.1' }),
-      rateLimitKey({ userId: 'ip:127.0.0.1' }),
-      rateLimitKey({ userId: 'user:{x}' }),
-      rateLimitKey({ userId: '{x}' }),
-      rateLimitKey({ userId: 'user%3A%7Bx%7D' }),
-    ];
-    expect(new Set(names).size).toBe(names.length);
-    for (const name of names) expect(name).not.toMatch(/[{}]/);
+describe('attempt counters', () => {
+  const keys = saleKeys('fs', 'd11');
+
+  it('when every pair of awkward items and users is keyed, then no two pairs share a counter', () => {
+    const names = AWKWARD.flatMap((sku) => AWKWARD.map((user) => keys.attempts(sku, user, 1)));
+    expect(new Set(names).size).toBe(AWKWARD.length * AWKWARD.length);
+    expect(keys.attempts('a', 'b:k', 1)).not.toBe(keys.attempts('a:b', 'k', 1));
+    expect(keys.attempts('a', 'b', 1)).not.toBe(keys.attempts('a', 'b', 2));
   });
 });

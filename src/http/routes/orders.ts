@@ -2,7 +2,6 @@
 // known closed), reading an order back (read-your-writes) and the shopper's own history.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import type { FastifyRequest } from 'fastify';
 import type { Logger } from '../../logger.ts';
 import type { Metrics } from '../../metrics.ts';
 import type { OrderLifecycle } from '../../orders/lifecycle.ts';
@@ -20,11 +19,10 @@ export interface OrderRouteOptions {
   readonly lifecycle: OrderLifecycle;
   readonly metrics: Metrics;
   readonly logger: Logger;
-  /** Per-shopper attempt limit; undefined when off. */
-  readonly userRateLimit:
-    | ((request: FastifyRequest) => Promise<{ isAllowed: true } | { isAllowed: false; isExceeded: boolean; ttlInSeconds: number }>)
-    | undefined;
 }
+
+// The attempt limit counts per clock second, so the next second is never more than one away.
+const RATE_LIMIT_RETRY_AFTER_SECONDS = 1;
 
 function observe(metrics: Metrics, logger: Logger, saleId: string, sku: string, reservation: Reservation): void {
   const result = reservation.kind === 'accepted' ? 'ok' : reservation.kind === 'replayed' ? 'replayed' : reservation.code.toLowerCase();
@@ -42,20 +40,12 @@ function observe(metrics: Metrics, logger: Logger, saleId: string, sku: string, 
 }
 
 export const orderRoutes: FastifyPluginAsyncTypebox<OrderRouteOptions> = async (app, options) => {
-  const { auth, reservations, orders, lifecycle, metrics, logger, userRateLimit } = options;
+  const { auth, reservations, orders, lifecycle, metrics, logger } = options;
 
   app.post(
     '/v1/sales/:saleId/orders',
     {
       onRequest: auth.shopper,
-      preHandler: async (request, reply) => {
-        if (!userRateLimit) return;
-        const limit = await userRateLimit(request);
-        // isAllowed means "on the allow list"; the verdict is isExceeded.
-        if (limit.isAllowed || !limit.isExceeded) return;
-        reply.header('retry-after', Math.max(1, limit.ttlInSeconds));
-        return sendError(reply, 'RATE_LIMITED', 'Too many order attempts from this shopper; retry later');
-      },
       schema: {
         tags: ['storefront'],
         summary: 'Attempt to order an item of a flash sale',
@@ -81,7 +71,9 @@ export const orderRoutes: FastifyPluginAsyncTypebox<OrderRouteOptions> = async (
           return reply.code(201).header('location', `/v1/orders/${order.id}`).header('idempotent-replayed', 'true').send(presentOrder(order));
         }
         case 'refused':
-          return sendError(reply, reservation.code);
+          if (reservation.code !== 'RATE_LIMITED') return sendError(reply, reservation.code);
+          reply.header('retry-after', RATE_LIMIT_RETRY_AFTER_SECONDS);
+          return sendError(reply, 'RATE_LIMITED', 'Too many order attempts from this shopper on this item; retry later');
       }
     },
   );

@@ -3,6 +3,7 @@
 // interpreting them, and nothing else lists them.
 export const REFUSALS = {
   reserveOrder: [
+    'RATE_LIMITED',
     'SALE_NOT_FOUND',
     'ITEM_NOT_FOUND',
     'SALE_NOT_STARTED',

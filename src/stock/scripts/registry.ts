@@ -14,9 +14,9 @@ type Key = string;
 declare module 'ioredis' {
   interface RedisCommander<Context> {
     reserveOrder(
-      sale: Key, item: Key, users: Key, idempotency: Key, order: Key, outbox: Key, deadlines: Key, userOrders: Key,
+      sale: Key, item: Key, users: Key, idempotency: Key, order: Key, outbox: Key, deadlines: Key, userOrders: Key, attempts: Key,
       saleId: string, sku: string, orderId: string, userId: string, quantity: number, nowMs: number,
-      idempotencyKey: string, idempotencyTtlSeconds: number, orderRetentionMs: number,
+      idempotencyKey: string, idempotencyTtlSeconds: number, orderRetentionMs: number, attemptsPerSecond: number,
     ): Result<unknown, Context>;
     payOrder(order: Key, item: Key, users: Key, outbox: Key, deadlines: Key, userId: string, paymentRef: string, nowMs: number): Result<unknown, Context>;
     releaseOrder(order: Key, item: Key, users: Key, outbox: Key, deadlines: Key, userId: string, nowMs: number): Result<unknown, Context>;

@@ -1,5 +1,6 @@
-// reserveOrder-8.lua: decides one order attempt and, when it is accepted, records it (stock,
-// the user's live quantity, order record, outbox entry, deadline, idempotency key) in one step.
+// reserveOrder-9.lua: counts the attempt against the shopper's per-second limit, decides it and,
+// when it is accepted, records it (stock, the user's live quantity, order record, outbox entry,
+// deadline, idempotency key) in one step.
 import { saleKeys } from '../keys.ts';
 import type { Scripts } from './registry.ts';
 import { flag, integer, parseReply } from './reply.ts';
@@ -25,6 +26,8 @@ export interface ReserveOrderArgs {
   readonly now: number;
   readonly idempotencyTtlSeconds?: number;
   readonly orderRetentionMs?: number;
+  /** Attempts a user may make on the item per clock second (of `now`); 0 or absent: no limit. */
+  readonly attemptsPerSecond?: number;
 }
 
 /** The accepted order's fields as the script recorded them (its status is pending_payment). */
@@ -62,6 +65,7 @@ export async function reserveOrder(scripts: Scripts, keys: ReserveOrderKeys, arg
     names.outbox,
     names.deadlines,
     names.userOrders(userId),
+    names.attempts(sku, userId, Math.floor(now / 1000)),
     saleId,
     sku,
     orderId,
@@ -71,6 +75,7 @@ export async function reserveOrder(scripts: Scripts, keys: ReserveOrderKeys, arg
     idempotencyKey,
     args.idempotencyTtlSeconds ?? IDEMPOTENCY_TTL_SECONDS,
     args.orderRetentionMs ?? ORDER_RETENTION_MS,
+    args.attemptsPerSecond ?? 0,
   );
   return parseReply<ReserveOrderReply>('reserveOrder', reply, {
     OK: ([available, price, expires, delisted, soldOut]) => {

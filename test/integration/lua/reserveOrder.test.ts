@@ -8,12 +8,15 @@ import { orderFromHash } from '../../../src/orders/order.ts';
 import { parseStreamEntries } from '../../../src/orders/outbox.ts';
 import type { SaleCatalog } from '../../../src/sales/catalog.ts';
 import { saleKeys } from '../../../src/stock/keys.ts';
-import type { Reservation, ReserveRequest } from '../../../src/orders/reservations.ts';
+import { Reservations, type Reservation, type ReserveRequest } from '../../../src/orders/reservations.ts';
+import { AttemptWindow } from '../../../src/stock/attempt-window.ts';
+import { ClosedItems } from '../../../src/stock/closed-items.ts';
 import type { ReserveRefusal } from '../../../src/stock/scripts/refusals.ts';
 import { scriptSource, type Scripts } from '../../../src/stock/scripts/registry.ts';
 import { IDEMPOTENCY_TTL_SECONDS, ORDER_RETENTION_MS, reserveOrder, type ReserveOrderReply } from '../../../src/stock/scripts/reserve-order.ts';
 import { restockItem } from '../../../src/stock/scripts/restock-item.ts';
 import type { TestContext } from '../../support/context.ts';
+import { monitorRedis } from '../../support/monitor.ts';
 import { acceptedOf, luaFixture, refusalCodes, saleItem as item, type Accepted } from '../../support/lua-fixtures.ts';
 
 // Near the real clock: order records expire at an absolute time derived from `now`.
@@ -24,7 +27,7 @@ const PAYMENT_WINDOW_MS = 900_000;
 const CONNECTIONS = 8;
 
 const lua = luaFixture({ now: NOW, salePrefix: 'res', connections: CONNECTIONS });
-const { newSaleId, loadSale, fresh, rush, snapshot, scanKeys, available } = lua;
+const { newSaleId, loadSale, fresh, rush, snapshot, scanKeys, available, pool, scriptsFor } = lua;
 
 let ctx: TestContext;
 let prefix: string;
@@ -560,6 +563,94 @@ describe('reserveOrder: concurrency', () => {
     expect(delisting[0]?.availableAfter).toBe(left);
     expect(accepted.filter((r) => !r.delistedNow).every((r) => r.availableAfter > 20)).toBe(true);
     expect(refusalCodes(results)).toEqual(new Set(['ITEM_DELISTED']));
+  });
+});
+
+describe('reserveOrder: the attempt limit (RATE_LIMITED)', () => {
+  const SECOND = Math.floor(NOW / 1000);
+  /** The sale's state without its attempt counters: what a refused attempt must leave alone. */
+  const withoutCounters = async (saleId: string) =>
+    Object.fromEntries(Object.entries(await snapshot(saleId)).filter(([key]) => !key.includes(':attempts:')));
+  const limited = (saleId: string, userId: string, now: number, limit: number, sku = 'phone-x') =>
+    reserveOrder(scripts, { saleId, sku, userId, orderId: randomUUID() }, { quantity: 1, now, attemptsPerSecond: limit });
+
+  it('when a user makes more attempts in one second than the limit, then the extra ones are refused RATE_LIMITED and write nothing but the counter', async () => {
+    const saleId = newSaleId('attempts');
+    await loadSale(saleId, [item({ stock: 100, perUserLimit: 100 })]);
+    const keys = saleKeys(prefix, saleId);
+
+    for (let i = 0; i < 3; i++) expect((await limited(saleId, 'eager', NOW + i, 3)).code).toBe('OK');
+    const before = await withoutCounters(saleId);
+    expect(await limited(saleId, 'eager', NOW + 500, 3)).toEqual({ code: 'RATE_LIMITED' });
+    expect(await limited(saleId, 'eager', NOW + 999, 3)).toEqual({ code: 'RATE_LIMITED' });
+
+    expect(await withoutCounters(saleId)).toEqual(before);
+    expect(await available(saleId)).toBe(97);
+    expect(await redis.xlen(keys.outbox)).toBe(3);
+    const counter = keys.attempts('phone-x', 'eager', SECOND);
+    expect(await redis.get(counter)).toBe('5');
+    // Opened at the start of its second: it outlives the second by one more, no longer.
+    const ttl = await redis.pttl(counter);
+    expect(ttl).toBeGreaterThan(1_000);
+    expect(ttl).toBeLessThanOrEqual(2_000);
+  });
+
+  it('when the next second starts, then the user may attempt again; another user or another item has a count of its own', async () => {
+    const saleId = newSaleId('attempts-window');
+    await loadSale(saleId, [item({ stock: 100, perUserLimit: 100 }), item({ sku: 'tv-y', name: 'TV Y' })]);
+
+    expect((await limited(saleId, 'eager', NOW, 1)).code).toBe('OK');
+    expect((await limited(saleId, 'eager', NOW + 999, 1)).code).toBe('RATE_LIMITED');
+    expect((await limited(saleId, 'calm', NOW + 999, 1)).code).toBe('OK');
+    expect((await limited(saleId, 'eager', NOW + 999, 1, 'tv-y')).code).toBe('OK');
+    expect((await limited(saleId, 'eager', NOW + 1_000, 1)).code).toBe('OK');
+    expect(await available(saleId)).toBe(97);
+  });
+
+  it('when the limit is 0, then the script writes no counter at all', async () => {
+    const saleId = newSaleId('attempts-off');
+    await loadSale(saleId);
+    for (let i = 0; i < 3; i++) expect((await limited(saleId, 'u-1', NOW, 0)).code).toBe('OK');
+    expect(await scanKeys(`${prefix}:{${saleId}}:attempts:*`)).toEqual([]);
+  });
+
+  it('when one user fires 30 attempts at once over 8 connections, each with its own process memory, against a limit of 4, then exactly 4 are decided and the rest take nothing', async () => {
+    const saleId = newSaleId('attempts-race');
+    await loadSale(saleId, [item({ stock: 100, perUserLimit: 100 })]);
+    const keys = saleKeys(prefix, saleId);
+    const processes = pool.map((client) => new Reservations(scriptsFor(client), new ClosedItems(), new AttemptWindow(4)));
+
+    const results = await Promise.all(
+      Array.from({ length: 30 }, (_, i) => processes[i % processes.length]!.reserve({ saleId, sku: 'phone-x', userId: 'scalper', quantity: 1 }, NOW + i)),
+    );
+
+    expect(acceptedOf(results)).toHaveLength(4);
+    expect(refusalCodes(results)).toEqual(new Set(['RATE_LIMITED']));
+    expect(await available(saleId)).toBe(96);
+    expect(await redis.hget(keys.users('phone-x'), 'scalper')).toBe('4');
+    expect(await redis.xlen(keys.outbox)).toBe(4);
+  });
+
+  it('when an item is known sold out, then attempts past the limit are refused RATE_LIMITED from memory without a single Redis command', async () => {
+    const saleId = newSaleId('attempts-memory');
+    await loadSale(saleId, [item({ stock: 1 })]);
+    const reservations = new Reservations(scripts, new ClosedItems(), new AttemptWindow(3));
+    const attempt = (userId: string, now: number) => reservations.reserve({ saleId, sku: 'phone-x', userId, quantity: 1 }, now);
+    expect(expectAccepted(await attempt('u-1', NOW)).soldOutNow).toBe(true);
+
+    const monitor = await monitorRedis(ctx.redisUrl, `{${saleId}}`);
+    try {
+      const answers = [];
+      for (let i = 0; i < 6; i++) answers.push(await attempt('u-2', NOW + 10 + i));
+      const marker = `${prefix}:{${saleId}}:marker`;
+      await monitor.drain(marker);
+
+      expect(answers.slice(0, 3)).toEqual(Array(3).fill({ kind: 'refused', code: 'SOLD_OUT', fromMemory: true }));
+      expect(answers.slice(3)).toEqual(Array(3).fill({ kind: 'refused', code: 'RATE_LIMITED', fromMemory: true }));
+      expect(monitor.lines.filter((line) => !line.includes(marker))).toEqual([]);
+    } finally {
+      await monitor.close();
+    }
   });
 });
 

@@ -2,7 +2,8 @@
   reserveOrder: decides one order attempt atomically and, when it is accepted, records it.
   One round trip does every check and every write: sale window, listed, stock, the user's live
   quantity against perUserLimit, idempotency, decrement, order record + outbox entry, and the
-  automatic low-stock delist / sold-out marks.
+  automatic low-stock delist / sold-out marks. The shopper's attempt limit is counted here too,
+  first, so it costs no round trip of its own and holds across every API process.
 
   KEYS[1] sale hash         fs:{d11}:sale             startsAt, endsAt, closedAt (ms), paymentWindowMs,
                                                       ordersAccepted (counter)
@@ -14,6 +15,8 @@
   KEYS[6] outbox stream     fs:{d11}:outbox           the order's full state, read by the relay into BullMQ
   KEYS[7] deadlines zset    fs:{d11}:deadlines        orderId scored by expiresAt (ms)
   KEYS[8] user's orders     fs:{d11}:user-orders:u-42 orderId scored by createdAt (ms)
+  KEYS[9] attempt counter   fs:{d11}:attempts:phone-x:u-42:1700000000  this user's attempts on
+                                                      this item in nowMs's second (unused when ARGV[10] = 0)
 
   ARGV[1] saleId            ARGV[5] quantity (integer >= 1)
   ARGV[2] sku               ARGV[6] nowMs (ms since epoch)
@@ -21,17 +24,30 @@
   ARGV[4] userId            ARGV[8] idempotency TTL (seconds)
   ARGV[9] how long the order record outlives its payment deadline (ms): a bound on memory even
           if the pipeline stalls; the worker shortens it once a final status is persisted
+  ARGV[10] attempts a user may make on the item per clock second (of nowMs); 0 = no limit
 
   Returns
     {'OK', availableAfter, unitPrice, expiresAtMs, delistedNow (0|1), soldOutNow (0|1)}
     {'REPLAY', orderId}                     the key already made this very order
+    {'RATE_LIMITED'}                        over ARGV[10] attempts this second; nothing else is
+                                            read or written (the attempt is still counted)
     {'SALE_NOT_FOUND'} {'ITEM_NOT_FOUND'} {'SALE_NOT_STARTED'} {'SALE_ENDED'} {'ITEM_DELISTED'}
     {'SOLD_OUT'} {'INSUFFICIENT_STOCK', available} {'PER_USER_LIMIT_EXCEEDED', liveQuantity}
     {'IDEMPOTENCY_KEY_REUSED'}              the key made an order with a different body
   Refusals are checked in this order (a closed sale is ended even before its start) and write
-  nothing.
+  nothing but the attempt counter.
 ]]
 --- @include "includes/lowStock"
+
+local now = tonumber(ARGV[6])
+
+-- Every attempt counts, whatever its outcome. The counter is named after its second; it lives
+-- until a second after that second ends (PX is relative, so Redis's clock need not agree with
+-- the caller's, and an attempt that was delayed on its way still finds it).
+local attemptLimit = tonumber(ARGV[10])
+if attemptLimit > 0 and not redis.call('SET', KEYS[9], 1, 'NX', 'PX', 2000 - now % 1000) then
+  if redis.call('INCR', KEYS[9]) > attemptLimit then return {'RATE_LIMITED'} end
+end
 
 local sale = redis.call('HMGET', KEYS[1], 'startsAt', 'endsAt', 'closedAt', 'paymentWindowMs')
 if not sale[1] then return {'SALE_NOT_FOUND'} end
@@ -39,7 +55,7 @@ local item = redis.call('HMGET', KEYS[2], 'available', 'total', 'unitPrice', 'pe
 if not item[1] then return {'ITEM_NOT_FOUND'} end
 
 local saleId, sku, orderId, userId = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local quantity, now, idempotencyKey = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
+local quantity, idempotencyKey = tonumber(ARGV[5]), ARGV[7]
 
 -- A replay wins over every later change (sold out, ended): the order was already made.
 local fingerprint = sku .. '|' .. quantity
@@ -72,20 +88,23 @@ local after = redis.call('HINCRBY', KEYS[2], 'available', -quantity)
 redis.call('HINCRBY', KEYS[3], userId, quantity)
 local expiresAt = now + tonumber(sale[4])
 local amount = unitPrice * quantity
+-- Redis formats every Lua number argument as text again; values that arrived as text (the
+-- quantity, now, the stored price) are passed on as they came. Same text, ~1 µs less per order.
+local quantityText, nowText, priceText = ARGV[5], ARGV[6], item[3]
 redis.call('HSET', KEYS[5],
-  'id', orderId, 'saleId', saleId, 'sku', sku, 'userId', userId, 'quantity', quantity,
-  'unitPrice', unitPrice, 'amount', amount, 'status', 'pending_payment',
-  'createdAt', now, 'expiresAt', expiresAt, 'idempotencyKey', idempotencyKey)
+  'id', orderId, 'saleId', saleId, 'sku', sku, 'userId', userId, 'quantity', quantityText,
+  'unitPrice', priceText, 'amount', amount, 'status', 'pending_payment',
+  'createdAt', nowText, 'expiresAt', expiresAt, 'idempotencyKey', idempotencyKey)
 redis.call('PEXPIREAT', KEYS[5], expiresAt + tonumber(ARGV[9]))
 redis.call('ZADD', KEYS[7], expiresAt, orderId)
-redis.call('ZADD', KEYS[8], now, orderId)
+redis.call('ZADD', KEYS[8], nowText, orderId)
 redis.call('PEXPIREAT', KEYS[8], expiresAt + tonumber(ARGV[9]))
 redis.call('HINCRBY', KEYS[1], 'ordersAccepted', 1)
-redis.call('XADD', KEYS[6], '*', 'id', orderId, 'sku', sku, 'userId', userId, 'quantity', quantity,
-  'unitPrice', unitPrice, 'amount', amount, 'status', 'pending_payment', 'createdAt', now,
+redis.call('XADD', KEYS[6], '*', 'id', orderId, 'sku', sku, 'userId', userId, 'quantity', quantityText,
+  'unitPrice', priceText, 'amount', amount, 'status', 'pending_payment', 'createdAt', nowText,
   'expiresAt', expiresAt, 'idempotencyKey', idempotencyKey)
 if idempotencyKey ~= '' then
-  redis.call('SET', KEYS[4], orderId .. '|' .. fingerprint, 'EX', tonumber(ARGV[8]))
+  redis.call('SET', KEYS[4], orderId .. '|' .. fingerprint, 'EX', ARGV[8])
 end
 
 local soldOutNow, delistedNow = 0, 0
