@@ -37,7 +37,7 @@ import { findFreePort } from '../tools/free-port.ts';
 import { REPO_ROOT, spawnTs, waitForHttp, type Child } from '../tools/processes.ts';
 import { deleteServiceKeys } from '../tools/redis-keys.ts';
 import { ticksToMicros, treeUsage } from './proc-cpu.ts';
-import { describePerOrder, footprint, perOrderByFamily, type MemoryFootprint } from './redis-memory.ts';
+import { describePerOrder, footprint, perOrder, type MemoryFootprint, type PerOrder } from './redis-memory.ts';
 
 export interface ExpiryStormOptions {
   readonly orders: number;
@@ -58,14 +58,9 @@ export interface ExpiryMemory {
   /** Before the first order (the sale, and the worker's queue when it runs). */
   readonly baseline: MemoryFootprint;
   /** Right after the last order was placed. */
-  readonly pending: MemoryFootprint;
+  readonly pending: PerOrder;
   /** Once Postgres has every order expired (final orders' records linger until their TTL). */
-  readonly final: MemoryFootprint;
-  readonly bytesPerPendingOrder: number;
-  readonly bytesPerFinalOrder: number;
-  /** Bytes per order beyond the baseline, by key family, largest first. */
-  readonly perPendingOrderByFamily: Readonly<Record<string, number>>;
-  readonly perFinalOrderByFamily: Readonly<Record<string, number>>;
+  readonly final: PerOrder;
   /** False when the placement outlasted the window: some orders had expired already at the pending count. */
   readonly pendingMeasuredBeforeFirstDeadline: boolean;
 }
@@ -252,12 +247,8 @@ export async function runExpiryStorm(options: ExpiryStormOptions): Promise<Expir
       backlog: options.backlog ?? false,
       memory: {
         baseline,
-        pending,
-        final,
-        bytesPerPendingOrder: (pending.bytes - baseline.bytes) / orders,
-        bytesPerFinalOrder: (final.bytes - baseline.bytes) / orders,
-        perPendingOrderByFamily: perOrderByFamily(baseline, pending, orders),
-        perFinalOrderByFamily: perOrderByFamily(baseline, final, orders),
+        pending: perOrder(baseline, pending, orders),
+        final: perOrder(baseline, final, orders),
         pendingMeasuredBeforeFirstDeadline,
       },
     };
@@ -283,11 +274,11 @@ export function describeExpiryStorm(result: ExpiryStormResult): string {
       : `lag: worst unit ${result.worstUnitLagMs} ms after its deadline; last unit ${result.lastUnitLagMs} ms after the last deadline`,
     `worker CPU ${result.workerCpuMicrosPerOrder.toFixed(0)} µs per expired order (sweeper + relay + persist worker)`,
     `Postgres: all ${result.expiredInPostgres} orders expired ${result.persistedAfterMs} ms after the last unit was back`,
-    `Redis memory (MEMORY USAGE, namespace + BullMQ): ${Math.round(memory.bytesPerPendingOrder)} B per pending order` +
+    `Redis memory (MEMORY USAGE, namespace + BullMQ): ${Math.round(memory.pending.bytes)} B per pending order` +
       (memory.pendingMeasuredBeforeFirstDeadline ? '' : ' (measured after the first deadline: some had expired; use a longer window)') +
-      `, ${Math.round(memory.bytesPerFinalOrder)} B per final order (final orders' records expire later; BullMQ keeps completed jobs for a while: src/orders/queue.ts)`,
-    `  per pending order: ${describePerOrder(memory.perPendingOrderByFamily)}`,
-    `  per final order: ${describePerOrder(memory.perFinalOrderByFamily)}`,
+      `, ${Math.round(memory.final.bytes)} B per final order (final orders' records expire later; BullMQ keeps completed jobs for a while: src/orders/queue.ts)`,
+    `  per pending order: ${describePerOrder(memory.pending)}`,
+    `  per final order: ${describePerOrder(memory.final)}`,
   ].join('\n');
 }
 

@@ -48,17 +48,26 @@ export async function footprint(redis: Redis, prefix: string): Promise<MemoryFoo
   return { bytes, keys: keys.length, byFamily, usedMemory };
 }
 
-/** Bytes per order of each key family beyond the baseline, largest first (families that grew). */
-export function perOrderByFamily(baseline: MemoryFootprint, measured: MemoryFootprint, orders: number): Record<string, number> {
-  const grown = Object.entries(measured.byFamily)
-    .map(([family, entry]) => [family.replace('{sale}:', ''), (entry.bytes - (baseline.byFamily[family]?.bytes ?? 0)) / Math.max(1, orders)] as const)
-    .filter(([, perOrder]) => perOrder >= 1)
-    .sort(([, a], [, b]) => b - a);
-  return Object.fromEntries(grown);
+/** What each order added to the namespace at one moment, against a baseline taken before any. */
+export interface PerOrder {
+  readonly footprint: MemoryFootprint;
+  /** Bytes per order beyond the baseline. */
+  readonly bytes: number;
+  /** The same by key family, largest first (families that grew by at least a byte per order). */
+  readonly byFamily: Readonly<Record<string, number>>;
 }
 
-/** "order:<id> 344 B, user-orders:<user> 168 B, …": the five largest of perOrderByFamily. */
-export function describePerOrder(byFamily: Readonly<Record<string, number>>): string {
-  const top = Object.entries(byFamily).slice(0, 5);
+export function perOrder(baseline: MemoryFootprint, measured: MemoryFootprint, orders: number): PerOrder {
+  const count = Math.max(1, orders);
+  const byFamily = Object.entries(measured.byFamily)
+    .map(([family, entry]) => [family.replace('{sale}:', ''), (entry.bytes - (baseline.byFamily[family]?.bytes ?? 0)) / count] as const)
+    .filter(([, bytes]) => bytes >= 1)
+    .sort(([, a], [, b]) => b - a);
+  return { footprint: measured, bytes: (measured.bytes - baseline.bytes) / count, byFamily: Object.fromEntries(byFamily) };
+}
+
+/** "order:<id> 344 B, user-orders:<user> 168 B, …": the five largest families of one PerOrder. */
+export function describePerOrder(perOrder: PerOrder): string {
+  const top = Object.entries(perOrder.byFamily).slice(0, 5);
   return top.length === 0 ? 'nothing' : top.map(([family, bytes]) => `${family} ${Math.round(bytes)} B`).join(', ');
 }
