@@ -1,18 +1,22 @@
-// Benchmark (not a test): does expiry keep up with accepts? A rush of orders nobody pays, on a
-// sale with a short payment window; a worker process (relay, persist worker, expiry sweeper, as
-// production runs it) gives the stock back. Reported: how late the worst unit and the last unit
-// came back after their deadline, the expiry rate (peak over 1 s, and the mean while draining),
-// the worker's CPU per expired order, and how long until Postgres said expired for every order.
+// The expiry storm (not a test): does expiry keep up with accepts? A rush of orders nobody pays,
+// on a sale with a short payment window; a worker process (relay, persist worker, expiry sweeper,
+// as production runs it) gives the stock back. Reported: how late the worst unit and the last unit
+// came back after their deadline (the item's stock sampled in Redis every 20 ms, judged by
+// tools/expiry-lag.ts), the expiry rate (peak over 1 s, and the mean while draining), the worker's
+// CPU per expired order, how long until Postgres said expired for every order, and what the orders
+// cost in Redis memory (MEMORY USAGE over the namespace and its BullMQ queue, by key family)
+// while pending and once final.
 //
 //   REDIS_URL=… DATABASE_URL=… npx tsx bench/expiry-storm.ts [--orders 20000] [--window 5]
 //       [--rush 0] [--backlog]
+//   npm run bench -- --expiry [--reps 0] [--expiry-orders 20000] [--expiry-window 5]   (the same run)
 //
 // --rush S spreads the orders over S seconds (0: as fast as 128 requests in flight go);
 // --backlog starts the worker only after the last deadline, to measure the drain rate alone.
-// Orders go straight through the reserve binding (no HTTP): the figures are about expiry.
-// runExpiryStorm() is the same run as a function, for the benchmark harness.
+// Orders go straight through the reserve binding (no HTTP; the HTTP accept path is what the rest
+// of `npm run bench` measures): the figures are about expiry.
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -32,6 +36,8 @@ import { expiryLag, type StockSample } from '../tools/expiry-lag.ts';
 import { findFreePort } from '../tools/free-port.ts';
 import { REPO_ROOT, spawnTs, waitForHttp, type Child } from '../tools/processes.ts';
 import { deleteServiceKeys } from '../tools/redis-keys.ts';
+import { ticksToMicros, treeUsage } from './proc-cpu.ts';
+import { describePerOrder, footprint, perOrder, type MemoryFootprint, type PerOrder } from './redis-memory.ts';
 
 export interface ExpiryStormOptions {
   readonly orders: number;
@@ -43,7 +49,20 @@ export interface ExpiryStormOptions {
   readonly redisUrl?: string;
   /** A server URL: the run makes a database of its own on it and drops it afterwards. */
   readonly postgresUrl?: string;
+  /** Where the worker's log goes (default reports/bench). */
+  readonly logDir?: string;
   readonly log?: (line: string) => void;
+}
+
+export interface ExpiryMemory {
+  /** Before the first order (the sale, and the worker's queue when it runs). */
+  readonly baseline: MemoryFootprint;
+  /** Right after the last order was placed. */
+  readonly pending: PerOrder;
+  /** Once Postgres has every order expired (final orders' records linger until their TTL). */
+  readonly final: PerOrder;
+  /** False when the placement outlasted the window: some orders had expired already at the pending count. */
+  readonly pendingMeasuredBeforeFirstDeadline: boolean;
 }
 
 export interface ExpiryStormResult {
@@ -57,12 +76,15 @@ export interface ExpiryStormResult {
   readonly lastUnitLagMs: number;
   /** Expiries per second, the best 1 s window. */
   readonly peakExpiryRate: number;
-  /** Expiries per second from the first unit back to the last. */
+  /** Expiries per second from the last sample before any unit came back to every unit back. */
   readonly meanExpiryRate: number;
   /** The worker process's CPU (user + system) per expired order. */
   readonly workerCpuMicrosPerOrder: number;
   /** From every unit back to every row expired in Postgres. */
   readonly persistedAfterMs: number;
+  readonly expiredInPostgres: number;
+  readonly backlog: boolean;
+  readonly memory: ExpiryMemory;
 }
 
 const IN_FLIGHT = 128;
@@ -70,11 +92,10 @@ const SAMPLE_EVERY_MS = 20;
 const SECRET = 'bench-secret-at-least-16-chars';
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** User + system CPU of a process so far, in µs (Linux /proc). */
-function cpuMicros(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-  const ticks = Number(fields[11]) + Number(fields[12]);
-  return (ticks / 100) * 1e6;
+/** User + system CPU of a process (and its children) so far, in µs. */
+function cpuMicros(child: Child | undefined): number {
+  const usage = child?.process.pid === undefined ? undefined : treeUsage(child.process.pid);
+  return usage === undefined ? 0 : ticksToMicros(usage.ticks);
 }
 
 /** The best rate over any `windowMs` span of the samples, of expiries per second. */
@@ -100,7 +121,7 @@ export async function runExpiryStorm(options: ExpiryStormOptions): Promise<Expir
   const prefix = `benchexp${tag}`;
   const dbUrl = withDatabase(postgresUrl, `flashsale_bench_expiry_${tag}`);
   await migrate({ databaseUrl: dbUrl });
-  const logDir = join(REPO_ROOT, 'reports', 'bench');
+  const logDir = options.logDir ?? join(REPO_ROOT, 'reports', 'bench');
   mkdirSync(logDir, { recursive: true });
 
   const redis = new Redis(redisUrl, { enableAutoPipelining: true });
@@ -142,7 +163,8 @@ export async function runExpiryStorm(options: ExpiryStormOptions): Promise<Expir
     });
     if (created === 'SALE_EXISTS') throw new Error('sale exists');
     if (!options.backlog) worker = await startWorker();
-    const cpuBefore = worker ? cpuMicros(worker.process.pid!) : 0;
+    const cpuBefore = cpuMicros(worker);
+    const baseline = await footprint(redis, prefix);
 
     const itemKey = saleKeys(prefix, saleId).item('hot');
     const reservations = new Reservations(scripts);
@@ -168,7 +190,7 @@ export async function runExpiryStorm(options: ExpiryStormOptions): Promise<Expir
           if (ahead > 0) await sleep(ahead);
           if (next >= orders) break;
           const i = next++;
-          const result = await reservations.reserve({ saleId, sku: 'hot', userId: `u${i}`, quantity: 1 });
+          const result = await reservations.reserve({ saleId, sku: 'hot', userId: `shopper-${i}`, quantity: 1 });
           if (result.kind !== 'accepted') throw new Error(`order ${i} not accepted: ${JSON.stringify(result)}`);
           deadlines.push(result.order.expiresAt);
         }
@@ -177,24 +199,30 @@ export async function runExpiryStorm(options: ExpiryStormOptions): Promise<Expir
     const rushTook = Date.now() - started;
     const lastDeadline = Math.max(...deadlines);
     log(`placed in ${rushTook} ms (${Math.round((orders * 1000) / rushTook)}/s); last deadline in ${lastDeadline - Date.now()} ms`);
+    // Pending orders (with their outbox entries and BullMQ jobs, where the relay got to them).
+    // Expiries already under way mean the count is short: said so below rather than hidden.
+    const pending = await footprint(redis, prefix);
+    const pendingMeasuredBeforeFirstDeadline = Date.now() < Math.min(...deadlines);
     if (options.backlog) {
       await sleep(Math.max(0, lastDeadline - Date.now()));
       worker = await startWorker();
     }
-    const cpuFrom = options.backlog && worker ? cpuMicros(worker.process.pid!) : cpuBefore;
+    const cpuFrom = options.backlog ? cpuMicros(worker) : cpuBefore;
 
     const giveUp = lastDeadline + 60_000;
     while (Date.now() < giveUp && (samples.at(-1)?.available !== orders || samples.at(-1)?.placed !== orders)) await sleep(SAMPLE_EVERY_MS);
     const allBack = Date.now();
-    const cpuUsed = worker ? cpuMicros(worker.process.pid!) - cpuFrom : 0;
+    const cpuUsed = cpuMicros(worker) - cpuFrom;
     stopSampling = true;
     await sampling;
 
     const lag = expiryLag(orders, deadlines, samples);
     if (lag.overReleased) throw new Error('more units came back than were taken');
     if (lag.allBackAt === undefined || lag.lastUnitLagMs === undefined) throw new Error(`not every unit came back within 60 s of the last deadline`);
-    const expiring = samples.filter((s) => s.available > orders - s.placed);
-    const firstBack = expiring[0]?.at ?? lag.allBackAt;
+    // The last sample with no unit back yet: expiries began after it (a sample later would
+    // overstate the rate when one sweep brings everything back between two samples).
+    const firstBackIndex = samples.findIndex((s) => s.available > orders - s.placed);
+    const beforeFirstBack = samples[Math.max(0, firstBackIndex - 1)]?.at ?? lag.allBackAt;
 
     let persisted = 0;
     while (persisted < orders && Date.now() < allBack + 120_000) {
@@ -202,6 +230,9 @@ export async function runExpiryStorm(options: ExpiryStormOptions): Promise<Expir
       if (persisted < orders) await sleep(50);
     }
     if (persisted !== orders) throw new Error(`Postgres has ${persisted} of ${orders} orders expired`);
+    const persistedAfterMs = Date.now() - allBack;
+    await sleep(1_000); // outbox acks and BullMQ clean-up settle
+    const final = await footprint(redis, prefix);
     return {
       orders,
       rushMs: rushTook,
@@ -209,9 +240,17 @@ export async function runExpiryStorm(options: ExpiryStormOptions): Promise<Expir
       worstUnitLagMs: lag.worstUnitLagMs,
       lastUnitLagMs: lag.lastUnitLagMs,
       peakExpiryRate: peakRate(orders, samples, 1_000),
-      meanExpiryRate: (orders * 1000) / Math.max(1, lag.allBackAt - firstBack),
+      meanExpiryRate: (orders * 1000) / Math.max(SAMPLE_EVERY_MS, lag.allBackAt - beforeFirstBack),
       workerCpuMicrosPerOrder: cpuUsed / orders,
-      persistedAfterMs: Date.now() - allBack,
+      persistedAfterMs,
+      expiredInPostgres: persisted,
+      backlog: options.backlog ?? false,
+      memory: {
+        baseline,
+        pending: perOrder(baseline, pending, orders),
+        final: perOrder(baseline, final, orders),
+        pendingMeasuredBeforeFirstDeadline,
+      },
     };
   } finally {
     await worker?.stop();
@@ -222,6 +261,25 @@ export async function runExpiryStorm(options: ExpiryStormOptions): Promise<Expir
     await dropDatabase(dbUrl);
     await deleteServiceKeys(redisUrl, prefix);
   }
+}
+
+/** The run in a few lines, for the CLI and `npm run bench -- --expiry`. */
+export function describeExpiryStorm(result: ExpiryStormResult): string {
+  const { memory } = result;
+  return [
+    `expiry storm: ${result.orders} orders nobody pays, accepted at ${result.acceptRate.toFixed(0)}/s over ${result.rushMs} ms`,
+    `expiry: peak ${result.peakExpiryRate.toFixed(0)}/s (1 s window), mean ${result.meanExpiryRate.toFixed(0)}/s from the first unit back to the last`,
+    result.backlog
+      ? 'lag: not measured with --backlog (the worker starts only after the last deadline)'
+      : `lag: worst unit ${result.worstUnitLagMs} ms after its deadline; last unit ${result.lastUnitLagMs} ms after the last deadline`,
+    `worker CPU ${result.workerCpuMicrosPerOrder.toFixed(0)} µs per expired order (sweeper + relay + persist worker)`,
+    `Postgres: all ${result.expiredInPostgres} orders expired ${result.persistedAfterMs} ms after the last unit was back`,
+    `Redis memory (MEMORY USAGE, namespace + BullMQ): ${Math.round(memory.pending.bytes)} B per pending order` +
+      (memory.pendingMeasuredBeforeFirstDeadline ? '' : ' (measured after the first deadline: some had expired; use a longer window)') +
+      `, ${Math.round(memory.final.bytes)} B per final order (final orders' records expire later; BullMQ keeps completed jobs for a while: src/orders/queue.ts)`,
+    `  per pending order: ${describePerOrder(memory.pending)}`,
+    `  per final order: ${describePerOrder(memory.final)}`,
+  ].join('\n');
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
@@ -240,16 +298,6 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
     backlog: values.backlog,
     log: (line) => console.log(line),
   });
-  console.log(
-    [
-      `orders ${result.orders}, accepted at ${result.acceptRate.toFixed(0)}/s over ${result.rushMs} ms`,
-      `expiry: peak ${result.peakExpiryRate.toFixed(0)}/s (1 s window), mean ${result.meanExpiryRate.toFixed(0)}/s from first unit back to last`,
-      values.backlog
-        ? 'lag: not measured with --backlog (the worker starts only after the last deadline)'
-        : `lag: worst unit ${result.worstUnitLagMs} ms after its deadline; last unit ${result.lastUnitLagMs} ms after the last deadline`,
-      `worker CPU ${result.workerCpuMicrosPerOrder.toFixed(0)} µs per expired order (sweeper + relay + persist worker)`,
-      `Postgres: every order expired ${result.persistedAfterMs} ms after the last unit was back`,
-    ].join('\n'),
-  );
+  console.log(describeExpiryStorm(result));
   process.exit(0);
 }
