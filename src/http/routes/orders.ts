@@ -24,9 +24,25 @@ export interface OrderRouteOptions {
 // The attempt limit counts per clock second, so the next second is never more than one away.
 const RATE_LIMIT_RETRY_AFTER_SECONDS = 1;
 
-function observe(metrics: Metrics, logger: Logger, saleId: string, sku: string, reservation: Reservation): void {
+/** The label of a sale or SKU that no answer has shown to exist. */
+export const UNKNOWN_LABEL = '_unknown';
+
+// Answers that prove the sale and the item exist: only those may name them in a label, so a caller
+// who makes up ids (or is rate limited on made-up ids) cannot create metric series without end.
+const UNPROVEN = new Set<string>(['SALE_NOT_FOUND', 'ITEM_NOT_FOUND', 'RATE_LIMITED']);
+
+/** Labels for the reservation counter: real ids once some answer proved them, else UNKNOWN_LABEL. */
+function reservationLabels(known: Set<string>, saleId: string, sku: string, reservation: Reservation) {
   const result = reservation.kind === 'accepted' ? 'ok' : reservation.kind === 'replayed' ? 'replayed' : reservation.code.toLowerCase();
-  metrics.reservations.inc({ sale: saleId, sku, result });
+  const item = `${saleId}\u0000${sku}`;
+  if (reservation.kind !== 'refused' || !UNPROVEN.has(reservation.code)) known.add(item);
+  if (known.has(item)) return { sale: saleId, sku, result };
+  const saleProven = reservation.kind === 'refused' && reservation.code === 'ITEM_NOT_FOUND';
+  return { sale: saleProven ? saleId : UNKNOWN_LABEL, sku: UNKNOWN_LABEL, result };
+}
+
+function observe(metrics: Metrics, logger: Logger, known: Set<string>, saleId: string, sku: string, reservation: Reservation): void {
+  metrics.reservations.inc(reservationLabels(known, saleId, sku, reservation));
   if (reservation.kind !== 'accepted') return;
   metrics.stockAvailable.set({ sale: saleId, sku }, reservation.availableAfter);
   if (reservation.delistedNow) {
@@ -41,6 +57,8 @@ function observe(metrics: Metrics, logger: Logger, saleId: string, sku: string, 
 
 export const orderRoutes: FastifyPluginAsyncTypebox<OrderRouteOptions> = async (app, options) => {
   const { auth, reservations, orders, lifecycle, metrics, logger } = options;
+  // (sale, SKU) pairs some answer proved to exist; bounded by the sales there are.
+  const knownItems = new Set<string>();
 
   app.post(
     '/v1/sales/:saleId/orders',
@@ -61,7 +79,7 @@ export const orderRoutes: FastifyPluginAsyncTypebox<OrderRouteOptions> = async (
       const { sku, quantity } = request.body;
       const { userId } = principal(request);
       const reservation = await reservations.reserve({ saleId, sku, userId, quantity, idempotencyKey: request.headers['idempotency-key'] });
-      observe(metrics, logger, saleId, sku, reservation);
+      observe(metrics, logger, knownItems, saleId, sku, reservation);
       switch (reservation.kind) {
         case 'accepted':
           return reply.code(201).header('location', `/v1/orders/${reservation.order.id}`).send(presentOrder(reservation.order));
