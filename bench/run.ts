@@ -257,8 +257,12 @@ async function main(): Promise<void> {
       expiry: { type: 'boolean', default: false },
       'expiry-orders': { type: 'string', default: '20000' },
       'expiry-window': { type: 'string', default: '5' },
+      // The service's API_PROCESSES; unset, its production default (one API process per core).
+      'api-processes': { type: 'string' },
     },
   });
+  const apiProcesses = values['api-processes'];
+  if (apiProcesses !== undefined && apiProcesses !== 'auto') positive('api-processes', apiProcesses);
   const { report, file } = await runBench({
     reps: positive('reps', values.reps, true),
     seconds: positive('seconds', values.seconds),
@@ -269,7 +273,7 @@ async function main(): Promise<void> {
     outDir: resolve(values.out),
     redisUrl: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
     postgresUrl: process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
-    serviceEnv: {},
+    serviceEnv: apiProcesses === undefined ? {} : { API_PROCESSES: apiProcesses },
     expiry: values.expiry ? { orders: positive('expiry-orders', values['expiry-orders']), windowSeconds: positive('expiry-window', values['expiry-window']) } : undefined,
     log: (line) => console.log(line),
   });
