@@ -144,6 +144,20 @@ async function recordBytes(redis: Redis, prefix: string, saleId: string): Promis
   return bytes;
 }
 
+/** INFO commandstats since the last RESETSTAT: the commands that took Redis's time, per order. */
+async function commandCost(redis: Redis, orders: number): Promise<string> {
+  const rows = [...(await redis.info('commandstats')).matchAll(/cmdstat_(\S+):calls=(\d+),usec=(\d+)/g)].map(([, name, calls, usec]) => ({
+    name: name!,
+    calls: Number(calls),
+    usec: Number(usec),
+  }));
+  return rows
+    .sort((a, b) => b.usec - a.usec)
+    .slice(0, 6)
+    .map((row) => `${row.name} ${(row.usec / orders).toFixed(2)} (${row.calls} calls)`)
+    .join(', ');
+}
+
 interface RunResult {
   reservePerSecond: number;
   persistPerSecond: number;
@@ -182,6 +196,7 @@ async function run(servers: Servers, index: number): Promise<RunResult> {
     const bytesPending = ((await usedMemory(redis)) - memoryBefore) / accepted;
     await api.stop();
 
+    await redis.config('RESETSTAT');
     worker = startRole('worker', { ...env, METRICS_PORT: String(workerMetrics) }, cpuProf);
     const workerPid = worker.process.pid!;
     let first: { at: number; count: number; worker: number; redis: number; postgres: number } | undefined;
@@ -210,6 +225,7 @@ async function run(servers: Servers, index: number): Promise<RunResult> {
     console.log(
       `drain: ${requests} requests, ${accepted} accepted in ${SECONDS}s; ${drained}+${first.count} rows in ${drainSeconds.toFixed(2)}s`,
     );
+    console.log(`drain: Redis commands by time (µs per order): ${await commandCost(redis, accepted)}`);
 
     // Phase 2, live: API and worker together, as deployed.
     api = startRole('api', { ...env, PORT: String(port), METRICS_PORT: String(apiMetrics) });

@@ -1,5 +1,5 @@
 --[[
-  ackOutbox: the relay's acknowledgement, once a batch is safely in BullMQ: the entries leave the
+  ackOutbox: the persister's acknowledgement, once a batch is safely in Postgres: the entries leave the
   consumer group's pending list and the stream in one step, so Redis memory stays bounded and an
   entry is never deleted while still unacknowledged.
 
