@@ -192,9 +192,10 @@ async function run(servers: Servers, index: number): Promise<RunResult> {
     await createSale(base, drainSale);
     const memoryBefore = await usedMemory(redis);
     const requests = await rush(base, drainSale);
+    // Requests still in flight when the rush ends may yet be accepted: count once the API is gone.
+    await api.stop();
     const accepted = Number((await redis.hget(`${prefix}:{${drainSale}}:sale`, 'ordersAccepted')) ?? 0);
     const bytesPending = ((await usedMemory(redis)) - memoryBefore) / accepted;
-    await api.stop();
 
     await redis.config('RESETSTAT');
     worker = startRole('worker', { ...env, METRICS_PORT: String(workerMetrics) }, cpuProf);
@@ -236,6 +237,8 @@ async function run(servers: Servers, index: number): Promise<RunResult> {
     const before = { api: cpuOf(apiPid), worker: cpuOf(workerPid), redis: serverCpu(servers.redis), postgres: serverCpu(servers.postgres) };
     await rush(base, liveSale);
     const rushEnded = Date.now();
+    // Requests in flight at the end are answered within milliseconds; count after them.
+    await new Promise((resolve) => setTimeout(resolve, 100));
     const liveAccepted = Number((await redis.hget(`${prefix}:{${liveSale}}:sale`, 'ordersAccepted')) ?? 0);
     while ((await countRows(db, liveSale)) < liveAccepted && Date.now() < deadline + 60_000) await new Promise((resolve) => setTimeout(resolve, 10));
     const liveLagMs = Date.now() - rushEnded;
