@@ -133,6 +133,23 @@ async function countRows(db: pg.Client, saleId: string): Promise<number> {
   return Number((await db.query<{ n: string }>('SELECT count(*) AS n FROM orders WHERE sale_id = $1', [saleId])).rows[0]?.n ?? 0);
 }
 
+/** MEMORY USAGE of every key of the service's namespaces, summed by kind (the part after the sale's tag). */
+async function bytesByKind(redis: Redis, prefix: string, orders: number): Promise<string> {
+  const kinds = new Map<string, number>();
+  for (const pattern of [`${prefix}:*`, `{${prefix}:bull}:*`]) {
+    for await (const keys of scanPages(redis, pattern)) {
+      const pipeline = redis.pipeline();
+      for (const key of keys) pipeline.memory('USAGE', key, 'SAMPLES', 0);
+      const sizes = (await pipeline.exec()) ?? [];
+      keys.forEach((key, i) => {
+        const kind = key.startsWith('{') ? 'bullmq' : (key.split('}:')[1] ?? key).split(':')[0]!;
+        kinds.set(kind, (kinds.get(kind) ?? 0) + Number(sizes[i]?.[1] ?? 0));
+      });
+    }
+  }
+  return [...kinds].sort((a, b) => b[1] - a[1]).map(([kind, bytes]) => `${kind} ${(bytes / orders).toFixed(0)}`).join(', ');
+}
+
 /** Bytes the order records and the deadline set hold: what expires or leaves once orders are final. */
 async function recordBytes(redis: Redis, prefix: string, saleId: string): Promise<number> {
   let bytes = Number(await redis.memory('USAGE', `${prefix}:{${saleId}}:deadlines`, 'SAMPLES', 0));
@@ -196,6 +213,7 @@ async function run(servers: Servers, index: number): Promise<RunResult> {
     await api.stop();
     const accepted = Number((await redis.hget(`${prefix}:{${drainSale}}:sale`, 'ordersAccepted')) ?? 0);
     const bytesPending = ((await usedMemory(redis)) - memoryBefore) / accepted;
+    console.log(`drain: Redis bytes per order by key kind while pending: ${await bytesByKind(redis, prefix, accepted)}`);
 
     await redis.config('RESETSTAT');
     worker = startRole('worker', { ...env, METRICS_PORT: String(workerMetrics) }, cpuProf);
@@ -223,6 +241,7 @@ async function run(servers: Servers, index: number): Promise<RunResult> {
     const memoryAfterPersist = await usedMemory(redis);
     const bytesAfterPersist = (memoryAfterPersist - memoryBefore) / accepted;
     const bytesFinal = (memoryAfterPersist - memoryBefore - (await recordBytes(redis, prefix, drainSale))) / accepted;
+    console.log(`drain: Redis bytes per order by key kind once persisted: ${await bytesByKind(redis, prefix, accepted)}`);
     console.log(
       `drain: ${requests} requests, ${accepted} accepted in ${SECONDS}s; ${drained}+${first.count} rows in ${drainSeconds.toFixed(2)}s`,
     );
