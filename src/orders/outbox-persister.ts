@@ -6,6 +6,7 @@
 // writer is idempotent). A batch Postgres refuses (the oversell guard, a value it cannot store)
 // is handed to BullMQ, whose worker writes it order by order and keeps the refusals visible.
 import { hostname } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
 import type { RedisClient } from '../redis/connection.ts';
@@ -42,6 +43,8 @@ export class OutboxPersister {
   private readonly groups = new Set<string>();
   private running: Promise<unknown> | undefined;
   private stopping = false;
+  /** Cuts short the pauses between rounds and retries when the persister stops. */
+  private stopped = new AbortController();
   private lastClaimAt = 0;
   private readonly redis: RedisClient;
   private readonly prefix: string;
@@ -70,12 +73,14 @@ export class OutboxPersister {
   start(): void {
     if (this.running) return;
     this.stopping = false;
+    this.stopped = new AbortController();
     this.running = Promise.all(Array.from({ length: this.concurrency }, () => this.loop()));
   }
 
   /** Finishes the batches in hand (a write failing meanwhile leaves them pending) and stops. */
   async stop(): Promise<void> {
     this.stopping = true;
+    this.stopped.abort();
     await this.running;
     this.running = undefined;
   }
@@ -87,9 +92,9 @@ export class OutboxPersister {
         ({ full } = await this.runOnce());
       } catch (err) {
         this.logger.warn({ err }, 'outbox round failed; retrying');
-        await delay(500);
+        await this.pause(500);
       }
-      if (!full) await delay(this.idleDelayMs);
+      if (!full) await this.pause(this.idleDelayMs);
     }
   }
 
@@ -167,12 +172,16 @@ export class OutboxPersister {
           return;
         }
         this.metrics.persistFailures.inc({ reason: 'error' });
+        if (attempt >= 2) this.logger.warn({ saleId, attempt, err: (error as Error).message }, 'persisting a batch still failing; retrying');
+        await this.pause(persistBackoff(attempt));
         // Left pending: another persister (or this one, restarted) claims the entries.
         if (this.stopping) throw error;
-        if (attempt >= 2) this.logger.warn({ saleId, attempt, err: (error as Error).message }, 'persisting a batch still failing; retrying');
-        await delay(persistBackoff(attempt));
       }
     }
+  }
+
+  private async pause(ms: number): Promise<void> {
+    await sleep(ms, undefined, { signal: this.stopped.signal }).catch(() => undefined);
   }
 
   /** Runs `work` while keeping the entries claimed: their idle time is reset well before
@@ -191,6 +200,3 @@ export class OutboxPersister {
   }
 }
 
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
