@@ -29,6 +29,8 @@ export interface OutboxPersisterOptions {
   readonly idleDelayMs?: number;
   /** Rounds in flight at once, so one batch is read while another is written. */
   readonly concurrency?: number;
+  /** Its name in the consumer group; default host and process id (one persister per process). */
+  readonly consumer?: string;
 }
 
 /** The job id of a handed-over batch: the same entries give the same id, so a hand-over repeated
@@ -38,8 +40,8 @@ export function handOverJobId(saleId: string, entries: readonly OutboxEntry[]): 
 }
 
 export class OutboxPersister {
-  /** This process's name in the consumer group (its pending entries are listed under it). */
-  readonly consumer = `${hostname()}-${process.pid}`;
+  /** Its name in the consumer group (its pending entries are listed under it). */
+  readonly consumer: string;
   private readonly groups = new Set<string>();
   private running: Promise<unknown> | undefined;
   private stopping = false;
@@ -68,6 +70,7 @@ export class OutboxPersister {
     this.claimIdleMs = options.claimIdleMs;
     this.idleDelayMs = options.idleDelayMs ?? 50;
     this.concurrency = options.concurrency ?? 2;
+    this.consumer = options.consumer ?? `${hostname()}-${process.pid}`;
   }
 
   start(): void {
