@@ -3,9 +3,11 @@
 import type { Config, Role } from './config.ts';
 import type { Logger } from './logger.ts';
 import { createMetrics, initialiseItemSeries, registerQueueGauge, startMetricsServer, type Metrics, type MetricsServer } from './metrics.ts';
+import { BatchWriter } from './orders/batch-writer.ts';
+import { OrderWriter } from './orders/order-writer.ts';
+import { OutboxPersister } from './orders/outbox-persister.ts';
 import { createPersistWorker } from './orders/persist-worker.ts';
 import { createPersistQueue } from './orders/queue.ts';
-import { OutboxRelay } from './orders/relay.ts';
 import { closeRedis, createRedis, type RedisClient } from './redis/connection.ts';
 import { createPool, type Pool } from './db/pool.ts';
 import { buildApp, type App } from './http/app.ts';
@@ -31,7 +33,7 @@ export interface RunningService {
   readonly metricsServer: MetricsServer | undefined;
   readonly sales: SalesService;
   readonly reservations: Reservations;
-  readonly relay: OutboxRelay | undefined;
+  readonly persister: OutboxPersister | undefined;
   stop(): Promise<void>;
 }
 
@@ -137,17 +139,21 @@ export async function startService(config: Config, logger: Logger, role: Role, o
     app = await buildApp({ config, logger, metrics, readiness, sales, reservations, orders, lifecycle, reporter });
     await app.listen({ host: config.http.host, port: config.http.port });
   }
-  let relay: OutboxRelay | undefined;
+  let persister: OutboxPersister | undefined;
   const stopWorkers: (() => Promise<void>)[] = [];
   if (role === 'worker' || role === 'all') {
-    const persistWorker = createPersistWorker({ config, pool, redis, metrics, logger });
-    relay = new OutboxRelay(scripts, persistQueue.queue, () => sales.liveSaleIds(), logger);
+    const batches = new BatchWriter(new OrderWriter(pool), redis, prefix, metrics);
+    const persistWorker = createPersistWorker({ config, pool, batches, redis, metrics, logger });
+    persister = new OutboxPersister(scripts, batches, persistQueue.queue, () => sales.liveSaleIds(), metrics, logger, {
+      claimIdleMs: config.queueLockDurationMs,
+    });
     registerQueueGauge(metrics, () => persistQueue.queue.getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed'));
     const sweeper = new ExpirySweeper(redis, lifecycle, prefix, () => sales.liveSaleIds(), logger);
-    relay.start();
+    const running = persister;
+    running.start();
     sweeper.start();
-    // Stop taking new work first, then let in-flight jobs finish, then close the producer.
-    stopWorkers.push(() => sweeper.stop(), () => relay!.stop(), () => persistWorker.close());
+    // Stop taking new work first, then let in-flight batches finish, then close the producer.
+    stopWorkers.push(() => sweeper.stop(), () => running.stop(), () => persistWorker.close());
   }
   stopWorkers.push(() => persistQueue.close());
   logger.info({ role, metricsPort: metricsServer?.port }, 'service started');
@@ -158,7 +164,7 @@ export async function startService(config: Config, logger: Logger, role: Role, o
     metricsServer,
     sales,
     reservations,
-    relay,
+    persister,
     async stop() {
       stopping = true;
       if (app) await app.close();

@@ -22,9 +22,16 @@ export interface Child {
   stop(): Promise<void>;
 }
 
-/** `node --import tsx <entry> …args` from the repository root, output appended to logFile. */
-export function spawnTs(name: string, entry: string, args: readonly string[], env: Record<string, string>, logFile: string): Child {
-  const child = spawn(process.execPath, ['--import', 'tsx', entry, ...args], {
+/** `node …nodeArgs --import tsx <entry> …args` from the repository root, output appended to logFile. */
+export function spawnTs(
+  name: string,
+  entry: string,
+  args: readonly string[],
+  env: Record<string, string>,
+  logFile: string,
+  nodeArgs: readonly string[] = [],
+): Child {
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', entry, ...args], {
     cwd: REPO_ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -15,7 +15,11 @@ export interface PersistBatch {
   readonly entries: readonly OutboxEntry[];
 }
 
-/** Parses XREADGROUP/XAUTOCLAIM entries ([id, [field, value, …]]); malformed ones are returned apart. */
+/** Entries as XREADGROUP/XAUTOCLAIM return them: [id, [field, value, …]]. */
+export type RawStreamEntries = [string, string[]][];
+
+/** Parses stream entries — the one place that knows what the reserve and lifecycle scripts
+ *  write into the outbox; malformed ones are returned apart. */
 export function parseStreamEntries(saleId: string, raw: readonly [string, string[]][]): { entries: OutboxEntry[]; malformed: string[] } {
   const entries: OutboxEntry[] = [];
   const malformed: string[] = [];

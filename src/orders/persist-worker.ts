@@ -1,8 +1,9 @@
-// The BullMQ worker that writes batches of outbox entries to Postgres. Transient failures
-// (Postgres away) are retried with capped backoff until they succeed. A batch Postgres refuses
-// for one of its entries is written order by order so the rest still lands: an order that would
-// oversell fails the job for good, an order whose data Postgres refuses (e.g. a NUL) goes to the
-// dead-letter table — each kept, counted and logged for an operator, never dropped.
+// The BullMQ worker: the slow path for batches the outbox persister handed over because Postgres
+// refused them (and for an operator's retry of a failed one). Transient failures (Postgres away)
+// are retried with capped backoff until they succeed. The batch is written order by order so the
+// rest still lands: an order that would oversell fails the job for good (kept in the failed set),
+// an order whose data Postgres refuses (e.g. a NUL) goes to the dead-letter table — each kept,
+// counted and logged for an operator, never dropped.
 import { UnrecoverableError, Worker, type ConnectionOptions, type Job } from 'bullmq';
 import type { Config } from '../config.ts';
 import type { Pool } from '../db/pool.ts';
@@ -11,61 +12,43 @@ import type { Metrics } from '../metrics.ts';
 import { closeRedis, createRedis, type RedisClient } from '../redis/connection.ts';
 import { saleKeys } from '../stock/keys.ts';
 import { escapeUnsafe } from '../text.ts';
+import type { BatchWriter } from './batch-writer.ts';
 import { DeadLetters, isDataError } from './dead-letters.ts';
 import type { Order } from './order.ts';
-import { GuardViolation, OrderWriter, type WriteResult } from './order-writer.ts';
+import { GuardViolation } from './order-writer.ts';
 import { isBatch, latestPerOrder, type PersistBatch } from './outbox.ts';
 import { PERSIST_ATTEMPTS, PERSIST_QUEUE, persistBackoff, queuePrefix } from './queue.ts';
-
-/** How long a persisted order in a final state stays readable from Redis. */
-export const FINAL_ORDER_RETENTION_SECONDS = 600;
 
 export interface PersistWorkerDeps {
   readonly config: Config;
   readonly pool: Pool;
-  /** Command connection, for shortening the life of finished order records. */
+  readonly batches: BatchWriter;
+  /** Command connection, for keeping a dead letter's live record. */
   readonly redis: RedisClient;
   readonly metrics: Metrics;
   readonly logger: Logger;
-  readonly concurrency?: number;
 }
 
 /** Writes the orders one by one: those the guard refuses and those whose data Postgres refuses
  *  are returned apart; a transient failure still throws, so the whole batch is retried. */
-async function writeEachAlone(writer: OrderWriter, saleId: string, orders: readonly Order[]) {
-  const written: WriteResult[] = [];
+async function writeEachAlone(batches: BatchWriter, saleId: string, orders: readonly Order[]) {
   const refused: string[] = [];
   const poisoned: { order: Order; error: unknown }[] = [];
   for (const order of orders) {
     try {
-      written.push(await writer.write(saleId, [order]));
+      await batches.write(saleId, [order]);
     } catch (error) {
       if (error instanceof GuardViolation) refused.push(order.id);
       else if (isDataError(error)) poisoned.push({ order, error });
       else throw error;
     }
   }
-  return {
-    result: { inserted: written.flatMap((r) => r.inserted), finalised: written.flatMap((r) => r.finalised) },
-    refused,
-    poisoned,
-  };
+  return { refused, poisoned };
 }
 
 export function createPersistWorker(deps: PersistWorkerDeps): { worker: Worker<PersistBatch>; close(): Promise<void> } {
-  const { config, metrics, logger, redis } = deps;
-  const writer = new OrderWriter(deps.pool);
+  const { config, metrics, logger, redis, batches } = deps;
   const deadLetters = new DeadLetters(deps.pool);
-
-  const record = async (saleId: string, result: WriteResult) => {
-    const now = Date.now();
-    metrics.ordersPersisted.inc(result.inserted.length);
-    for (const { createdAt } of result.inserted) metrics.persistLag.observe(Math.max(0, now - createdAt) / 1000);
-    if (result.finalised.length > 0) {
-      const keys = saleKeys(config.redis.prefix, saleId);
-      await Promise.all(result.finalised.map(({ id }) => redis.expire(keys.order(id), FINAL_ORDER_RETENTION_SECONDS)));
-    }
-  };
 
   /** A dead letter: recorded in Postgres, counted, logged, and its live record kept in Redis
    *  (no TTL) so GET /v1/orders/:id still answers while an operator deals with it. */
@@ -86,16 +69,14 @@ export function createPersistWorker(deps: PersistWorkerDeps): { worker: Worker<P
     }
     const { saleId } = job.data;
     const orders = latestPerOrder(job.data.entries);
-    metrics.persistBatchSize.observe(orders.length);
     try {
-      await record(saleId, await writer.write(saleId, orders));
+      await batches.write(saleId, orders);
     } catch (error) {
       if (!(error instanceof GuardViolation) && !isDataError(error)) {
         metrics.persistFailures.inc({ reason: 'error' });
         throw error;
       }
-      const { result, refused, poisoned } = await writeEachAlone(writer, saleId, orders);
-      await record(saleId, result);
+      const { refused, poisoned } = await writeEachAlone(batches, saleId, orders);
       for (const { order, error: cause } of poisoned) await setAside(saleId, order, cause, job.id);
       if (refused.length > 0) {
         metrics.persistFailures.inc({ reason: 'guard' });
@@ -111,7 +92,8 @@ export function createPersistWorker(deps: PersistWorkerDeps): { worker: Worker<P
   const worker = new Worker<PersistBatch>(PERSIST_QUEUE, processor, {
     connection: connection as unknown as ConnectionOptions,
     prefix: queuePrefix(config),
-    concurrency: deps.concurrency ?? 4,
+    // Only refused batches come this way: rare, and written order by order anyway.
+    concurrency: 1,
     lockDuration: config.queueLockDurationMs,
     stalledInterval: config.queueLockDurationMs,
     // A batch whose worker died is retried however often that happens: the write is idempotent,

@@ -1,5 +1,8 @@
-// The BullMQ queue that carries batches of outbox entries to the Postgres writers. Its keys share
-// one hash tag so the queue works on Redis Cluster; producers and workers use separate connections.
+// The BullMQ queue of refused batches: those the outbox persister could not write as a whole
+// because Postgres refused one of their orders (the oversell guard, a value it cannot store). Its
+// worker writes them order by order; a batch with an order that would oversell stays in the failed
+// set for an operator. Its keys share one hash tag so the queue works on Redis Cluster; producers
+// and workers use separate connections.
 import { Queue, type ConnectionOptions } from 'bullmq';
 import type { Config } from '../config.ts';
 import type { Logger } from '../logger.ts';
@@ -61,7 +64,9 @@ export function createPersistQueue(config: Config, logger?: Logger): { queue: Pe
     defaultJobOptions: {
       attempts: PERSIST_ATTEMPTS,
       backoff: { type: 'capped' },
-      removeOnComplete: { age: 3600, count: 10_000 },
+      // Only refused batches come here, so keeping completed ones a while for operators costs
+      // nothing per ordinary order.
+      removeOnComplete: { age: 3600, count: 1_000 },
       // Failed jobs stay for operators to see and retry.
       removeOnFail: false,
     },

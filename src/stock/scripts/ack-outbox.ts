@@ -1,4 +1,4 @@
-// ackOutbox-1.lua: the relay's acknowledgement of a batch safely in BullMQ: its entries leave
+// ackOutbox-1.lua: the persister's acknowledgement of a batch safely in Postgres: its entries leave
 // the consumer group's pending list and the stream together.
 import { saleKeys } from '../keys.ts';
 import type { Scripts } from './registry.ts';

@@ -9,6 +9,7 @@ import { Redis } from 'ioredis';
 import pg from 'pg';
 import type { Role } from '../../../src/config.ts';
 import { migrate } from '../../../src/db/migrate.ts';
+import { OUTBOX_GROUP } from '../../../src/orders/outbox-persister.ts';
 import { saleKeys } from '../../../src/stock/keys.ts';
 import { withDatabase } from '../../../tools/databases.ts';
 import { compareWithRows, unitsBySku } from '../../../tools/exactly-once.ts';
@@ -477,7 +478,7 @@ export async function ordersAcceptedInRedis(stack: Stack, saleId: string): Promi
   }
 }
 
-/** Waits (bounded) until the sale's outbox is empty: a dead relay's entries are claimed once idle. */
+/** Waits (bounded) until the sale's outbox is empty: a dead persister's entries are claimed once idle. */
 export async function outboxDrained(redis: Redis, prefix: string, saleId: string, timeoutMs: number): Promise<{ total: number; length: number }> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -491,7 +492,7 @@ export async function outboxDrained(redis: Redis, prefix: string, saleId: string
 export async function outboxPending(redis: Redis, prefix: string, saleId: string): Promise<{ total: number; length: number }> {
   const stream = saleKeys(prefix, saleId).outbox;
   const [summary, length] = await Promise.all([
-    redis.xpending(stream, 'relay').catch(() => [0]) as Promise<unknown[]>,
+    redis.xpending(stream, OUTBOX_GROUP).catch(() => [0]) as Promise<unknown[]>,
     redis.xlen(stream),
   ]);
   return { total: Number(summary[0] ?? 0), length };

@@ -1,16 +1,21 @@
-// Crash safety of the outbox relay: a relay that dies after enqueueing a batch and before
-// acknowledging it leaves its entries pending; a fresh relay claims and re-relays them, and the
-// idempotent writer keeps every order to one Postgres row — shown once deterministically in
+// Crash safety of the outbox persister: one that dies after writing a batch to Postgres and before
+// acknowledging it leaves its entries pending; a fresh persister claims and writes them again, and
+// the idempotent writer keeps every order to one Postgres row — shown once deterministically in
 // process, and again with the worker role SIGKILLed at random moments while orders flow.
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
+import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { loadConfig } from '../../../src/config.ts';
+import { createPool } from '../../../src/db/pool.ts';
 import { createLogger } from '../../../src/logger.ts';
-import { parseStreamEntries } from '../../../src/orders/outbox.ts';
-import { createPersistQueue, PERSIST_JOB } from '../../../src/orders/queue.ts';
-import { OutboxRelay, RELAY_GROUP } from '../../../src/orders/relay.ts';
+import { createMetrics } from '../../../src/metrics.ts';
+import { BatchWriter } from '../../../src/orders/batch-writer.ts';
+import { OrderWriter } from '../../../src/orders/order-writer.ts';
+import { latestPerOrder, parseStreamEntries, type RawStreamEntries } from '../../../src/orders/outbox.ts';
+import { OUTBOX_GROUP, OutboxPersister } from '../../../src/orders/outbox-persister.ts';
+import { createPersistQueue } from '../../../src/orders/queue.ts';
 import { saleKeys } from '../../../src/stock/keys.ts';
 import { defineScripts } from '../../../src/stock/scripts/registry.ts';
 import {
@@ -43,12 +48,24 @@ afterAll(async () => {
   await stack?.stop();
 });
 
-type RawEntries = [string, string[]][];
+/** How many of the orders behind these stream entries Postgres already holds. */
+async function inPostgres(databaseUrl: string, redis: Redis, stream: string, saleId: string, ids: readonly string[]): Promise<number> {
+  const raw = (await Promise.all(ids.map((id) => redis.xrange(stream, id, id)))).flat() as RawStreamEntries;
+  const orderIds = parseStreamEntries(saleId, raw).entries.map((entry) => entry.order.id);
+  const db = new pg.Client({ connectionString: databaseUrl });
+  await db.connect();
+  try {
+    const { rows } = await db.query<{ n: string }>('SELECT count(*) AS n FROM orders WHERE id = ANY($1::uuid[])', [orderIds]);
+    return Number(rows[0]?.n ?? 0);
+  } finally {
+    await db.end();
+  }
+}
 
 // Runs first: no worker role is up yet, so nothing but this test touches the outbox.
 it(
-  'when a relay dies after enqueueing a batch and before acknowledging it, ' +
-    'then a fresh relay claims and re-relays the entries and Postgres holds each order exactly once',
+  'when a persister dies after writing a batch and before acknowledging it, ' +
+    'then a fresh persister claims and rewrites the entries and Postgres holds each order exactly once',
   async () => {
     const saleId = await createSale(api.baseUrl, stack.secret, [{ sku: 'phone', stock: 1_000, perUserLimit: 2 }]);
     const ledger = new Ledger();
@@ -62,62 +79,60 @@ it(
     const config = loadConfig(stack.env({ LOG_LEVEL: 'silent' }));
     const stream = saleKeys(stack.prefix, saleId).outbox;
     const persistQueue = createPersistQueue(config);
-    let worker: RoleProcess | undefined;
+    const pool = createPool(config);
     try {
-      // The doomed relay: reads every entry through the group and enqueues them as one batch with
-      // the relay's deterministic job id — then dies without acknowledging.
-      await redis.xgroup('CREATE', stream, RELAY_GROUP, '0', 'MKSTREAM');
-      const reply = (await redis.xreadgroup('GROUP', RELAY_GROUP, 'doomed-relay', 'COUNT', 1_000, 'STREAMS', stream, '>')) as
-        | [string, RawEntries][]
+      // The doomed persister: reads every entry through the group and writes them to Postgres as
+      // one batch — then dies without acknowledging.
+      await redis.xgroup('CREATE', stream, OUTBOX_GROUP, '0', 'MKSTREAM');
+      const reply = (await redis.xreadgroup('GROUP', OUTBOX_GROUP, 'doomed-persister', 'COUNT', 1_000, 'STREAMS', stream, '>')) as
+        | [string, RawStreamEntries][]
         | null;
       const { entries, malformed } = parseStreamEntries(saleId, reply?.[0]?.[1] ?? []);
       expect(malformed).toEqual([]);
       expect(entries).toHaveLength(120);
-      const first = entries[0]!.streamId;
-      const last = entries[entries.length - 1]!.streamId;
-      await persistQueue.queue.add(PERSIST_JOB, { saleId, entries }, { jobId: `${saleId}|${first}|${last}|${entries.length}` });
+      const writer = new OrderWriter(pool);
+      expect((await writer.write(saleId, latestPerOrder(entries))).inserted).toHaveLength(120);
       expect(await outboxPending(redis, stack.prefix, saleId)).toEqual({ total: 120, length: 120 });
 
-      // A fresh relay, in smaller batches, so the same orders also reach the queue under new job
-      // ids: exactly-once must come from the writer, not only from BullMQ's job-id dedup.
+      // A fresh persister, in smaller batches: the same orders are written again in other batches,
+      // so exactly-once comes from the writer alone.
       await sleep(300);
-      const relay = new OutboxRelay(defineScripts(redis, stack.prefix), persistQueue.queue, async () => [saleId], createLogger(config), {
-        claimIdleMs: 200,
-        batchSize: 50,
-      });
-      let moved = 0;
+      const metrics = createMetrics();
+      const persister = new OutboxPersister(
+        defineScripts(redis, stack.prefix),
+        new BatchWriter(writer, redis, stack.prefix, metrics),
+        persistQueue.queue,
+        async () => [saleId],
+        metrics,
+        createLogger(config),
+        { claimIdleMs: 200, batchSize: 50 },
+      );
+      let persisted = 0;
       for (let round = 0; round < 20 && (await outboxPending(redis, stack.prefix, saleId)).total > 0; round++) {
-        moved += await relay.runOnce();
+        persisted += (await persister.runOnce()).persisted;
         await sleep(120);
       }
-      expect(moved).toBe(120);
+      expect(persisted).toBe(120);
       expect(await outboxPending(redis, stack.prefix, saleId)).toEqual({ total: 0, length: 0 });
-      const jobs = 1 + Math.ceil(120 / 50);
-      expect(await persistQueue.queue.getJobCounts('waiting')).toMatchObject({ waiting: jobs });
+      // Rewritten, nothing inserted again, nothing refused (no batch handed to BullMQ).
+      expect((await metrics.ordersPersisted.get()).values[0]?.value ?? 0).toBe(0);
+      expect(await persistQueue.queue.getJobCounts('waiting', 'failed', 'completed')).toMatchObject({ waiting: 0, failed: 0, completed: 0 });
 
-      // The writers: a worker role, whose four concurrent slots upsert overlapping batches.
-      worker = await startRole(stack, 'worker');
-      const persisted = await expectExactlyPersisted(stack.databaseUrl, saleId, ledger.accepted, 20_000);
-      let counts = await persistQueue.queue.getJobCounts('completed', 'failed', 'waiting', 'active');
-      for (let i = 0; i < 40 && (counts.completed ?? 0) < jobs; i++) {
-        await sleep(100);
-        counts = await persistQueue.queue.getJobCounts('completed', 'failed', 'waiting', 'active');
-      }
-      expect(counts).toMatchObject({ completed: jobs, failed: 0, waiting: 0, active: 0 });
+      const result = await expectExactlyPersisted(stack.databaseUrl, saleId, ledger.accepted, 20_000);
       console.info(
-        `[relay-killed/deterministic] 120 orders left pending by the dead relay, re-relayed as ${jobs - 1} more jobs; ` +
-          `${jobs} jobs completed, ${persisted.rows} rows, persisted ${persisted.waitedMs} ms after the worker started`,
+        `[relay-killed/deterministic] 120 orders written but left pending by the dead persister, ` +
+          `claimed and rewritten in batches of 50; ${result.rows} rows`,
       );
     } finally {
       await persistQueue.close();
-      await worker?.kill('SIGTERM');
+      await pool.end();
     }
   },
   60_000,
 );
 
 it(
-  'when the worker role (relay and writers) is SIGKILLed three times at random moments while orders flow, ' +
+  'when the worker role (persister and writers) is SIGKILLed three times at random moments while orders flow, ' +
     'then after restarts Postgres holds every 201 exactly once',
   async () => {
     const saleId = await createSale(api.baseUrl, stack.secret, [
@@ -133,28 +148,26 @@ it(
       onOutcome: (request, outcome) => ledger.record(request, outcome),
     });
 
-    const persistQueue = createPersistQueue(loadConfig(stack.env({ LOG_LEVEL: 'silent' })));
     const stream = saleKeys(stack.prefix, saleId).outbox;
     let worker = await startRole(stack, 'worker');
     const kills: string[] = [];
-    let caughtBetweenEnqueueAndAck = 0;
+    let caughtBetweenWriteAndAck = 0;
     try {
       for (let kill = 1; kill <= 3; kill++) {
-        // Mostly while the new relay catches up on the backlog left during the restart: big batches.
+        // Mostly while the new persister catches up on the backlog left during the restart: big batches.
         const aliveFor = 50 + Math.floor(Math.random() * 600);
         await sleep(aliveFor);
         await worker.kill('SIGKILL');
-        // What the dead relay had read and not acknowledged; when its batch's job exists, the kill
-        // fell between the enqueue and the acknowledgement.
+        // What the dead persister had read and not acknowledged; when their orders are all in
+        // Postgres, the kill fell between the write and the acknowledgement.
         const consumer = `${hostname()}-${worker.pid}`;
         // NOGROUP: killed before its first round made the group — nothing read, nothing to lose.
-        const unacked = (await redis.xpending(stream, RELAY_GROUP, '-', '+', 10_000, consumer).catch(() => [])) as [string, string, number, number][];
+        const unacked = (await redis.xpending(stream, OUTBOX_GROUP, '-', '+', 10_000, consumer).catch(() => [])) as [string, string, number, number][];
         let state = 'nothing unacknowledged';
         if (unacked.length > 0) {
-          const jobId = `${saleId}|${unacked[0]![0]}|${unacked[unacked.length - 1]![0]}|${unacked.length}`;
-          const enqueued = (await persistQueue.queue.getJob(jobId)) !== undefined;
-          if (enqueued) caughtBetweenEnqueueAndAck++;
-          state = `${unacked.length} entries unacknowledged, ${enqueued ? 'already enqueued' : 'not yet enqueued'}`;
+          const written = await inPostgres(stack.databaseUrl, redis, stream, saleId, unacked.map(([id]) => id));
+          if (written === unacked.length) caughtBetweenWriteAndAck++;
+          state = `${unacked.length} entries unacknowledged, ${written} of their orders already in Postgres`;
         }
         kills.push(`kill ${kill} after ${aliveFor} ms: ${state}`);
         worker = await startRole(stack, 'worker');
@@ -162,7 +175,6 @@ it(
       await sleep(1_000);
     } finally {
       flowing = false;
-      await persistQueue.close();
     }
     const outcomes = await flow.done;
     const counts = summarise(outcomes.values());
@@ -170,14 +182,14 @@ it(
     const apiErrors = api.output().split('\n').filter((line) => /"level":(40|50|60)/.test(line)).slice(-5);
     expect(counts, JSON.stringify({ others, apiErrors })).toEqual({ accepted: outcomes.size });
 
-    // A dead relay's entries are claimed once idle for 5 s; a dead writer's job once its 2 s lock lapses.
+    // A dead persister's entries are claimed once idle for QUEUE_LOCK_DURATION_MS (2 s here).
     const persisted = await expectExactlyPersisted(stack.databaseUrl, saleId, ledger.accepted, 45_000);
-    // Every row may already be in Postgres while a dead relay's entries still wait to be claimed
-    // (after 5 s idle) and acknowledged: the outbox empties then.
+    // Every row may already be in Postgres while a dead persister's entries still wait to be
+    // claimed and acknowledged: the outbox empties then.
     expect(await outboxDrained(redis, stack.prefix, saleId, 15_000)).toEqual({ total: 0, length: 0 });
     console.info(
       `[relay-killed/random] ${ledger.accepted.size} orders; ${kills.join('; ')}; ` +
-        `${caughtBetweenEnqueueAndAck} of 3 kills between enqueue and ack; ` +
+        `${caughtBetweenWriteAndAck} of 3 kills between write and ack; ` +
         `all persisted ${persisted.waitedMs} ms after the flow stopped`,
     );
   },

@@ -1,13 +1,17 @@
-// Crash safety of the BullMQ writers: a worker SIGKILLed while its batches are active (their
-// upserts held on a row lock the test owns) leaves stalled jobs; a new worker retries them once
-// their 2 s lock lapses, and Postgres holds every accepted order exactly once — whether the dead
-// worker's orphaned statement still commits after its death or is aborted, and however often the
-// same batch loses its worker.
+// Crash safety of the writers: a worker SIGKILLed while its batches are in flight (their upserts
+// held on a row lock the test owns) leaves their outbox entries pending under its name; a new
+// worker claims them once idle for 2 s (QUEUE_LOCK_DURATION_MS) and writes them again, and Postgres
+// holds every accepted order exactly once — whether the dead worker's orphaned statement still
+// commits after its death or is aborted, and however often the same batch loses its worker.
+import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { Redis } from 'ioredis';
 import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { loadConfig } from '../../../src/config.ts';
+import { OUTBOX_GROUP } from '../../../src/orders/outbox-persister.ts';
 import { createPersistQueue, type PersistQueue } from '../../../src/orders/queue.ts';
+import { saleKeys } from '../../../src/stock/keys.ts';
 import {
   createSale,
   drive,
@@ -15,6 +19,7 @@ import {
   killAllRoles,
   Ledger,
   orderRequests,
+  outboxDrained,
   startRole,
   startStack,
   summarise,
@@ -25,12 +30,15 @@ import {
 let stack: Stack;
 let api: RoleProcess;
 let persistQueue: { queue: PersistQueue; close(): Promise<void> };
+let redis: Redis;
 beforeAll(async () => {
   stack = await startStack();
   api = await startRole(stack, 'api');
   persistQueue = createPersistQueue(loadConfig(stack.env({ LOG_LEVEL: 'silent' })));
+  redis = new Redis(stack.redisUrl);
 });
 afterAll(async () => {
+  redis?.disconnect();
   await persistQueue?.close();
   await killAllRoles();
   await stack?.stop();
@@ -104,16 +112,28 @@ async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T 
   }
 }
 
-/** Waits until a worker holds jobs active, each blocked in Postgres; returns their ids and the blocked backends. */
-async function activeAndBlocked(): Promise<{ jobIds: string[]; waiters: number[] }> {
-  return until('active jobs blocked in Postgres', 20_000, async () => {
-    const [active, waiters] = await Promise.all([persistQueue.queue.getActive(), lockWaiters()]);
-    if (active.length === 0 || waiters.length < active.length) return undefined;
-    return { jobIds: active.map((job) => job.id ?? '?'), waiters };
+/** The sale's outbox entries read and not yet acknowledged: [entry id, consumer] in id order. */
+async function inFlight(saleId: string): Promise<[string, string][]> {
+  const pending = (await redis.xpending(saleKeys(stack.prefix, saleId).outbox, OUTBOX_GROUP, '-', '+', 100_000).catch(() => [])) as [string, string][];
+  return pending.map(([id, consumer]) => [id, consumer]);
+}
+
+const consumerOf = (worker: RoleProcess) => `${hostname()}-${worker.pid}`;
+
+/** Waits until a worker has read every entry of the sale and its writes are blocked in Postgres;
+ *  returns the entries in flight and the blocked backends. */
+async function inFlightAndBlocked(saleId: string): Promise<{ entryIds: string[]; waiters: number[] }> {
+  const length = await redis.xlen(saleKeys(stack.prefix, saleId).outbox);
+  return until('batches in flight, blocked in Postgres', 20_000, async () => {
+    const [pending, waiters] = await Promise.all([inFlight(saleId), lockWaiters()]);
+    if (pending.length < length || waiters.length === 0) return undefined;
+    return { entryIds: pending.map(([id]) => id), waiters };
   });
 }
 
-async function drained(): Promise<Record<string, number>> {
+/** Waits until every entry is acknowledged and deleted and BullMQ has nothing to do. */
+async function drained(saleId: string): Promise<Record<string, number>> {
+  expect(await outboxDrained(redis, stack.prefix, saleId, 30_000)).toEqual({ total: 0, length: 0 });
   return until('the queue to drain', 30_000, async () => {
     const counts = await persistQueue.queue.getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed');
     return (counts.waiting ?? 0) + (counts.active ?? 0) + (counts.delayed ?? 0) === 0 ? counts : undefined;
@@ -152,8 +172,8 @@ const ITEMS = [
 ];
 
 /**
- * Orders first (the relay then makes big batches), a worker whose batches block on the test's
- * lock, SIGKILL while they are active, a new worker that retries them behind the dead worker's
+ * Orders first (the persister then makes big batches), a worker whose batches block on the test's
+ * lock, SIGKILL while they are in flight, a new worker that retries them behind the dead worker's
  * statements (still held in Postgres), then the lock is let go. Postgres commits such an orphaned
  * statement when its results still fit its output buffer, and aborts it when sending them to the
  * dead client fails first; either way every 201 must end as exactly one row.
@@ -164,30 +184,28 @@ async function killWhileActive(orders: number, label: string): Promise<{ written
   try {
     const ledger = await placeAll(saleId, orders);
     const first = await startWorker();
-    const { jobIds, waiters } = await activeAndBlocked();
+    const { entryIds, waiters } = await inFlightAndBlocked(saleId);
     const deadXids = (await lockWaitersWithXids()).flatMap((waiter) => (waiter.xid === null ? [] : [waiter.xid]));
     await first.kill('SIGKILL');
-    // The dead worker's jobs are still "active" in BullMQ: nobody will finish them but a new worker.
-    expect((await persistQueue.queue.getActive()).map((job) => job.id)).toEqual(expect.arrayContaining(jobIds));
+    // The dead worker's entries are still pending under its name: nobody will finish them but a new worker.
+    expect(await inFlight(saleId)).toEqual(entryIds.map((id) => [id, consumerOf(first)]));
 
     await startWorker();
-    // The new worker finds the stalled jobs once their lock lapses and retries them: its own
-    // upserts then queue behind the dead worker's, still waiting in Postgres.
-    const retried = await until('the new worker to retry the stalled jobs', 20_000, async () => {
+    // The new worker claims the entries once idle for 2 s and writes them again: its own upserts
+    // then queue behind the dead worker's, still waiting in Postgres.
+    const retried = await until('the new worker to retry the stalled batches', 20_000, async () => {
       const now = await lockWaiters();
       return now.some((pid) => !waiters.includes(pid)) ? now : undefined;
     });
     await lock.release();
 
     const persisted = await expectExactlyPersisted(stack.databaseUrl, saleId, ledger.accepted, 30_000);
-    const counts = await drained();
+    // Every entry acknowledged and deleted; nothing handed to BullMQ as refused.
+    const counts = await drained(saleId);
     expect(await failedReasons()).toEqual([]);
     const writtenByDead = await rowsWrittenBy(saleId, deadXids);
-    const jobs = await Promise.all(jobIds.map((id) => persistQueue.queue.getJob(id)));
-    for (const job of jobs) expect(job?.finishedOn).toBeDefined();
     console.info(
-      `[worker-killed/${label}] ${ledger.accepted.size} orders; ${jobIds.length} job(s) active at SIGKILL ` +
-        `(${jobs.map((job) => `${job?.data.entries.length ?? 0} entries, started ${job?.attemptsStarted ?? 0}x`).join('; ')}); ` +
+      `[worker-killed/${label}] ${ledger.accepted.size} orders; ${entryIds.length} entries in flight at SIGKILL; ` +
         `${waiters.length} dead-worker statement(s) held in Postgres, ${retried.length - waiters.length} retries queued behind them; ` +
         `${writtenByDead} rows committed by the dead worker's statements after its death; ` +
         `persisted ${persisted.waitedMs} ms after the lock was released; jobs ${JSON.stringify(counts)}`,
@@ -224,29 +242,31 @@ it(
     const saleId = await createSale(api.baseUrl, stack.secret, ITEMS);
     const lock = await lockItems(saleId);
     try {
-      // All orders before the first worker: the relay moves them as one batch, one job.
+      // All orders before the first worker: the persister reads them as one batch.
       const ledger = await placeAll(saleId, 300);
       let worker = await startWorker();
       const kills: string[] = [];
-      const activeAtKill: string[][] = [];
+      const inFlightAtKill: string[][] = [];
       for (let kill = 1; kill <= 2; kill++) {
-        const { jobIds, waiters } = await activeAndBlocked();
-        activeAtKill.push(jobIds);
+        const { entryIds, waiters } = await inFlightAndBlocked(saleId);
+        inFlightAtKill.push(entryIds);
+        // The batch is in the hands of this worker (claimed from the last one after the first kill).
+        expect(new Set((await inFlight(saleId)).map(([, consumer]) => consumer))).toEqual(new Set([consumerOf(worker)]));
         await worker.kill('SIGKILL');
         // Postgres notices the dead client: the half-done upserts roll back, nothing of them lands.
         await terminate(waiters);
-        kills.push(`kill ${kill}: ${jobIds.length} job(s) active, ${waiters.length} statement(s) rolled back`);
+        kills.push(`kill ${kill}: ${entryIds.length} entries in flight, ${waiters.length} statement(s) rolled back`);
         worker = await startWorker();
       }
-      // Both kills caught the same batch: it has stalled twice.
-      expect(activeAtKill[1]).toEqual(activeAtKill[0]);
-      // The third worker takes the twice-stalled jobs once their lock lapses; then Postgres is let go.
-      await until('the third worker to take the stalled job', 20_000, async () =>
+      // Both kills caught the same batch: it has lost its worker twice.
+      expect(inFlightAtKill[1]).toEqual(inFlightAtKill[0]);
+      // The third worker claims the twice-abandoned entries once idle; then Postgres is let go.
+      await until('the third worker to take the stalled batch', 20_000, async () =>
         (await lockWaiters()).length > 0 || (await persistQueue.queue.getFailedCount()) > 0 ? true : undefined,
       );
       await lock.release();
 
-      const counts = await drained();
+      const counts = await drained(saleId);
       expect(await failedReasons()).toEqual([]);
       const persisted = await expectExactlyPersisted(stack.databaseUrl, saleId, ledger.accepted, 30_000);
       console.info(

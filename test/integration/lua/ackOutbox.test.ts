@@ -1,11 +1,11 @@
-// ackOutbox-1.lua against real Redis: the relay's acknowledgement takes a batch out of the
+// ackOutbox-1.lua against real Redis: the persister's acknowledgement takes a batch out of the
 // consumer group's pending list and out of the stream together, touches nothing else, is
 // harmless when repeated after a crash, and never deletes an entry the group has not delivered.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ackOutbox } from '../../../src/stock/scripts/ack-outbox.ts';
 import { luaFixture } from '../../support/lua-fixtures.ts';
 
-const GROUP = 'relay';
+const GROUP = 'persist';
 
 const lua = luaFixture({ now: Date.now(), salePrefix: 'ack' });
 
@@ -82,6 +82,33 @@ describe('ackOutbox', () => {
     expect(await streamIds(stream)).toEqual([...a, ...ids.slice(5)]);
     const pending = (await lua.redis.xpending(stream, GROUP, '-', '+', 10)) as [string, string, number, number][];
     expect(pending.map(([id, consumer]) => [id, consumer])).toEqual(a.map((id) => [id, 'relay-a']));
+  });
+
+  it('when batches are acknowledged out of order, then each leaves the stream and the stream ends empty', async () => {
+    const stream = newStream('out-of-order');
+    const ids = await outbox(stream, 250);
+    const older = await deliver(stream, 'relay-a', 120);
+    const newer = await deliver(stream, 'relay-b', 130);
+
+    expect(await ack(stream, ...newer)).toBe(130);
+    expect(await streamIds(stream)).toEqual(older);
+    expect(await ack(stream, ...older)).toBe(120);
+
+    expect(await lua.redis.xlen(stream)).toBe(0);
+    expect(await pendingCount(stream)).toBe(0);
+    expect(ids).toEqual([...older, ...newer]);
+  });
+
+  it('when an older entry stays pending, then a later batch still leaves the stream and the pending entry stays', async () => {
+    const stream = newStream('stuck');
+    const ids = await outbox(stream, 5);
+    const stuck = await deliver(stream, 'relay-a', 1);
+    const batch = await deliver(stream, 'relay-a', 3);
+
+    expect(await ack(stream, ...batch)).toBe(3);
+
+    expect(await streamIds(stream)).toEqual([...stuck, ids[4]]);
+    expect(await pendingCount(stream)).toBe(1);
   });
 
   it('when ids that were never in the stream come with a delivered batch, then only the batch is deleted and the count says so', async () => {

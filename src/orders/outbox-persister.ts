@@ -1,0 +1,205 @@
+// The outbox persister: reads each live sale's outbox stream through a consumer group, writes each
+// batch to Postgres, and only then acknowledges and deletes its entries. The stream's pending list
+// is the record of batches in flight, so each order crosses Redis once on its way to Postgres.
+// Killed at any point it loses nothing: entries read and not acknowledged stay pending and are
+// claimed by another persister once idle for `claimIdleMs`; writing them again is harmless (the
+// writer is idempotent). A batch Postgres refuses (the oversell guard, a value it cannot store)
+// is handed to BullMQ, whose worker writes it order by order and keeps the refusals visible.
+import { hostname } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Logger } from '../logger.ts';
+import type { Metrics } from '../metrics.ts';
+import type { RedisClient } from '../redis/connection.ts';
+import { saleKeys } from '../stock/keys.ts';
+import { ackOutbox } from '../stock/scripts/ack-outbox.ts';
+import type { Scripts } from '../stock/scripts/registry.ts';
+import type { BatchWriter } from './batch-writer.ts';
+import { isDataError } from './dead-letters.ts';
+import { GuardViolation } from './order-writer.ts';
+import { latestPerOrder, parseStreamEntries, type OutboxEntry, type RawStreamEntries } from './outbox.ts';
+import { PERSIST_JOB, persistBackoff, type PersistQueue } from './queue.ts';
+
+export const OUTBOX_GROUP = 'persist';
+
+export interface OutboxPersisterOptions {
+  readonly batchSize?: number;
+  /** Entries unacknowledged this long belong to a persister that died; another takes them over. */
+  readonly claimIdleMs: number;
+  /** Pause between rounds that found less than a full batch: lets the next batch fill. */
+  readonly idleDelayMs?: number;
+  /** Rounds in flight at once, so one batch is read while another is written. */
+  readonly concurrency?: number;
+  /** Its name in the consumer group; default host and process id (one persister per process). */
+  readonly consumer?: string;
+}
+
+/** The job id of a handed-over batch: the same entries give the same id, so a hand-over repeated
+ *  after a crash is one job. */
+export function handOverJobId(saleId: string, entries: readonly OutboxEntry[]): string {
+  return `${saleId}|${entries[0]!.streamId}|${entries[entries.length - 1]!.streamId}|${entries.length}`;
+}
+
+export class OutboxPersister {
+  /** Its name in the consumer group (its pending entries are listed under it). */
+  readonly consumer: string;
+  private readonly groups = new Set<string>();
+  private running: Promise<unknown> | undefined;
+  private stopping = false;
+  /** Cuts short the pauses between rounds and retries when the persister stops. */
+  private stopped = new AbortController();
+  private lastClaimAt = 0;
+  private readonly redis: RedisClient;
+  private readonly prefix: string;
+  private readonly batchSize: number;
+  private readonly claimIdleMs: number;
+  private readonly idleDelayMs: number;
+  private readonly concurrency: number;
+
+  constructor(
+    private readonly scripts: Scripts,
+    private readonly batches: BatchWriter,
+    private readonly refusedBatches: PersistQueue,
+    private readonly liveSaleIds: () => Promise<readonly string[]>,
+    private readonly metrics: Metrics,
+    private readonly logger: Logger,
+    options: OutboxPersisterOptions,
+  ) {
+    this.redis = scripts.client;
+    this.prefix = scripts.prefix;
+    this.batchSize = options.batchSize ?? 1_000;
+    this.claimIdleMs = options.claimIdleMs;
+    this.idleDelayMs = options.idleDelayMs ?? 50;
+    this.concurrency = options.concurrency ?? 2;
+    this.consumer = options.consumer ?? `${hostname()}-${process.pid}`;
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.stopping = false;
+    this.stopped = new AbortController();
+    this.running = Promise.all(Array.from({ length: this.concurrency }, () => this.loop()));
+  }
+
+  /** Finishes the batches in hand (a write failing meanwhile leaves them pending) and stops. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.stopped.abort();
+    await this.running;
+    this.running = undefined;
+  }
+
+  private async loop(): Promise<void> {
+    while (!this.stopping) {
+      let full = false;
+      try {
+        ({ full } = await this.runOnce());
+      } catch (err) {
+        this.logger.warn({ err }, 'outbox round failed; retrying');
+        await this.pause(500);
+      }
+      if (!full) await this.pause(this.idleDelayMs);
+    }
+  }
+
+  /** One round over every live sale: how many entries it persisted, and whether some sale had a
+   *  full batch waiting (so more may follow at once). */
+  async runOnce(now = Date.now()): Promise<{ persisted: number; full: boolean }> {
+    const claim = now - this.lastClaimAt >= this.claimIdleMs / 2;
+    if (claim) this.lastClaimAt = now;
+    let persisted = 0;
+    let full = false;
+    for (const saleId of await this.liveSaleIds()) {
+      if (this.stopping) break;
+      const stream = saleKeys(this.prefix, saleId).outbox;
+      await this.ensureGroup(stream);
+      if (claim) persisted += await this.persist(saleId, stream, await this.claimStale(stream));
+      const read = await this.readNew(stream);
+      persisted += await this.persist(saleId, stream, read);
+      full ||= read.length === this.batchSize;
+    }
+    return { persisted, full };
+  }
+
+  private async ensureGroup(stream: string): Promise<void> {
+    if (this.groups.has(stream)) return;
+    try {
+      // From the start of the stream: entries are deleted once persisted, so all present are due.
+      await this.redis.xgroup('CREATE', stream, OUTBOX_GROUP, '0', 'MKSTREAM');
+    } catch (err) {
+      if (!String((err as Error).message).includes('BUSYGROUP')) throw err;
+    }
+    this.groups.add(stream);
+  }
+
+  private async readNew(stream: string): Promise<RawStreamEntries> {
+    const reply = (await this.redis.xreadgroup('GROUP', OUTBOX_GROUP, this.consumer, 'COUNT', this.batchSize, 'STREAMS', stream, '>')) as
+      | [string, RawStreamEntries][]
+      | null;
+    return reply?.[0]?.[1] ?? [];
+  }
+
+  private async claimStale(stream: string): Promise<RawStreamEntries> {
+    const reply = (await this.redis.xautoclaim(stream, OUTBOX_GROUP, this.consumer, this.claimIdleMs, '0-0', 'COUNT', this.batchSize)) as [
+      string,
+      RawStreamEntries,
+      ...unknown[],
+    ];
+    // Entries deleted meanwhile come back as [id, null] (Redis < 7); nothing is left of them.
+    return reply[1].filter(([, fields]) => Array.isArray(fields));
+  }
+
+  /** Writes the entries and then acknowledges them; returns how many it acknowledged. */
+  private async persist(saleId: string, stream: string, raw: RawStreamEntries): Promise<number> {
+    if (raw.length === 0) return 0;
+    const { entries, malformed } = parseStreamEntries(saleId, raw);
+    if (malformed.length > 0) this.logger.error({ saleId, malformed }, 'outbox entries could not be parsed; left in the stream for inspection');
+    if (entries.length === 0) return 0;
+    const ids = entries.map((entry) => entry.streamId);
+    await this.holding(stream, ids, () => this.write(saleId, entries));
+    await ackOutbox(this.scripts, { saleId }, { group: OUTBOX_GROUP, entryIds: ids });
+    return ids.length;
+  }
+
+  /** Writes the batch, retrying transient failures (Postgres away) until it lands or the persister stops. */
+  private async write(saleId: string, entries: readonly OutboxEntry[]): Promise<void> {
+    const orders = latestPerOrder(entries);
+    this.metrics.persistBatchSize.observe(orders.length);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.batches.write(saleId, orders);
+        return;
+      } catch (error) {
+        if (error instanceof GuardViolation || isDataError(error)) {
+          // Refused, not failed: retrying the batch cannot help; BullMQ's worker sorts it order by order.
+          await this.refusedBatches.add(PERSIST_JOB, { saleId, entries }, { jobId: handOverJobId(saleId, entries) });
+          return;
+        }
+        this.metrics.persistFailures.inc({ reason: 'error' });
+        if (attempt >= 2) this.logger.warn({ saleId, attempt, err: (error as Error).message }, 'persisting a batch still failing; retrying');
+        await this.pause(persistBackoff(attempt));
+        // Left pending: another persister (or this one, restarted) claims the entries.
+        if (this.stopping) throw error;
+      }
+    }
+  }
+
+  private async pause(ms: number): Promise<void> {
+    await sleep(ms, undefined, { signal: this.stopped.signal }).catch(() => undefined);
+  }
+
+  /** Runs `work` while keeping the entries claimed: their idle time is reset well before
+   *  `claimIdleMs`, so a live persister's slow batch is never taken over. */
+  private async holding<T>(stream: string, ids: readonly string[], work: () => Promise<T>): Promise<T> {
+    const renew = setInterval(() => {
+      this.redis.xclaim(stream, OUTBOX_GROUP, this.consumer, 0, ...ids, 'JUSTID').catch((err: unknown) => {
+        this.logger.warn({ err }, 'could not renew the claim on a batch in flight');
+      });
+    }, this.claimIdleMs / 3);
+    try {
+      return await work();
+    } finally {
+      clearInterval(renew);
+    }
+  }
+}
+
