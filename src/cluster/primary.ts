@@ -1,5 +1,5 @@
 // The cluster primary (API_PROCESSES > 1, roles api and all): forks the API processes, which share the HTTP
-// port through node:cluster, and for `all` one worker process (relay, persist worker, expiry sweeper) so the
+// port through node:cluster, and for `all` one worker process (outbox persister, refused-batch worker, expiry sweeper) so the
 // worker role still runs exactly once. The primary itself serves no requests and runs no worker: it only
 // supervises and serves the cluster's aggregated metrics, so a crash in any real work costs one process,
 // which is restarted (RESTARTS_PER_MINUTE at most, then the whole cluster stops with exit code 1).
