@@ -1,11 +1,11 @@
 // The expiry storm (not a test): does expiry keep up with accepts? A rush of orders nobody pays,
-// on a sale with a short payment window; a worker process (relay, persist worker, expiry sweeper,
-// as production runs it) gives the stock back. Reported: how late the worst unit and the last unit
-// came back after their deadline (the item's stock sampled in Redis every 20 ms, judged by
-// tools/expiry-lag.ts), the expiry rate (peak over 1 s, and the mean while draining), the worker's
-// CPU per expired order, how long until Postgres said expired for every order, and what the orders
-// cost in Redis memory (MEMORY USAGE over the namespace and its BullMQ queue, by key family)
-// while pending and once final.
+// on a sale with a short payment window; a worker process (outbox persister, persist worker,
+// expiry sweeper, as production runs it) gives the stock back. Reported: how late the worst unit
+// and the last unit came back after their deadline (the item's stock sampled in Redis every
+// 20 ms, judged by tools/expiry-lag.ts), the expiry rate (peak over 1 s, and the mean while
+// draining), the worker's CPU per expired order, how long until Postgres said expired for every
+// order, and what the orders cost in Redis memory (MEMORY USAGE over the namespace and its BullMQ
+// queue, by key family) while pending and once final.
 //
 //   REDIS_URL=… DATABASE_URL=… npx tsx bench/expiry-storm.ts [--orders 20000] [--window 5]
 //       [--rush 0] [--backlog]
@@ -199,7 +199,7 @@ export async function runExpiryStorm(options: ExpiryStormOptions): Promise<Expir
     const rushTook = Date.now() - started;
     const lastDeadline = Math.max(...deadlines);
     log(`placed in ${rushTook} ms (${Math.round((orders * 1000) / rushTook)}/s); last deadline in ${lastDeadline - Date.now()} ms`);
-    // Pending orders (with their outbox entries and BullMQ jobs, where the relay got to them).
+    // Pending orders (with their outbox entries, where the persister has not yet acknowledged them).
     // Expiries already under way mean the count is short: said so below rather than hidden.
     const pending = await footprint(redis, prefix);
     const pendingMeasuredBeforeFirstDeadline = Date.now() < Math.min(...deadlines);
@@ -272,7 +272,7 @@ export function describeExpiryStorm(result: ExpiryStormResult): string {
     result.backlog
       ? 'lag: not measured with --backlog (the worker starts only after the last deadline)'
       : `lag: worst unit ${result.worstUnitLagMs} ms after its deadline; last unit ${result.lastUnitLagMs} ms after the last deadline`,
-    `worker CPU ${result.workerCpuMicrosPerOrder.toFixed(0)} µs per expired order (sweeper + relay + persist worker)`,
+    `worker CPU ${result.workerCpuMicrosPerOrder.toFixed(0)} µs per expired order (sweeper + outbox persister + persist worker)`,
     `Postgres: all ${result.expiredInPostgres} orders expired ${result.persistedAfterMs} ms after the last unit was back`,
     `Redis memory (MEMORY USAGE, namespace + BullMQ): ${Math.round(memory.pending.bytes)} B per pending order` +
       (memory.pendingMeasuredBeforeFirstDeadline ? '' : ' (measured after the first deadline: some had expired; use a longer window)') +

@@ -107,7 +107,7 @@ describe('node dist/main.js all', () => {
     expect(placed.status).toBe(201);
     const order = (await placed.json()) as { orderId: string; status: string };
     expect(order.status).toBe('pending_payment');
-    // The relay and persist worker run in the same compiled process.
+    // The `all` role also runs the outbox persister, which writes the order to Postgres.
     expect(await persistedOrder(order.orderId, 20_000)).toEqual({ id: order.orderId, status: 'pending_payment' });
 
     const { code, elapsedMs } = await terminate(child);

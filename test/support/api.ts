@@ -28,7 +28,7 @@ export async function startTestApi(ctx: TestContext, overrides: Record<string, s
 export { saleBody, tokens, type SaleBody, type SaleItemInput, type Tokens };
 
 export interface TestApiOptions {
-  /** 'api' (the default) or 'all' (API plus relay, persist worker and sweeper). */
+  /** 'api' (the default) or 'all' (API plus outbox persister, persist worker and sweeper). */
   readonly role?: 'api' | 'all';
   /** Config overrides on top of startTestService's. */
   readonly overrides?: Record<string, string>;

@@ -19,7 +19,7 @@ function newStream(label: string): string {
 }
 const saleIdOf = (stream: string): string => saleOf.get(stream) ?? '';
 
-/** A stream of n entries with the relay's group; returns the entry ids in order. */
+/** A stream of n entries with the persisters' group; returns the entry ids in order. */
 async function outbox(stream: string, n: number): Promise<string[]> {
   const ids: string[] = [];
   for (let i = 0; i < n; i++) ids.push((await lua.redis.xadd(stream, '*', 'id', `order-${i}`, 'quantity', '1')) ?? '');
@@ -44,7 +44,7 @@ describe('ackOutbox', () => {
   it('when a delivered batch is acknowledged, then its entries leave the pending list and the stream, and the rest stay', async () => {
     const stream = newStream('ok');
     const ids = await outbox(stream, 5);
-    const batch = await deliver(stream, 'relay-a', 3);
+    const batch = await deliver(stream, 'persister-a', 3);
     expect(batch).toEqual(ids.slice(0, 3));
     expect(await pendingCount(stream)).toBe(3);
 
@@ -54,15 +54,15 @@ describe('ackOutbox', () => {
     expect(await lua.redis.xlen(stream)).toBe(2);
     expect(await streamIds(stream)).toEqual(ids.slice(3));
     // The rest is still delivered as new.
-    expect(await deliver(stream, 'relay-a', 10)).toEqual(ids.slice(3));
+    expect(await deliver(stream, 'persister-a', 10)).toEqual(ids.slice(3));
   });
 
-  it('when the same batch is acknowledged again (a relay rerun after a crash), then 0 is returned and nothing changes', async () => {
+  it('when the same batch is acknowledged again (a persister rerun after a crash), then 0 is returned and nothing changes', async () => {
     const stream = newStream('again');
     const ids = await outbox(stream, 4);
-    const batch = await deliver(stream, 'relay-a', 2);
+    const batch = await deliver(stream, 'persister-a', 2);
     expect(await ack(stream, ...batch)).toBe(2);
-    const other = await deliver(stream, 'relay-a', 1);
+    const other = await deliver(stream, 'persister-a', 1);
 
     expect(await ack(stream, ...batch)).toBe(0);
 
@@ -73,22 +73,22 @@ describe('ackOutbox', () => {
   it('when two consumers each hold a batch and one acknowledges, then only that consumer\'s entries leave the pending list and the stream', async () => {
     const stream = newStream('two-consumers');
     const ids = await outbox(stream, 6);
-    const a = await deliver(stream, 'relay-a', 2);
-    const b = await deliver(stream, 'relay-b', 3);
+    const a = await deliver(stream, 'persister-a', 2);
+    const b = await deliver(stream, 'persister-b', 3);
 
     expect(await ack(stream, ...b)).toBe(3);
 
     expect(await lua.redis.xlen(stream)).toBe(3);
     expect(await streamIds(stream)).toEqual([...a, ...ids.slice(5)]);
     const pending = (await lua.redis.xpending(stream, GROUP, '-', '+', 10)) as [string, string, number, number][];
-    expect(pending.map(([id, consumer]) => [id, consumer])).toEqual(a.map((id) => [id, 'relay-a']));
+    expect(pending.map(([id, consumer]) => [id, consumer])).toEqual(a.map((id) => [id, 'persister-a']));
   });
 
   it('when batches are acknowledged out of order, then each leaves the stream and the stream ends empty', async () => {
     const stream = newStream('out-of-order');
     const ids = await outbox(stream, 250);
-    const older = await deliver(stream, 'relay-a', 120);
-    const newer = await deliver(stream, 'relay-b', 130);
+    const older = await deliver(stream, 'persister-a', 120);
+    const newer = await deliver(stream, 'persister-b', 130);
 
     expect(await ack(stream, ...newer)).toBe(130);
     expect(await streamIds(stream)).toEqual(older);
@@ -102,8 +102,8 @@ describe('ackOutbox', () => {
   it('when an older entry stays pending, then a later batch still leaves the stream and the pending entry stays', async () => {
     const stream = newStream('stuck');
     const ids = await outbox(stream, 5);
-    const stuck = await deliver(stream, 'relay-a', 1);
-    const batch = await deliver(stream, 'relay-a', 3);
+    const stuck = await deliver(stream, 'persister-a', 1);
+    const batch = await deliver(stream, 'persister-a', 3);
 
     expect(await ack(stream, ...batch)).toBe(3);
 
@@ -114,7 +114,7 @@ describe('ackOutbox', () => {
   it('when ids that were never in the stream come with a delivered batch, then only the batch is deleted and the count says so', async () => {
     const stream = newStream('unknown-ids');
     const ids = await outbox(stream, 3);
-    const batch = await deliver(stream, 'relay-a', 2);
+    const batch = await deliver(stream, 'persister-a', 2);
 
     expect(await ack(stream, '1-1', ...batch, '9999999999999-0')).toBe(2);
 
@@ -142,7 +142,7 @@ describe('ackOutbox', () => {
   it('when no ids are given for a stream with pending entries, then nothing is acknowledged or deleted', async () => {
     const stream = newStream('empty-list');
     const ids = await outbox(stream, 2);
-    await deliver(stream, 'relay-a', 2);
+    await deliver(stream, 'persister-a', 2);
 
     expect(await ack(stream)).toBe(0);
 
@@ -150,12 +150,12 @@ describe('ackOutbox', () => {
     expect(await pendingCount(stream)).toBe(2);
   });
 
-  it('when a batch claimed by another relay is acknowledged by the one that read it first, then each entry is removed once', async () => {
+  it('when a batch claimed by another persister is acknowledged by the one that read it first, then each entry is removed once', async () => {
     const stream = newStream('claimed');
     await outbox(stream, 3);
-    const batch = await deliver(stream, 'relay-a', 3);
-    // relay-b takes the entries over (relay-a looked dead) and acknowledges first.
-    expect(await lua.redis.xclaim(stream, GROUP, 'relay-b', 0, ...batch)).toHaveLength(3);
+    const batch = await deliver(stream, 'persister-a', 3);
+    // persister-b takes the entries over (persister-a looked dead) and acknowledges first.
+    expect(await lua.redis.xclaim(stream, GROUP, 'persister-b', 0, ...batch)).toHaveLength(3);
 
     expect(await ack(stream, ...batch)).toBe(3);
     expect(await ack(stream, ...batch)).toBe(0);
@@ -167,20 +167,20 @@ describe('ackOutbox', () => {
   it('when an id the group never delivered is passed, then that entry stays in the stream', async () => {
     const stream = newStream('undelivered');
     const ids = await outbox(stream, 3);
-    const batch = await deliver(stream, 'relay-a', 1);
+    const batch = await deliver(stream, 'persister-a', 1);
     const undelivered = ids.slice(1, 2);
 
     await ack(stream, ...batch, ...undelivered);
 
-    // Deleting it would lose an order nobody relayed.
+    // Deleting it would lose an order nobody persisted.
     expect(await streamIds(stream)).toEqual(ids.slice(1));
-    expect(await deliver(stream, 'relay-a', 10)).toEqual(ids.slice(1));
+    expect(await deliver(stream, 'persister-a', 10)).toEqual(ids.slice(1));
   });
 
   it('when the group name is wrong, then no entry is deleted', async () => {
     const stream = newStream('wrong-group');
     const ids = await outbox(stream, 2);
-    const batch = await deliver(stream, 'relay-a', 2);
+    const batch = await deliver(stream, 'persister-a', 2);
 
     await ackOutbox(lua.scripts, { saleId: saleIdOf(stream) }, { group: 'no-such-group', entryIds: batch });
 

@@ -120,7 +120,7 @@ it(
 
       const result = await expectExactlyPersisted(stack.databaseUrl, saleId, ledger.accepted, 20_000);
       console.info(
-        `[relay-killed/deterministic] 120 orders written but left pending by the dead persister, ` +
+        `[persister-killed/deterministic] 120 orders written but left pending by the dead persister, ` +
           `claimed and rewritten in batches of 50; ${result.rows} rows`,
       );
     } finally {
@@ -188,7 +188,7 @@ it(
     // claimed and acknowledged: the outbox empties then.
     expect(await outboxDrained(redis, stack.prefix, saleId, 15_000)).toEqual({ total: 0, length: 0 });
     console.info(
-      `[relay-killed/random] ${ledger.accepted.size} orders; ${kills.join('; ')}; ` +
+      `[persister-killed/random] ${ledger.accepted.size} orders; ${kills.join('; ')}; ` +
         `${caughtBetweenWriteAndAck} of 3 kills between write and ack; ` +
         `all persisted ${persisted.waitedMs} ms after the flow stopped`,
     );
