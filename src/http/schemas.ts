@@ -24,7 +24,7 @@ export const ItemParams = Type.Object({ saleId: Identifier, sku: Identifier }, {
 // Any id is accepted here: one that is not a known order is 404 ORDER_NOT_FOUND, as the contract says.
 export const OrderParams = Type.Object({ orderId: Type.String({ minLength: 1, maxLength: 1024 }) }, { additionalProperties: false });
 
-export const OrderStatusSchema = Type.Union([
+const OrderStatusSchema = Type.Union([
   Type.Literal('pending_payment'),
   Type.Literal('paid'),
   Type.Literal('cancelled'),
@@ -87,7 +87,7 @@ const LowStock = Type.Union([
   Type.Object({ units: StockUnits }, { additionalProperties: false }),
 ]);
 
-export const CreateSaleItem = Type.Object(
+const CreateSaleItem = Type.Object(
   {
     sku: Identifier,
     name: SafeText(1, 200),

@@ -31,7 +31,7 @@ export interface LifecycleEvents {
 }
 
 /** The answer for an order Redis no longer holds: it reached a final state long ago. */
-export function decideOnFinalOrder(order: Order, action: 'pay' | 'cancel', paymentRef?: string): LifecycleOutcome {
+function decideOnFinalOrder(order: Order, action: 'pay' | 'cancel', paymentRef?: string): LifecycleOutcome {
   if (order.status === 'paid') {
     return action === 'pay' && order.paymentRef === paymentRef ? { kind: 'done', order, changed: false } : { kind: 'refused', code: 'ORDER_ALREADY_PAID' };
   }

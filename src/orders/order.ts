@@ -1,22 +1,14 @@
 // The order as the service knows it, and its parsing from a Redis hash (the seam is typed here).
+import { optionalNumber } from '../redis/hash-fields.ts';
 import type { ReservedOrder } from '../stock/scripts/reserve-order.ts';
 
-export const ORDER_STATUSES = ['pending_payment', 'paid', 'cancelled', 'expired'] as const;
+const ORDER_STATUSES = ['pending_payment', 'paid', 'cancelled', 'expired'] as const;
 export type OrderStatus = (typeof ORDER_STATUSES)[number];
 
-export interface Order {
-  readonly id: string;
-  readonly saleId: string;
-  readonly sku: string;
-  readonly userId: string;
-  readonly quantity: number;
-  readonly unitPrice: number;
-  readonly amount: number;
+/** The order's fields as reserveOrder recorded them, plus where its life has got to since. */
+export interface Order extends ReservedOrder {
   readonly status: OrderStatus;
-  readonly idempotencyKey: string | null;
   /** Times in ms since the epoch. */
-  readonly createdAt: number;
-  readonly expiresAt: number;
   readonly paidAt?: number;
   readonly paymentRef?: string;
   readonly cancelledAt?: number;
@@ -37,10 +29,6 @@ export function isOrderId(value: string): boolean {
 
 function isStatus(value: string | undefined): value is OrderStatus {
   return (ORDER_STATUSES as readonly (string | undefined)[]).includes(value);
-}
-
-function optionalNumber(value: string | undefined): number | undefined {
-  return value === undefined || value === '' ? undefined : Number(value);
 }
 
 /** Parses HGETALL of an order hash; undefined for a missing or malformed record. */

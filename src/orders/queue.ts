@@ -18,7 +18,7 @@ export function queuePrefix(config: Pick<Config, 'redis'>): string {
 
 /** Attempts for transient failures (Postgres down): effectively "until it works", spaced out. */
 export const PERSIST_ATTEMPTS = 100_000;
-export const MAX_BACKOFF_MS = 10_000;
+const MAX_BACKOFF_MS = 10_000;
 
 export function persistBackoff(attemptsMade: number): number {
   return Math.min(MAX_BACKOFF_MS, 200 * 2 ** Math.min(attemptsMade, 16));

@@ -1,6 +1,7 @@
 // The sale's live state in Redis: loading a sale, closing it, and the operator's item switches
 // (delist, relist, restock), each one Lua script; plus reading the state for views and reports.
 import type { RedisClient } from '../redis/connection.ts';
+import { optionalNumber } from '../redis/hash-fields.ts';
 import { saleKeys, stockEventsChannel } from '../stock/keys.ts';
 import { closeSale } from '../stock/scripts/close-sale.ts';
 import { delistItem } from '../stock/scripts/delist-item.ts';
@@ -11,10 +12,6 @@ import { restockItem } from '../stock/scripts/restock-item.ts';
 import type { DelistReason, ItemStock, SaleDefinition } from './sale.ts';
 
 export type SwitchResult = { readonly ok: true; readonly available?: number; readonly relisted?: boolean } | { readonly ok: false; readonly code: 'ITEM_NOT_FOUND' | 'SALE_NOT_FOUND' };
-
-function optionalMs(value: string | undefined): number | null {
-  return value ? Number(value) : null;
-}
 
 export class SaleCatalog {
   private readonly redis: RedisClient;
@@ -92,10 +89,10 @@ export class SaleCatalog {
         available: Number(hash.available),
         total: Number(hash.total),
         delisted: (hash.delisted || null) as DelistReason | null,
-        soldOutAt: optionalMs(hash.soldOutAt),
-        delistedAt: optionalMs(hash.delistedAt),
+        soldOutAt: optionalNumber(hash.soldOutAt) ?? null,
+        delistedAt: optionalNumber(hash.delistedAt) ?? null,
       });
     });
-    return { closedAt: optionalMs(sale.closedAt), items: stock };
+    return { closedAt: optionalNumber(sale.closedAt) ?? null, items: stock };
   }
 }

@@ -40,6 +40,7 @@ export interface ReservedOrder {
   readonly unitPrice: number;
   readonly amount: number;
   readonly idempotencyKey: string | null;
+  /** Times in ms since the epoch. */
   readonly createdAt: number;
   readonly expiresAt: number;
 }
