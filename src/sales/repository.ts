@@ -31,6 +31,25 @@ export interface SaleItemRow {
   low_stock_units: number | null;
 }
 
+/** What a list of sales shows of each; times in ms since the epoch. */
+interface SaleSummary {
+  readonly id: string;
+  readonly name: string;
+  readonly startsAt: number;
+  readonly endsAt: number;
+  readonly closedAt: number | null;
+}
+
+function summaryFromRow(row: SaleRow): SaleSummary {
+  return {
+    id: row.id,
+    name: row.name,
+    startsAt: row.starts_at.getTime(),
+    endsAt: row.ends_at.getTime(),
+    closedAt: row.closed_at?.getTime() ?? null,
+  };
+}
+
 function itemFromRow(row: SaleItemRow): SaleItemDefinition & { restocked: number } {
   const lowStock =
     row.low_stock_units !== null ? { units: row.low_stock_units } : row.low_stock_percent !== null ? { percent: Number(row.low_stock_percent) } : undefined;
@@ -96,26 +115,16 @@ export class SaleRepository {
     if (!row) return undefined;
     const items = await this.pool.query<SaleItemRow>('SELECT * FROM sale_items WHERE sale_id = $1 ORDER BY sku', [saleId]);
     return {
-      id: row.id,
-      name: row.name,
-      startsAt: row.starts_at.getTime(),
-      endsAt: row.ends_at.getTime(),
+      ...summaryFromRow(row),
       currency: row.currency,
       paymentWindowSeconds: row.payment_window_seconds,
-      closedAt: row.closed_at?.getTime() ?? null,
       items: items.rows.map(itemFromRow),
     };
   }
 
-  async list(): Promise<{ id: string; name: string; startsAt: number; endsAt: number; closedAt: number | null }[]> {
+  async list(): Promise<SaleSummary[]> {
     const { rows } = await this.pool.query<SaleRow>('SELECT * FROM sales ORDER BY starts_at DESC, id');
-    return rows.map((row) => ({
-      id: row.id,
-      name: row.name,
-      startsAt: row.starts_at.getTime(),
-      endsAt: row.ends_at.getTime(),
-      closedAt: row.closed_at?.getTime() ?? null,
-    }));
+    return rows.map(summaryFromRow);
   }
 
   /**
