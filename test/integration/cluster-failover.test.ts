@@ -5,11 +5,19 @@
 // Idempotency-Key replays that decision, so its row is no phantom.
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it, onTestFinished } from 'vitest';
 import { createLogger } from '../../src/logger.ts';
 import { startService, type RunningService } from '../../src/service.ts';
 import { compareWithRows, type OrderFacts } from '../../tools/exactly-once.ts';
-import { killMaster, masterForSlot, slotOf, startRedisCluster, waitForFailover, type RedisCluster } from '../../tools/redis-cluster.ts';
+import {
+  killMaster,
+  masterForSlot,
+  restartNode,
+  slotOf,
+  startRedisCluster,
+  waitForFailover,
+  type RedisCluster,
+} from '../../tools/redis-cluster.ts';
 import { saleBody, tokens } from '../support/api.ts';
 import { createTestContext, type TestContext } from '../support/context.ts';
 
@@ -25,7 +33,8 @@ let db: pg.Client;
 
 beforeAll(async () => {
   ctx = await createTestContext();
-  cluster = await startRedisCluster();
+  // AOF: the nodes the second test kills for good come back with their data for the shutdown.
+  cluster = await startRedisCluster({ appendonly: true, appendfsync: 'always' });
   const config = ctx.configWith({ REDIS_CLUSTER_NODES: cluster.seedNodes, RATE_LIMIT_USER_PER_SEC: '0' });
   service = await startService(config, createLogger(config), 'all');
   db = new pg.Client({ connectionString: ctx.databaseUrl });
@@ -82,13 +91,16 @@ it(
     const outcomes: { attempt: Attempt; outcome: Outcome }[] = [];
     let started = 0;
     let finished = 0;
+    let slowestMs = 0;
     let rushing = true;
     const rush = Promise.all(
       Array.from({ length: CONCURRENCY }, async () => {
         while (rushing) {
           const n = started++;
           const attempt = { userId: `u${n}`, key: `k${n}` };
+          const sent = Date.now();
           outcomes.push({ attempt, outcome: await order(attempt) });
+          slowestMs = Math.max(slowestMs, Date.now() - sent);
           finished++;
         }
       }),
@@ -128,7 +140,7 @@ it(
 
     console.info(
       `[cluster-failover] failover ${failover.elapsedMs} ms; ${answeredBeforeKill} answered before the kill, ${inFlightAtKill} in flight at it; ` +
-        `outcomes ${JSON.stringify(counts)}; ${unavailable.length} 503s retried → ${JSON.stringify(retries.map((r) => r.status))}; ` +
+        `outcomes ${JSON.stringify(counts)}, slowest answer ${slowestMs} ms; ${unavailable.length} 503s retried → ${JSON.stringify(retries.map((r) => r.status))}; ` +
         `${expectedRows} orders accepted, ${persisted.length} rows`,
     );
 
@@ -144,6 +156,40 @@ it(
   },
   90_000,
 );
+
+// The client's failover budget (src/redis/connection.ts) is ~5.4 s per command; auto-pipelining
+// may queue the order's script behind a pipeline (the relay's) already spending its own.
+const GONE_FOR_GOOD_BOUND_MS = 2 * 5_400 + 2_000;
+
+it('when a master dies with no replica left to promote, then an order on its slot answers 503 REDIS_UNAVAILABLE with Retry-After within two failover budgets', async () => {
+  const app = service!.app!;
+  const auth = tokens(ctx.config.jwtSecret);
+  const body = saleBody([{ sku: 'g1', stock: 10 }], { id: `gone-${Date.now()}` });
+  expect((await app.inject({ method: 'POST', url: '/v1/admin/sales', headers: { authorization: auth.admin() }, payload: body })).statusCode).toBe(201);
+  const master = await masterForSlot(cluster, slotOf(`{${body.id}}`));
+  const replicas = cluster.replicasOf(master).filter((replica) => replica.running);
+  for (const replica of replicas) await replica.server.kill('SIGKILL');
+  await killMaster(cluster, master.port);
+  onTestFinished(async () => {
+    // Whole again (its slots empty) for the service's shutdown.
+    await restartNode(cluster, master.port);
+    for (const replica of replicas) await restartNode(cluster, replica.port);
+  });
+
+  const started = Date.now();
+  const response = await app.inject({
+    method: 'POST',
+    url: `/v1/sales/${body.id}/orders`,
+    headers: { authorization: auth.shopper('u1'), 'idempotency-key': 'k1' },
+    payload: { sku: 'g1', quantity: 1 },
+  });
+  const elapsedMs = Date.now() - started;
+  console.info(`[cluster-failover] master gone for good: ${response.statusCode} after ${elapsedMs} ms`);
+  expect(response.statusCode, response.body).toBe(503);
+  expect(response.json()).toMatchObject({ code: 'REDIS_UNAVAILABLE' });
+  expect(Number(response.headers['retry-after'])).toBeGreaterThan(0);
+  expect(elapsedMs).toBeLessThan(GONE_FOR_GOOD_BOUND_MS);
+}, 45_000);
 
 async function until(check: () => Promise<boolean>, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
