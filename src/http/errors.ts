@@ -3,7 +3,11 @@
 import { STATUS_CODES } from 'node:http';
 import createError from '@fastify/error';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify';
+import { isRedisUnavailable } from '../redis/connection.ts';
 import { SAFE_TEXT_PATTERN } from '../text.ts';
+
+/** Seconds a client is told to wait out a Redis outage: about one failover's worth of retries. */
+const REDIS_RETRY_AFTER_SECONDS = 2;
 
 export const API_ERRORS = {
   VALIDATION_FAILED: [400, 'Request is invalid'],
@@ -37,6 +41,11 @@ export const API_ERRORS = {
   OVERLOADED: [503, 'The service is shedding load; retry later'],
   NOT_READY: [503, 'The service is not ready'],
   SHUTTING_DOWN: [503, 'This instance is shutting down; retry'],
+  REDIS_UNAVAILABLE: [
+    503,
+    'The order store is briefly unavailable (failing over); the request may or may not have taken effect. ' +
+      'Retry after Retry-After: an order retried with the same Idempotency-Key is replayed, never made twice',
+  ],
 } as const satisfies Record<string, readonly [number, string]>;
 
 export type ApiErrorCode = keyof typeof API_ERRORS;
@@ -97,6 +106,12 @@ export function handleError(error: FastifyError, request: FastifyRequest, reply:
   if (error instanceof SyntaxError) return sendError(reply, 'VALIDATION_FAILED', 'body is not valid JSON');
   // Our own coded errors (auth, shedding, the rate limiter's body) keep their message.
   if (isApiErrorCode(error.code)) return sendError(reply, error.code, error.message);
+  // Redis out of reach (a master failing over, a restart): an outage to wait out, not a bug.
+  if (isRedisUnavailable(error)) {
+    request.log.warn({ err: error }, 'Redis unavailable; answered 503');
+    reply.header('retry-after', REDIS_RETRY_AFTER_SECONDS);
+    return sendError(reply, 'REDIS_UNAVAILABLE');
+  }
   const status = error.statusCode ?? 500;
   if (status >= 400 && status < 500) {
     // A client error some plugin raises that the catalogue does not know yet: keep its status,

@@ -16,6 +16,26 @@ export interface ConnectionOptions {
   readonly enableAutoPipelining?: boolean;
 }
 
+/**
+ * How long a Cluster command waits out a master's failover before it fails. When a master dies,
+ * its commands fail with "Connection is closed." (and, on the other masters, CLUSTERDOWN while
+ * the cluster counts the dead node); ioredis re-reads the slot map and retries each one after a
+ * delay, at most `maxRedirections` times. Its defaults (100 ms × 16 ≈ 1.6 s) give up before a
+ * failover ends — the other masters take `cluster-node-timeout` to mark the master failed, the
+ * replica about another second to be elected: 2.3–3 s with a 1 s node timeout, measured by
+ * test/integration/cluster-failover.test.ts — and the request answered 500. 300 ms × 18 ≈ 5.4 s
+ * covers about twice that, retrying within 300 ms of the promotion. It also bounds a request when
+ * a master is gone for good: its command fails after one budget, or two when auto-pipelining
+ * queued it behind a pipeline already retrying, and the request answers 503 REDIS_UNAVAILABLE.
+ * A cluster run with a longer node timeout answers 503 during its failovers; a keyed retry is safe.
+ */
+const FAILOVER_RETRIES = {
+  retryDelayOnFailover: 300,
+  retryDelayOnClusterDown: 300,
+  retryDelayOnTryAgain: 300,
+  maxRedirections: 18,
+} as const;
+
 export function createRedis(config: Pick<Config, 'redis'>, options: ConnectionOptions): RedisClient {
   const redisOptions: RedisOptions = {
     connectionName: options.name,
@@ -33,6 +53,7 @@ export function createRedis(config: Pick<Config, 'redis'>, options: ConnectionOp
       enableOfflineQueue: redisOptions.enableOfflineQueue,
       enableAutoPipelining: redisOptions.enableAutoPipelining,
       clusterRetryStrategy: (attempt) => Math.min(100 * attempt, 2_000),
+      ...FAILOVER_RETRIES,
     });
   }
   return new Redis(config.redis.url, redisOptions);
@@ -51,4 +72,28 @@ export async function closeRedis(client: RedisClient): Promise<void> {
   } catch {
     client.disconnect();
   }
+}
+
+// What ioredis says when Redis is out of reach rather than refusing a command on its merits.
+const UNAVAILABLE_MESSAGES = [
+  'Connection is closed.',
+  'Too many Cluster redirections',
+  'Command timed out',
+  "Stream isn't writeable",
+  "Cluster isn't ready",
+  'Failed to refresh slots cache',
+];
+// Replies a server gives while it cannot serve: the cluster is failing over or lacks a slot's
+// master (CLUSTERDOWN, TRYAGAIN, MASTERDOWN), a demoted master (READONLY), a restart (LOADING).
+const UNAVAILABLE_REPLIES = /^(CLUSTERDOWN|TRYAGAIN|MASTERDOWN|READONLY|LOADING)\b/;
+const UNAVAILABLE_NAMES = new Set(['MaxRetriesPerRequestError', 'ClusterAllFailedError']);
+
+/**
+ * True when an error says Redis (or the cluster's master for a slot) could not be reached or
+ * could not serve now: a transient outage, not a bug. The command may or may not have run.
+ */
+export function isRedisUnavailable(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  if (UNAVAILABLE_NAMES.has(error.name)) return true;
+  return UNAVAILABLE_REPLIES.test(error.message) || UNAVAILABLE_MESSAGES.some((text) => error.message.startsWith(text));
 }

@@ -1,0 +1,46 @@
+// Which errors are Redis being out of reach (answered 503 REDIS_UNAVAILABLE) rather than a bug
+// (500): ioredis's own error classes and messages and the replies of a server that cannot serve.
+import { createRequire } from 'node:module';
+import { ReplyError } from 'ioredis';
+import { MaxRetriesPerRequestError } from 'ioredis/built/errors/index.js';
+import { describe, expect, it } from 'vitest';
+import { isRedisUnavailable } from '../../src/redis/connection.ts';
+
+// ioredis does not re-export it; its CommonJS default export is the class.
+const { default: ClusterAllFailedError } = createRequire(import.meta.url)('ioredis/built/errors/ClusterAllFailedError.js') as {
+  default: new (message: string, lastNodeError: Error) => Error;
+};
+
+describe('isRedisUnavailable', () => {
+  it('when Redis is out of reach or failing over, then it says so', () => {
+    const errors: Error[] = [
+      new Error('Connection is closed.'),
+      new MaxRetriesPerRequestError(2),
+      new ClusterAllFailedError('Failed to refresh slots cache.', new Error('connect ECONNREFUSED')),
+      new Error('Too many Cluster redirections. Last error: Error: Connection is closed.'),
+      new Error('Command timed out'),
+      new Error("Stream isn't writeable and enableOfflineQueue options is false"),
+      new Error("Cluster isn't ready and enableOfflineQueue options is false"),
+      new ReplyError('CLUSTERDOWN The cluster is down'),
+      new ReplyError('TRYAGAIN Multiple keys request during rehashing of slot'),
+      new ReplyError("READONLY You can't write against a read only replica."),
+      new ReplyError('LOADING Redis is loading the dataset in memory'),
+      new ReplyError('MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to no'),
+    ];
+    expect(errors.filter((error) => !isRedisUnavailable(error)).map((error) => error.message)).toEqual([]);
+  });
+
+  it('when the error is a bug or a refusal on its merits, then it does not', () => {
+    const errors: unknown[] = [
+      new Error('boom'),
+      new TypeError("Cannot read properties of undefined (reading 'id')"),
+      new ReplyError('ERR Error running script: attempt to compare nil with number'),
+      new ReplyError('NOSCRIPT No matching script'),
+      new ReplyError('OOM command not allowed when used memory > maxmemory'),
+      new Error('the cluster said CLUSTERDOWN in the middle'),
+      'Connection is closed.',
+      undefined,
+    ];
+    expect(errors.filter((error) => isRedisUnavailable(error))).toEqual([]);
+  });
+});
