@@ -107,13 +107,14 @@ export class SaleRepository {
     };
   }
 
-  async list(): Promise<{ id: string; name: string; startsAt: number; endsAt: number; closedAt: number | null }[]> {
+  async list(): Promise<{ id: string; name: string; startsAt: number; endsAt: number; paymentWindowSeconds: number; closedAt: number | null }[]> {
     const { rows } = await this.pool.query<SaleRow>('SELECT * FROM sales ORDER BY starts_at DESC, id');
     return rows.map((row) => ({
       id: row.id,
       name: row.name,
       startsAt: row.starts_at.getTime(),
       endsAt: row.ends_at.getTime(),
+      paymentWindowSeconds: row.payment_window_seconds,
       closedAt: row.closed_at?.getTime() ?? null,
     }));
   }

@@ -34,8 +34,9 @@ export interface SaleEvents {
 }
 
 const VIEW_TTL_MS = 1_000;
-// Orders of a sale may sit only in Redis until shortly after its payment windows close.
-const LIVE_AFTER_END_MS = 24 * 60 * 60 * 1000;
+// Orders of a sale may sit only in Redis until its last payment window closes (the sale's end or
+// close plus its payment window); this margin beyond that covers a late sweep or a slow persister.
+const LIVE_MARGIN_MS = 24 * 60 * 60 * 1000;
 // A forced refresh of the live sales happens at most this often, so lookups of unknown order
 // ids cannot turn into a query per request.
 const LIVE_REFRESH_MIN_MS = 100;
@@ -170,11 +171,14 @@ export class SalesService {
     return view?.items.find((item) => item.sku === sku) ?? 'ITEM_NOT_FOUND';
   }
 
-  /** Sales that may still have orders only in Redis (not ended a day ago), cached for a second. */
+  /**
+   * Sales that may still have orders only in Redis or still pending — ended (or closed) less than
+   * their payment window plus a day ago — cached for a second.
+   */
   async liveSaleIds(options: { fresh?: boolean } = {}, now = Date.now()): Promise<readonly string[]> {
     if (this.live && this.live.until > now && (!options.fresh || now - this.live.at < LIVE_REFRESH_MIN_MS)) return this.live.ids;
     const sales = await this.repository.list();
-    const ids = sales.filter((sale) => (sale.closedAt ?? sale.endsAt) + LIVE_AFTER_END_MS > now).map((sale) => sale.id);
+    const ids = sales.filter((sale) => (sale.closedAt ?? sale.endsAt) + sale.paymentWindowSeconds * 1000 + LIVE_MARGIN_MS > now).map((sale) => sale.id);
     this.live = { ids, until: now + VIEW_TTL_MS, at: now };
     return ids;
   }
