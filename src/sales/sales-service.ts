@@ -28,7 +28,6 @@ export type SaleActionError = 'SALE_NOT_FOUND' | 'ITEM_NOT_FOUND';
 export type RestockError = SaleActionError | 'STOCK_LIMIT_EXCEEDED';
 
 export interface SaleEvents {
-  onStock(saleId: string, sku: string, available: number): void;
   onDelisted(saleId: string, sku: string, reason: DelistReason): void;
   onSaleKnown(sale: StoredSale | SaleDefinition): void;
 }
@@ -62,7 +61,6 @@ export class SalesService {
     this.live = undefined;
     this.unknown.delete(sale.id);
     this.events.onSaleKnown(sale);
-    for (const item of sale.items) this.events.onStock(sale.id, item.sku, item.stock);
     this.logger.info({ event: 'sale_created', saleId: sale.id, items: sale.items.length }, 'sale created');
     const view = await this.view(sale.id, Date.now(), { fresh: true });
     if (!view) throw new Error(`sale ${sale.id} vanished right after it was created`);
@@ -95,7 +93,6 @@ export class SalesService {
     const items = sale.items.flatMap((item): ItemView[] => {
       const stock = state.items.get(item.sku);
       if (!stock) return [];
-      this.events.onStock(saleId, item.sku, stock.available);
       return [
         {
           sku: item.sku,
@@ -181,6 +178,22 @@ export class SalesService {
     const ids = sales.filter((sale) => (sale.closedAt ?? sale.endsAt) + sale.paymentWindowSeconds * 1000 + LIVE_MARGIN_MS > now).map((sale) => sale.id);
     this.live = { ids, until: now + VIEW_TTL_MS, at: now };
     return ids;
+  }
+
+  /**
+   * The available units of every item of the live sales, as Redis holds them now: read at scrape
+   * time for flashsale_stock_available. The reads go out together (auto-pipelined: one round trip).
+   */
+  async stockLevels(): Promise<{ saleId: string; sku: string; available: number }[]> {
+    const saleIds = await this.liveSaleIds({ fresh: true });
+    const states = await Promise.all(
+      saleIds.map(async (saleId) => {
+        const sale = await this.definition(saleId);
+        const state = sale && (await this.catalog.state(saleId, sale.items.map((item) => item.sku)));
+        return [...(state?.items ?? new Map<string, ItemStock>())].map(([sku, stock]) => ({ saleId, sku, available: stock.available }));
+      }),
+    );
+    return states.flat();
   }
 
   /** Every sale Postgres knows, announced so that its metric series exist from start-up. */

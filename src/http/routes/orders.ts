@@ -45,7 +45,6 @@ function reservationLabels(known: Set<string>, saleId: string, sku: string, rese
 function observe(metrics: Metrics, logger: Logger, known: Set<string>, saleId: string, sku: string, reservation: Reservation): void {
   metrics.reservations.inc(reservationLabels(known, saleId, sku, reservation));
   if (reservation.kind !== 'accepted') return;
-  metrics.stockAvailable.set({ sale: saleId, sku }, reservation.availableAfter);
   if (reservation.delistedNow) {
     metrics.itemsDelisted.inc({ sale: saleId, sku, reason: 'low_stock' });
     logger.warn({ event: 'item_delisted', saleId, sku, reason: 'low_stock', available: reservation.availableAfter }, 'item delisted: stock fell to its low-stock level');
