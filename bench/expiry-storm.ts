@@ -149,7 +149,7 @@ export async function runExpiryStorm(options: ExpiryStormOptions): Promise<Expir
   try {
     const scripts = defineScripts(redis, prefix);
     const logger = createLogger({ logLevel: 'warn' });
-    const sales = new SalesService(new SaleRepository(pool), new SaleCatalog(scripts), { onStock() {}, onDelisted() {}, onSaleKnown() {} }, logger);
+    const sales = new SalesService(new SaleRepository(pool), new SaleCatalog(scripts), { onDelisted() {}, onSaleKnown() {} }, logger);
     const saleId = `expiry-${tag}`;
     const now = Date.now();
     const created = await sales.create({

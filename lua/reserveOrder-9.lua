@@ -12,7 +12,8 @@
   KEYS[3] live qty by user  fs:{d11}:users:phone-x    hash userId -> live quantity
   KEYS[4] idempotency key   fs:{d11}:idem:u-42:abc    "orderId|sku|quantity" (unused when ARGV[7] = '')
   KEYS[5] order hash        fs:{d11}:order:<orderId>
-  KEYS[6] outbox stream     fs:{d11}:outbox           the order's full state, read by the relay into BullMQ
+  KEYS[6] outbox stream     fs:{d11}:outbox           the order's full state, read by the outbox persister
+                                                      into Postgres
   KEYS[7] deadlines zset    fs:{d11}:deadlines        orderId scored by expiresAt (ms)
   KEYS[8] user's orders     fs:{d11}:user-orders:u-42 orderId scored by createdAt (ms)
   KEYS[9] attempt counter   fs:{d11}:attempts:phone-x:u-42:1700000000  this user's attempts on

@@ -33,7 +33,9 @@ const EnvSchema = Type.Object({
   SHUTDOWN_TIMEOUT_MS: Type.Integer({ minimum: 100, default: 10_000 }),
   // Event-loop delay above which the API sheds requests with 503 OVERLOADED (0 = never).
   SHED_EVENT_LOOP_DELAY_MS: Type.Integer({ minimum: 0, default: 1_000 }),
-  // A persist job whose worker died is retried after this long (BullMQ lock duration).
+  // A persist job whose worker died is retried after this long (BullMQ lock duration); also the
+  // persister's claim idle time: outbox entries read by a persister that was killed wait this long
+  // before another persister claims them.
   QUEUE_LOCK_DURATION_MS: Type.Integer({ minimum: 1_000, default: 30_000 }),
 });
 

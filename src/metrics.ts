@@ -35,15 +35,6 @@ export function createMetrics(options: { process?: string } = {}) {
       labelNames: ['sale', 'sku', 'result'] as const,
       registers: [registry],
     }),
-    stockAvailable: new Gauge({
-      name: 'flashsale_stock_available',
-      help: 'Units available for sale as last seen by this process',
-      labelNames: ['sale', 'sku'] as const,
-      // Across a cluster's processes: the lowest sighting, not a sum (each saw the same stock). During a rush
-      // stock only falls, so the lowest is the latest; it errs towards "less left", which alerts want.
-      aggregator: 'min',
-      registers: [registry],
-    }),
     itemsDelisted: new Counter({
       name: 'flashsale_items_delisted_total',
       help: 'Items taken off sale, by reason (low_stock, operator)',
@@ -119,6 +110,30 @@ export function registerQueueGauge(metrics: Metrics, jobCounts: () => Promise<Re
     async collect() {
       const counts = await jobCounts().catch(() => ({}) as Record<string, number>);
       for (const [state, count] of Object.entries(counts)) this.set({ state }, count);
+    },
+  });
+}
+
+/**
+ * `flashsale_stock_available{sale,sku}`, read from Redis at scrape time (`levels`: the live sales'
+ * items). Registered by the worker role only: stock rises as well as falls (restocks, cancels,
+ * expiries), so no API process's last sighting can speak for the cluster, and one reader at scrape
+ * time is both right and cheap. In a cluster only the worker process has the series, so the
+ * primary's aggregate is that one value ('first').
+ */
+export function registerStockGauge(metrics: Metrics, levels: () => Promise<readonly { saleId: string; sku: string; available: number }[]>): void {
+  new Gauge({
+    name: 'flashsale_stock_available',
+    help: 'Units available for sale, read from Redis at scrape time (live sales only)',
+    labelNames: ['sale', 'sku'] as const,
+    aggregator: 'first',
+    registers: [metrics.registry],
+    async collect() {
+      const read = await levels().catch(() => undefined);
+      // A failed read leaves the last values: a gap in Redis should not look like stock vanishing.
+      if (!read) return;
+      this.reset();
+      for (const level of read) this.set({ sale: level.saleId, sku: level.sku }, level.available);
     },
   });
 }

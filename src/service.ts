@@ -2,7 +2,7 @@
 // readiness fails first, in-flight requests finish, then workers, Redis and Postgres close.
 import type { Config, Role } from './config.ts';
 import type { Logger } from './logger.ts';
-import { createMetrics, initialiseItemSeries, registerQueueGauge, startMetricsServer, type Metrics, type MetricsServer } from './metrics.ts';
+import { createMetrics, initialiseItemSeries, registerQueueGauge, registerStockGauge, startMetricsServer, type Metrics, type MetricsServer } from './metrics.ts';
 import { BatchWriter } from './orders/batch-writer.ts';
 import { OrderWriter } from './orders/order-writer.ts';
 import { OutboxPersister } from './orders/outbox-persister.ts';
@@ -58,7 +58,6 @@ async function probe(check: () => Promise<unknown>): Promise<boolean> {
 
 function metricEvents(metrics: Metrics): SaleEvents {
   return {
-    onStock: (saleId, sku, available) => metrics.stockAvailable.set({ sale: saleId, sku }, available),
     onDelisted: (saleId, sku, reason) => metrics.itemsDelisted.inc({ sale: saleId, sku, reason }),
     onSaleKnown: (sale) => initialiseItemSeries(metrics, sale.id, sale.items.map((item) => item.sku)),
   };
@@ -148,6 +147,8 @@ export async function startService(config: Config, logger: Logger, role: Role, o
       claimIdleMs: config.queueLockDurationMs,
     });
     registerQueueGauge(metrics, () => persistQueue.queue.getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed'));
+    // One reader per deployment's worker, not every API process: see registerStockGauge.
+    registerStockGauge(metrics, () => sales.stockLevels());
     const sweeper = new ExpirySweeper(redis, lifecycle, prefix, () => sales.liveSaleIds(), logger);
     const running = persister;
     running.start();

@@ -22,7 +22,8 @@ export interface ReserveRequest {
 export type Reservation =
   | { readonly kind: 'accepted'; readonly order: Order; readonly availableAfter: number; readonly delistedNow: boolean; readonly soldOutNow: boolean }
   | { readonly kind: 'replayed'; readonly orderId: string }
-  // fromMemory: decided by the in-process sold-out mark or attempt count, without running reserveOrder.
+  // fromMemory: decided by the in-process sold-out mark or attempt count, without running
+  // reserveOrder — so it proves nothing about whether the sale or the SKU exists.
   | { readonly kind: 'refused'; readonly code: ReserveRefusal; readonly fromMemory: boolean };
 
 export class Reservations {
@@ -54,8 +55,7 @@ export class Reservations {
         return { kind: 'accepted', order: pendingOrder(reply.order), availableAfter: reply.availableAfter, delistedNow: reply.delistedNow, soldOutNow: reply.soldOutNow };
       }
       default:
-        if (reply.code === 'SOLD_OUT' || reply.code === 'ITEM_DELISTED') this.closedItems.mark(saleId, sku, reply.code, now);
-        if (reply.code === 'SALE_ENDED') this.closedItems.mark(saleId, undefined, 'SALE_ENDED', now);
+        if (reply.code === 'SOLD_OUT' || reply.code === 'ITEM_DELISTED' || reply.code === 'SALE_ENDED') this.closedItems.mark(saleId, sku, reply.code, now);
         return { kind: 'refused', code: reply.code, fromMemory: false };
     }
   }

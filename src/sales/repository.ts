@@ -37,6 +37,7 @@ interface SaleSummary {
   readonly name: string;
   readonly startsAt: number;
   readonly endsAt: number;
+  readonly paymentWindowSeconds: number;
   readonly closedAt: number | null;
 }
 
@@ -46,6 +47,7 @@ function summaryFromRow(row: SaleRow): SaleSummary {
     name: row.name,
     startsAt: row.starts_at.getTime(),
     endsAt: row.ends_at.getTime(),
+    paymentWindowSeconds: row.payment_window_seconds,
     closedAt: row.closed_at?.getTime() ?? null,
   };
 }
@@ -117,7 +119,6 @@ export class SaleRepository {
     return {
       ...summaryFromRow(row),
       currency: row.currency,
-      paymentWindowSeconds: row.payment_window_seconds,
       items: items.rows.map(itemFromRow),
     };
   }

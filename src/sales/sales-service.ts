@@ -28,14 +28,14 @@ export type SaleActionError = 'SALE_NOT_FOUND' | 'ITEM_NOT_FOUND';
 export type RestockError = SaleActionError | 'STOCK_LIMIT_EXCEEDED';
 
 export interface SaleEvents {
-  onStock(saleId: string, sku: string, available: number): void;
   onDelisted(saleId: string, sku: string, reason: DelistReason): void;
   onSaleKnown(sale: StoredSale | SaleDefinition): void;
 }
 
 const VIEW_TTL_MS = 1_000;
-// Orders of a sale may sit only in Redis until shortly after its payment windows close.
-const LIVE_AFTER_END_MS = 24 * 60 * 60 * 1000;
+// Orders of a sale may sit only in Redis until its last payment window closes (the sale's end or
+// close plus its payment window); this margin beyond that covers a late sweep or a slow persister.
+const LIVE_MARGIN_MS = 24 * 60 * 60 * 1000;
 // A forced refresh of the live sales happens at most this often, so lookups of unknown order
 // ids cannot turn into a query per request.
 const LIVE_REFRESH_MIN_MS = 100;
@@ -61,7 +61,6 @@ export class SalesService {
     this.live = undefined;
     this.unknown.delete(sale.id);
     this.events.onSaleKnown(sale);
-    for (const item of sale.items) this.events.onStock(sale.id, item.sku, item.stock);
     this.logger.info({ event: 'sale_created', saleId: sale.id, items: sale.items.length }, 'sale created');
     const view = await this.view(sale.id, Date.now(), { fresh: true });
     if (!view) throw new Error(`sale ${sale.id} vanished right after it was created`);
@@ -94,7 +93,6 @@ export class SalesService {
     const items = sale.items.flatMap((item): ItemView[] => {
       const stock = state.items.get(item.sku);
       if (!stock) return [];
-      this.events.onStock(saleId, item.sku, stock.available);
       return [
         {
           sku: item.sku,
@@ -170,13 +168,32 @@ export class SalesService {
     return view?.items.find((item) => item.sku === sku) ?? 'ITEM_NOT_FOUND';
   }
 
-  /** Sales that may still have orders only in Redis (not ended a day ago), cached for a second. */
+  /**
+   * Sales that may still have orders only in Redis or still pending — ended (or closed) less than
+   * their payment window plus a day ago — cached for a second.
+   */
   async liveSaleIds(options: { fresh?: boolean } = {}, now = Date.now()): Promise<readonly string[]> {
     if (this.live && this.live.until > now && (!options.fresh || now - this.live.at < LIVE_REFRESH_MIN_MS)) return this.live.ids;
     const sales = await this.repository.list();
-    const ids = sales.filter((sale) => (sale.closedAt ?? sale.endsAt) + LIVE_AFTER_END_MS > now).map((sale) => sale.id);
+    const ids = sales.filter((sale) => (sale.closedAt ?? sale.endsAt) + sale.paymentWindowSeconds * 1000 + LIVE_MARGIN_MS > now).map((sale) => sale.id);
     this.live = { ids, until: now + VIEW_TTL_MS, at: now };
     return ids;
+  }
+
+  /**
+   * The available units of every item of the live sales, as Redis holds them now: read at scrape
+   * time for flashsale_stock_available. The reads go out together (auto-pipelined: one round trip).
+   */
+  async stockLevels(): Promise<{ saleId: string; sku: string; available: number }[]> {
+    const saleIds = await this.liveSaleIds({ fresh: true });
+    const states = await Promise.all(
+      saleIds.map(async (saleId) => {
+        const sale = await this.definition(saleId);
+        const state = sale && (await this.catalog.state(saleId, sale.items.map((item) => item.sku)));
+        return [...(state?.items ?? new Map<string, ItemStock>())].map(([sku, stock]) => ({ saleId, sku, available: stock.available }));
+      }),
+    );
+    return states.flat();
   }
 
   /** Every sale Postgres knows, announced so that its metric series exist from start-up. */

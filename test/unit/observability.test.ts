@@ -4,7 +4,7 @@
 // actually exports (taken from src/metrics.ts itself, so a renamed metric fails here).
 import { posix } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { createMetrics, registerQueueGauge } from '../../src/metrics.ts';
+import { createMetrics, registerQueueGauge, registerStockGauge } from '../../src/metrics.ts';
 import { arrayAt, composeServices, isObject, objectAt, readJson, readYaml, repoFileExists as exists, stringAt, type Json, type JsonObject } from '../support/repo-files.ts';
 
 const PROMETHEUS_CONFIG = 'ops/prometheus/prometheus.yml';
@@ -102,6 +102,7 @@ function metricNames(expr: string): string[] {
 async function exportedSeriesNames(): Promise<Set<string>> {
   const metrics = createMetrics();
   registerQueueGauge(metrics, async () => ({ waiting: 0, active: 0, delayed: 0, failed: 0, completed: 0 }));
+  registerStockGauge(metrics, async () => []);
   const names = new Set<string>(['up']);
   for (const metric of await metrics.registry.getMetricsAsJSON()) {
     const type = String(metric.type);

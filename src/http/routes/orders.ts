@@ -29,13 +29,14 @@ export const UNKNOWN_LABEL = '_unknown';
 
 // Answers that prove the sale and the item exist: only those may name them in a label, so a caller
 // who makes up ids (or is rate limited on made-up ids) cannot create metric series without end.
+// A refusal from memory proves nothing (Redis was not asked): it names a pair only if already known.
 const UNPROVEN = new Set<string>(['SALE_NOT_FOUND', 'ITEM_NOT_FOUND', 'RATE_LIMITED']);
 
 /** Labels for the reservation counter: real ids once some answer proved them, else UNKNOWN_LABEL. */
 function reservationLabels(known: Set<string>, saleId: string, sku: string, reservation: Reservation) {
   const result = reservation.kind === 'accepted' ? 'ok' : reservation.kind === 'replayed' ? 'replayed' : reservation.code.toLowerCase();
   const item = `${saleId}\u0000${sku}`;
-  if (reservation.kind !== 'refused' || !UNPROVEN.has(reservation.code)) known.add(item);
+  if (reservation.kind !== 'refused' || (!reservation.fromMemory && !UNPROVEN.has(reservation.code))) known.add(item);
   if (known.has(item)) return { sale: saleId, sku, result };
   const saleProven = reservation.kind === 'refused' && reservation.code === 'ITEM_NOT_FOUND';
   return { sale: saleProven ? saleId : UNKNOWN_LABEL, sku: UNKNOWN_LABEL, result };
@@ -44,7 +45,6 @@ function reservationLabels(known: Set<string>, saleId: string, sku: string, rese
 function observe(metrics: Metrics, logger: Logger, known: Set<string>, saleId: string, sku: string, reservation: Reservation): void {
   metrics.reservations.inc(reservationLabels(known, saleId, sku, reservation));
   if (reservation.kind !== 'accepted') return;
-  metrics.stockAvailable.set({ sale: saleId, sku }, reservation.availableAfter);
   if (reservation.delistedNow) {
     metrics.itemsDelisted.inc({ sale: saleId, sku, reason: 'low_stock' });
     logger.warn({ event: 'item_delisted', saleId, sku, reason: 'low_stock', available: reservation.availableAfter }, 'item delisted: stock fell to its low-stock level');

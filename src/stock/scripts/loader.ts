@@ -9,10 +9,10 @@ import { fileURLToPath } from 'node:url';
 export const LUA_DIR = fileURLToPath(new URL('../../../lua/', import.meta.url));
 
 export interface ScriptFile {
-  /** The script's name, from its file name: reserveOrder-8.lua → reserveOrder. */
+  /** The script's name, from its file name: reserveOrder-9.lua → reserveOrder. */
   readonly name: string;
   readonly file: string;
-  /** From the file name: reserveOrder-8.lua has 8 keys; undefined: the caller passes the count first. */
+  /** From the file name: reserveOrder-9.lua has 9 keys; undefined: the caller passes the count first. */
   readonly numberOfKeys: number | undefined;
   /** The source with every include joined in: what Redis runs. */
   readonly lua: string;

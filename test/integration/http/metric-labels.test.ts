@@ -53,3 +53,21 @@ it('when callers make up sale ids and SKUs, then no made-up id becomes a label a
   expect(count(sale.id, UNKNOWN_LABEL, 'item_not_found')).toBeGreaterThan(0);
   expect(count(sale.id, 'real', 'ok')).toBe(1);
 });
+
+it('when callers make up SKUs of an ended sale, then they get 404 and no made-up SKU becomes a label', async () => {
+  const sale = await api.createSale([{ sku: 'gone', stock: 5 }]);
+  const closed = await service.app!.inject({ method: 'POST', url: `/v1/admin/sales/${sale.id}/close`, headers: { authorization: tk.admin() } });
+  expect(closed.statusCode, closed.body).toBe(200);
+  // A real item's refusal from Redis proves it; later attempts may be answered from memory.
+  expect(await attempt(sale.id, 'gone', 'late-1')).toBe(409);
+  expect(await attempt(sale.id, 'gone', 'late-2')).toBe(409);
+  // Made-up SKUs of the ended sale: the API's order of checks puts ITEM_NOT_FOUND first.
+  const statuses: number[] = [];
+  for (let i = 0; i < 20; i++) statuses.push(await attempt(sale.id, `ended-ghost-${i}`, `ender-${i}`));
+  expect(new Set(statuses)).toEqual(new Set([404]));
+
+  const series = await reservationSeries();
+  expect(series.filter((s) => s.sku.startsWith('ended-ghost'))).toEqual([]);
+  expect(series.find((s) => s.sale === sale.id && s.sku === 'gone' && s.result === 'sale_ended')?.value).toBe(2);
+  expect(series.find((s) => s.sale === sale.id && s.sku === UNKNOWN_LABEL && s.result === 'item_not_found')?.value).toBe(20);
+});
