@@ -19,6 +19,12 @@
 -- has been delivered and acknowledged — and, acknowledged entries being deleted as they are
 -- acknowledged, is one of this batch. Only the batch's entries above that point (a batch finished
 -- before an older one) are deleted one by one.
+--
+-- The invariant the XTRIM MINID relies on: the stream has exactly one consumer group (ARGV[1]),
+-- and nothing but this script ever XACKs in it. Then an entry below the group's oldest pending id
+-- (or, with nothing pending, at or below its last-delivered id) was acknowledged here, that is,
+-- persisted. A second group, or an XACK from elsewhere, would let the trim delete entries that
+-- group or caller still owes. (The persister destroys the previous version's group for this.)
 if #ARGV < 2 then return 0 end
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local group = ARGV[1]

@@ -64,6 +64,11 @@ export function createMetrics(options: { process?: string } = {}) {
       labelNames: ['reason'] as const,
       registers: [registry],
     }),
+    outboxSaleFailures: new Counter({
+      name: 'flashsale_outbox_sale_failures_total',
+      help: 'Rounds over one sale\'s outbox that failed; the persister went on with the next sale and retries it next round',
+      registers: [registry],
+    }),
     persistDeadLetters: new Counter({
       name: 'flashsale_persist_dead_letters_total',
       help: 'Order states Postgres refused as data (SQLSTATE class 22/23) and set aside in order_dead_letters, by SQLSTATE',

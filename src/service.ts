@@ -4,6 +4,7 @@ import type { Config, Role } from './config.ts';
 import type { Logger } from './logger.ts';
 import { createMetrics, initialiseItemSeries, registerQueueGauge, registerStockGauge, startMetricsServer, type Metrics, type MetricsServer } from './metrics.ts';
 import { BatchWriter } from './orders/batch-writer.ts';
+import { DeadLetters } from './orders/dead-letters.ts';
 import { OrderWriter } from './orders/order-writer.ts';
 import { OutboxPersister } from './orders/outbox-persister.ts';
 import { createPersistWorker } from './orders/persist-worker.ts';
@@ -141,10 +142,11 @@ export async function startService(config: Config, logger: Logger, role: Role, o
   let persister: OutboxPersister | undefined;
   const stopWorkers: (() => Promise<void>)[] = [];
   if (role === 'worker' || role === 'all') {
-    const batches = new BatchWriter(new OrderWriter(pool), redis, prefix, metrics);
+    const batches = new BatchWriter(new OrderWriter(pool), redis, prefix, metrics, logger);
     const persistWorker = createPersistWorker({ config, pool, batches, redis, metrics, logger });
     persister = new OutboxPersister(scripts, batches, persistQueue.queue, () => sales.liveSaleIds(), metrics, logger, {
       claimIdleMs: config.queueLockDurationMs,
+      deadLetters: new DeadLetters(pool),
     });
     registerQueueGauge(metrics, () => persistQueue.queue.getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed'));
     // One reader per deployment's worker, not every API process: see registerStockGauge.

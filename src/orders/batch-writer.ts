@@ -1,6 +1,7 @@
 // Writes one sale's batch of order states to Postgres and records what the write did: persisted
 // counts and lag, and the shortened life of finished orders' Redis records. Shared by the outbox
 // persister (every batch) and the BullMQ worker (batches handed over after Postgres refused one).
+import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
 import type { RedisClient } from '../redis/connection.ts';
 import { saleKeys } from '../stock/keys.ts';
@@ -17,18 +18,29 @@ export class BatchWriter {
     private readonly redis: RedisClient,
     private readonly prefix: string,
     private readonly metrics: Metrics,
+    private readonly logger: Logger,
   ) {}
 
-  /** Throws what the writer throws (GuardViolation, a data error, a transient failure); nothing is recorded then. */
+  /** Throws what the writer throws (GuardViolation, a data error, a transient failure); nothing is recorded then.
+   *  Once Postgres committed it does not throw. */
   async write(saleId: string, orders: readonly Order[]): Promise<WriteResult> {
     const result = await this.writer.write(saleId, orders);
     const now = Date.now();
     this.metrics.ordersPersisted.inc(result.inserted.length);
     for (const { createdAt } of result.inserted) this.metrics.persistLag.observe(Math.max(0, now - createdAt) / 1000);
-    if (result.finalised.length > 0) {
-      const keys = saleKeys(this.prefix, saleId);
-      await Promise.all(result.finalised.map(({ id }) => this.redis.expire(keys.order(id), FINAL_ORDER_RETENTION_SECONDS)));
-    }
+    if (result.finalised.length > 0) await this.shortenRetention(saleId, result.finalised);
     return result;
+  }
+
+  /** Best effort, after Postgres committed: the batch is written whatever happens here, so a
+   *  failure must not make its caller retry it (nor count it failed). A record left without its
+   *  TTL costs Redis memory, not correctness. */
+  private async shortenRetention(saleId: string, finalised: WriteResult['finalised']): Promise<void> {
+    const keys = saleKeys(this.prefix, saleId);
+    const results = await Promise.allSettled(finalised.map(({ id }) => this.redis.expire(keys.order(id), FINAL_ORDER_RETENTION_SECONDS)));
+    const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed.length > 0) {
+      this.logger.warn({ saleId, failed: failed.length, err: (failed[0]!.reason as Error)?.message }, 'could not shorten the Redis life of finished orders; they stay until deleted');
+    }
   }
 }

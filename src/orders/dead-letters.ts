@@ -43,4 +43,19 @@ export class DeadLetters {
     );
     return result.rowCount === 1;
   }
+
+  /**
+   * Records an outbox entry no order could be read from (so it can leave the stream instead of
+   * pinning it); false when already recorded. Keyed by its stream entry, status 'malformed'; its
+   * raw fields are kept as JSON, which writes control characters as \u escapes.
+   */
+  async recordMalformedEntry(saleId: string, streamId: string, fields: readonly string[]): Promise<boolean> {
+    const result = await this.pool.query(
+      `INSERT INTO order_dead_letters (order_id, status, sale_id, payload, sqlstate, error)
+       VALUES ($1, 'malformed', $2, $3, NULL, 'outbox entry could not be parsed as an order')
+       ON CONFLICT (order_id, status) DO NOTHING`,
+      [escapeUnsafe(`outbox:${saleId}:${streamId}`), escapeUnsafe(saleId), escapeUnsafe(JSON.stringify(fields))],
+    );
+    return result.rowCount === 1;
+  }
 }

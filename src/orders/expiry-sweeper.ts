@@ -101,8 +101,14 @@ export class ExpirySweeper {
   async runOnce(now = Date.now(), options: { readonly lease?: boolean } = {}): Promise<number> {
     let expired = 0;
     for (const saleId of await this.liveSaleIds()) {
-      if (options.lease && !(await this.takeLease(saleId))) continue;
-      expired += await this.sweepSale(saleId, now, options.lease ?? false);
+      // One sale's failure (a key of the wrong type, a script error) must not keep the sales after
+      // it from being swept: it is logged and tried again next round.
+      try {
+        if (options.lease && !(await this.takeLease(saleId))) continue;
+        expired += await this.sweepSale(saleId, now, options.lease ?? false);
+      } catch (err) {
+        this.logger.error({ saleId, err: (err as Error).message }, 'sweeping a sale failed; going on with the next sale');
+      }
     }
     return expired;
   }

@@ -14,12 +14,14 @@ import { saleKeys } from '../stock/keys.ts';
 import { ackOutbox } from '../stock/scripts/ack-outbox.ts';
 import type { Scripts } from '../stock/scripts/registry.ts';
 import type { BatchWriter } from './batch-writer.ts';
-import { isDataError } from './dead-letters.ts';
+import { isDataError, type DeadLetters } from './dead-letters.ts';
 import { GuardViolation } from './order-writer.ts';
 import { latestPerOrder, parseStreamEntries, type OutboxEntry, type RawStreamEntries } from './outbox.ts';
 import { PERSIST_JOB, persistBackoff, type PersistQueue } from './queue.ts';
 
 export const OUTBOX_GROUP = 'persist';
+/** The previous version's group on the same streams; left behind, it would only hold memory. */
+const OBSOLETE_GROUP = 'relay';
 
 export interface OutboxPersisterOptions {
   readonly batchSize?: number;
@@ -31,11 +33,13 @@ export interface OutboxPersisterOptions {
   readonly concurrency?: number;
   /** Its name in the consumer group; default host and process id (one persister per process). */
   readonly consumer?: string;
+  /** Where entries no order can be read from are set aside, so they leave the stream. */
+  readonly deadLetters: DeadLetters;
 }
 
 /** The job id of a handed-over batch: the same entries give the same id, so a hand-over repeated
  *  after a crash is one job. */
-export function handOverJobId(saleId: string, entries: readonly OutboxEntry[]): string {
+function handOverJobId(saleId: string, entries: readonly OutboxEntry[]): string {
   return `${saleId}|${entries[0]!.streamId}|${entries[entries.length - 1]!.streamId}|${entries.length}`;
 }
 
@@ -43,6 +47,9 @@ export class OutboxPersister {
   /** Its name in the consumer group (its pending entries are listed under it). */
   readonly consumer: string;
   private readonly groups = new Set<string>();
+  /** Per stream, where the next XAUTOCLAIM scan starts, so each round claims further along the
+   *  pending list instead of the same oldest entries again. */
+  private readonly claimCursors = new Map<string, string>();
   private running: Promise<unknown> | undefined;
   private stopping = false;
   /** Cuts short the pauses between rounds and retries when the persister stops. */
@@ -54,6 +61,7 @@ export class OutboxPersister {
   private readonly claimIdleMs: number;
   private readonly idleDelayMs: number;
   private readonly concurrency: number;
+  private readonly deadLetters: DeadLetters;
 
   constructor(
     private readonly scripts: Scripts,
@@ -71,6 +79,7 @@ export class OutboxPersister {
     this.idleDelayMs = options.idleDelayMs ?? 50;
     this.concurrency = options.concurrency ?? 2;
     this.consumer = options.consumer ?? `${hostname()}-${process.pid}`;
+    this.deadLetters = options.deadLetters;
   }
 
   start(): void {
@@ -111,13 +120,31 @@ export class OutboxPersister {
     for (const saleId of await this.liveSaleIds()) {
       if (this.stopping) break;
       const stream = saleKeys(this.prefix, saleId).outbox;
-      await this.ensureGroup(stream);
-      if (claim) persisted += await this.persist(saleId, stream, await this.claimStale(stream));
-      const read = await this.readNew(stream);
-      persisted += await this.persist(saleId, stream, read);
-      full ||= read.length === this.batchSize;
+      // One sale's failure (its key lost or of the wrong type, a hand-over refused) must not keep
+      // the sales after it from being persisted: it is logged and retried next round.
+      try {
+        await this.ensureGroup(stream);
+        if (claim) {
+          persisted += await this.persist(saleId, stream, await this.claimStale(stream));
+          await this.forgetDeadConsumers(stream);
+        }
+        const read = await this.readNew(stream);
+        persisted += await this.persist(saleId, stream, read);
+        full ||= read.length === this.batchSize;
+      } catch (err) {
+        if (this.stopping) throw err;
+        // The stream was deleted and made again without the group: create it next round.
+        if (String((err as Error).message).includes('NOGROUP')) this.forgetStream(stream);
+        this.metrics.outboxSaleFailures.inc();
+        this.logger.error({ saleId, err: (err as Error).message }, 'persisting a sale\'s outbox failed; going on with the next sale');
+      }
     }
     return { persisted, full };
+  }
+
+  private forgetStream(stream: string): void {
+    this.groups.delete(stream);
+    this.claimCursors.delete(stream);
   }
 
   private async ensureGroup(stream: string): Promise<void> {
@@ -128,7 +155,26 @@ export class OutboxPersister {
     } catch (err) {
       if (!String((err as Error).message).includes('BUSYGROUP')) throw err;
     }
+    // ackOutbox's trim assumes one group per stream; the old one's entries are this one's too.
+    await this.redis.xgroup('DESTROY', stream, OBSOLETE_GROUP);
     this.groups.add(stream);
+  }
+
+  /**
+   * Each process joins the group as its own consumer, so restarts leave consumers behind. One idle
+   * longer than the claim time with nothing pending is a dead process's (a live persister reads
+   * every round): it is removed. Never one with pending entries — deleting it would drop them from
+   * the pending list; those are claimed first and the consumer goes a later round.
+   */
+  private async forgetDeadConsumers(stream: string): Promise<void> {
+    const consumers = (await this.redis.xinfo('CONSUMERS', stream, OUTBOX_GROUP)) as unknown[][];
+    for (const info of consumers) {
+      const fields = new Map<unknown, unknown>();
+      for (let i = 0; i + 1 < info.length; i += 2) fields.set(info[i], info[i + 1]);
+      const name = String(fields.get('name'));
+      if (name === this.consumer || Number(fields.get('pending')) !== 0 || Number(fields.get('idle')) <= this.claimIdleMs) continue;
+      await this.redis.xgroup('DELCONSUMER', stream, OUTBOX_GROUP, name);
+    }
   }
 
   private async readNew(stream: string): Promise<RawStreamEntries> {
@@ -139,11 +185,14 @@ export class OutboxPersister {
   }
 
   private async claimStale(stream: string): Promise<RawStreamEntries> {
-    const reply = (await this.redis.xautoclaim(stream, OUTBOX_GROUP, this.consumer, this.claimIdleMs, '0-0', 'COUNT', this.batchSize)) as [
+    const cursor = this.claimCursors.get(stream) ?? '0-0';
+    const reply = (await this.redis.xautoclaim(stream, OUTBOX_GROUP, this.consumer, this.claimIdleMs, cursor, 'COUNT', this.batchSize)) as [
       string,
       RawStreamEntries,
       ...unknown[],
     ];
+    // '0-0' once the scan reached the end: the next round starts over.
+    this.claimCursors.set(stream, reply[0]);
     // Entries deleted meanwhile come back as [id, null] (Redis < 7); nothing is left of them.
     return reply[1].filter(([, fields]) => Array.isArray(fields));
   }
@@ -152,12 +201,23 @@ export class OutboxPersister {
   private async persist(saleId: string, stream: string, raw: RawStreamEntries): Promise<number> {
     if (raw.length === 0) return 0;
     const { entries, malformed } = parseStreamEntries(saleId, raw);
-    if (malformed.length > 0) this.logger.error({ saleId, malformed }, 'outbox entries could not be parsed; left in the stream for inspection');
-    if (entries.length === 0) return 0;
     const ids = entries.map((entry) => entry.streamId);
-    await this.holding(stream, ids, () => this.write(saleId, entries));
-    await ackOutbox(this.scripts, { saleId }, { group: OUTBOX_GROUP, entryIds: ids });
+    if (entries.length > 0) await this.holding(stream, ids, () => this.write(saleId, entries));
+    if (malformed.length > 0) await this.setAside(saleId, raw, malformed);
+    await ackOutbox(this.scripts, { saleId }, { group: OUTBOX_GROUP, entryIds: [...ids, ...malformed] });
     return ids.length;
+  }
+
+  /** Entries no order can be read from would stay pending for ever, be claimed again every round
+   *  and hold back the trim point: they are recorded as dead letters (raw fields kept) and then
+   *  acknowledged with the batch, so they leave the stream. */
+  private async setAside(saleId: string, raw: RawStreamEntries, malformed: readonly string[]): Promise<void> {
+    const bad = new Set(malformed);
+    for (const [streamId, fields] of raw) {
+      if (bad.has(streamId)) await this.deadLetters.recordMalformedEntry(saleId, streamId, fields);
+    }
+    this.metrics.persistFailures.inc({ reason: 'malformed' }, malformed.length);
+    this.logger.error({ event: 'outbox_malformed', saleId, malformed }, 'outbox entries could not be parsed; set aside in order_dead_letters');
   }
 
   /** Writes the batch, retrying transient failures (Postgres away) until it lands or the persister stops. */

@@ -12,6 +12,7 @@ import { createPool } from '../../../src/db/pool.ts';
 import { createLogger } from '../../../src/logger.ts';
 import { createMetrics } from '../../../src/metrics.ts';
 import { BatchWriter } from '../../../src/orders/batch-writer.ts';
+import { DeadLetters } from '../../../src/orders/dead-letters.ts';
 import { OrderWriter } from '../../../src/orders/order-writer.ts';
 import { latestPerOrder, parseStreamEntries, type RawStreamEntries } from '../../../src/orders/outbox.ts';
 import { OUTBOX_GROUP, OutboxPersister } from '../../../src/orders/outbox-persister.ts';
@@ -100,12 +101,12 @@ it(
       const metrics = createMetrics();
       const persister = new OutboxPersister(
         defineScripts(redis, stack.prefix),
-        new BatchWriter(writer, redis, stack.prefix, metrics),
+        new BatchWriter(writer, redis, stack.prefix, metrics, createLogger(config)),
         persistQueue.queue,
         async () => [saleId],
         metrics,
         createLogger(config),
-        { claimIdleMs: 200, batchSize: 50 },
+        { claimIdleMs: 200, batchSize: 50, deadLetters: new DeadLetters(pool) },
       );
       let persisted = 0;
       for (let round = 0; round < 20 && (await outboxPending(redis, stack.prefix, saleId)).total > 0; round++) {

@@ -9,6 +9,7 @@ import { createPool, type Pool } from '../../../src/db/pool.ts';
 import { createLogger } from '../../../src/logger.ts';
 import { createMetrics } from '../../../src/metrics.ts';
 import { BatchWriter } from '../../../src/orders/batch-writer.ts';
+import { DeadLetters } from '../../../src/orders/dead-letters.ts';
 import { OrderWriter } from '../../../src/orders/order-writer.ts';
 import { OUTBOX_GROUP, OutboxPersister } from '../../../src/orders/outbox-persister.ts';
 import { createPersistQueue } from '../../../src/orders/queue.ts';
@@ -50,12 +51,12 @@ function persister(saleId: string, consumer: string): OutboxPersister {
   const metrics = createMetrics();
   return new OutboxPersister(
     defineScripts(redis, ctx.prefix),
-    new BatchWriter(new OrderWriter(pool), redis, ctx.prefix, metrics),
+    new BatchWriter(new OrderWriter(pool), redis, ctx.prefix, metrics, createLogger(ctx.config)),
     queue.queue,
     async () => [saleId],
     metrics,
     createLogger(ctx.config),
-    { claimIdleMs: CLAIM_IDLE_MS, consumer, concurrency: 1 },
+    { claimIdleMs: CLAIM_IDLE_MS, consumer, concurrency: 1, deadLetters: new DeadLetters(pool) },
   );
 }
 
