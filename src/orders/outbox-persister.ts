@@ -124,10 +124,7 @@ export class OutboxPersister {
       // the sales after it from being persisted: it is logged and retried next round.
       try {
         await this.ensureGroup(stream);
-        if (claim) {
-          persisted += await this.persist(saleId, stream, await this.claimStale(stream));
-          await this.forgetDeadConsumers(stream);
-        }
+        if (claim) persisted += await this.persist(saleId, stream, await this.claimStale(stream));
         const read = await this.readNew(stream);
         persisted += await this.persist(saleId, stream, read);
         full ||= read.length === this.batchSize;
@@ -158,23 +155,6 @@ export class OutboxPersister {
     // ackOutbox's trim assumes one group per stream; the old one's entries are this one's too.
     await this.redis.xgroup('DESTROY', stream, OBSOLETE_GROUP);
     this.groups.add(stream);
-  }
-
-  /**
-   * Each process joins the group as its own consumer, so restarts leave consumers behind. One idle
-   * longer than the claim time with nothing pending is a dead process's (a live persister reads
-   * every round): it is removed. Never one with pending entries — deleting it would drop them from
-   * the pending list; those are claimed first and the consumer goes a later round.
-   */
-  private async forgetDeadConsumers(stream: string): Promise<void> {
-    const consumers = (await this.redis.xinfo('CONSUMERS', stream, OUTBOX_GROUP)) as unknown[][];
-    for (const info of consumers) {
-      const fields = new Map<unknown, unknown>();
-      for (let i = 0; i + 1 < info.length; i += 2) fields.set(info[i], info[i + 1]);
-      const name = String(fields.get('name'));
-      if (name === this.consumer || Number(fields.get('pending')) !== 0 || Number(fields.get('idle')) <= this.claimIdleMs) continue;
-      await this.redis.xgroup('DELCONSUMER', stream, OUTBOX_GROUP, name);
-    }
   }
 
   private async readNew(stream: string): Promise<RawStreamEntries> {

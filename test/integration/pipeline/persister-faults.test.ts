@@ -1,6 +1,6 @@
 // The outbox persister (and the expiry sweeper) when one sale's keys or entries are bad: the other
 // sales go on being served, the bad sale recovers once repaired, entries no order can be read from
-// are set aside instead of pinning the stream, dead processes' consumers are removed, and a Redis
+// are set aside instead of pinning the stream, and a Redis
 // EXPIRE failing after Postgres committed does not fail the batch. Real Redis and Postgres.
 import { Redis } from 'ioredis';
 import type pg from 'pg';
@@ -128,10 +128,9 @@ it('when more unparseable entries than a batch lie ahead of a dead consumer’s 
   expect(letters.rows.every(({ payload }) => payload.includes('\\u0000'))).toBe(true);
   expect(await counter(metrics.persistFailures, { reason: 'malformed' })).toBe(BAD);
   expect(await redis.xlen(stream)).toBe(0);
-  // The dead process's consumer (nothing pending now, idle) and the obsolete group are gone.
-  await subject.runOnce(start + 100 * CLAIM_IDLE_MS);
-  const consumers = (await redis.xinfo('CONSUMERS', stream, OUTBOX_GROUP)) as unknown[][];
-  expect(consumers.map((info) => info[1])).toEqual(['live']);
+  // The obsolete group is gone. (A dead process's consumer stays, with nothing pending: deleting
+  // it after checking it is idle is two commands, and an entry it read in between would leave the
+  // pending list unpersisted. A few hundred bytes a restart is the cheaper side.)
   const groups = (await redis.xinfo('GROUPS', stream)) as unknown[][];
   expect(groups.map((info) => info[1])).toEqual([OUTBOX_GROUP]);
 });
