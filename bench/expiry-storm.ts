@@ -276,7 +276,7 @@ export function describeExpiryStorm(result: ExpiryStormResult): string {
     `Postgres: all ${result.expiredInPostgres} orders expired ${result.persistedAfterMs} ms after the last unit was back`,
     `Redis memory (MEMORY USAGE, namespace + BullMQ): ${Math.round(memory.pending.bytes)} B per pending order` +
       (memory.pendingMeasuredBeforeFirstDeadline ? '' : ' (measured after the first deadline: some had expired; use a longer window)') +
-      `, ${Math.round(memory.final.bytes)} B per final order (final orders' records expire later; BullMQ keeps completed jobs for a while: src/orders/queue.ts)`,
+      `, ${Math.round(memory.final.bytes)} B per final order (measured once Postgres holds them final: each order's record lives 10 more minutes, the shopper's order list a day)`,
     `  per pending order: ${describePerOrder(memory.pending)}`,
     `  per final order: ${describePerOrder(memory.final)}`,
   ].join('\n');
