@@ -5,23 +5,18 @@
 import { Redis } from 'ioredis';
 import type pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { createPool, type Pool } from '../../../src/db/pool.ts';
-import { createLogger } from '../../../src/logger.ts';
-import { createMetrics } from '../../../src/metrics.ts';
-import { BatchWriter } from '../../../src/orders/batch-writer.ts';
-import { DeadLetters } from '../../../src/orders/dead-letters.ts';
-import { OrderWriter } from '../../../src/orders/order-writer.ts';
+import type { Pool } from '../../../src/db/pool.ts';
 import { OUTBOX_GROUP, OutboxPersister } from '../../../src/orders/outbox-persister.ts';
-import { createPersistQueue } from '../../../src/orders/queue.ts';
 import { saleKeys } from '../../../src/stock/keys.ts';
-import { defineScripts } from '../../../src/stock/scripts/registry.ts';
 import type { App } from '../../../src/http/app.ts';
-import { testApi, type Tokens } from '../../support/api.ts';
+import type { Tokens } from '../../support/api.ts';
+import { persisterFixture, type PersisterFixture } from '../../support/persister.ts';
 import type { TestContext } from '../../support/context.ts';
 
 // The API alone: no persister of the service's own reads the outbox.
-const api = testApi({ db: true });
 const CLAIM_IDLE_MS = 600;
+const fixture = persisterFixture(CLAIM_IDLE_MS);
+const { api } = fixture;
 
 let ctx: TestContext;
 let app: App;
@@ -29,35 +24,19 @@ let db: pg.Client;
 let tk: Tokens;
 let redis: Redis;
 let pool: Pool;
-let queue: ReturnType<typeof createPersistQueue>;
+let persisters: PersisterFixture;
 
 beforeAll(async () => {
-  ({ ctx, app, db, tk } = await api.open());
-  redis = new Redis(ctx.redisUrl);
-  pool = createPool(ctx.config);
-  queue = createPersistQueue(ctx.config);
+  persisters = await fixture.open();
+  ({ ctx, app, db, tk, redis, pool } = persisters);
 });
 
-afterAll(async () => {
-  await queue?.close();
-  await pool?.end();
-  redis?.disconnect();
-  await api.close();
-});
+afterAll(() => fixture.close());
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function persister(saleId: string, consumer: string): OutboxPersister {
-  const metrics = createMetrics();
-  return new OutboxPersister(
-    defineScripts(redis, ctx.prefix),
-    new BatchWriter(new OrderWriter(pool), redis, ctx.prefix, metrics, createLogger(ctx.config)),
-    queue.queue,
-    async () => [saleId],
-    metrics,
-    createLogger(ctx.config),
-    { claimIdleMs: CLAIM_IDLE_MS, consumer, concurrency: 1, deadLetters: new DeadLetters(pool) },
-  );
+  return persisters.persister([saleId], { consumer });
 }
 
 async function pendingConsumers(saleId: string): Promise<string[]> {

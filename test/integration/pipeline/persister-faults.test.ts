@@ -5,24 +5,23 @@
 import { Redis } from 'ioredis';
 import type pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { createPool, type Pool } from '../../../src/db/pool.ts';
+import type { Pool } from '../../../src/db/pool.ts';
 import { createLogger } from '../../../src/logger.ts';
 import { createMetrics, type Metrics } from '../../../src/metrics.ts';
 import { BatchWriter } from '../../../src/orders/batch-writer.ts';
-import { DeadLetters } from '../../../src/orders/dead-letters.ts';
 import { OrderWriter } from '../../../src/orders/order-writer.ts';
 import { latestPerOrder, parseStreamEntries, type RawStreamEntries } from '../../../src/orders/outbox.ts';
 import { OUTBOX_GROUP, OutboxPersister } from '../../../src/orders/outbox-persister.ts';
-import { createPersistQueue } from '../../../src/orders/queue.ts';
 import { saleKeys } from '../../../src/stock/keys.ts';
-import { defineScripts } from '../../../src/stock/scripts/registry.ts';
 import type { App } from '../../../src/http/app.ts';
-import { testApi, type Tokens } from '../../support/api.ts';
+import type { Tokens } from '../../support/api.ts';
+import { persisterFixture, type PersisterFixture } from '../../support/persister.ts';
 import type { TestContext } from '../../support/context.ts';
 
 // The API alone: no persister of the service's own reads the outbox.
-const api = testApi({ db: true });
 const CLAIM_IDLE_MS = 1_000;
+const fixture = persisterFixture(CLAIM_IDLE_MS);
+const { api } = fixture;
 
 let ctx: TestContext;
 let app: App;
@@ -30,34 +29,19 @@ let db: pg.Client;
 let tk: Tokens;
 let redis: Redis;
 let pool: Pool;
-let queue: ReturnType<typeof createPersistQueue>;
+let persisters: PersisterFixture;
 
 beforeAll(async () => {
-  ({ ctx, app, db, tk } = await api.open());
-  redis = new Redis(ctx.redisUrl);
-  pool = createPool(ctx.config);
-  queue = createPersistQueue(ctx.config);
+  persisters = await fixture.open();
+  ({ ctx, app, db, tk, redis, pool } = persisters);
 });
 
-afterAll(async () => {
-  await queue?.close();
-  await pool?.end();
-  redis?.disconnect();
-  await api.close();
-});
+afterAll(() => fixture.close());
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function persister(saleIds: string[], metrics: Metrics, options: { consumer?: string; batchSize?: number } = {}): OutboxPersister {
-  return new OutboxPersister(
-    defineScripts(redis, ctx.prefix),
-    new BatchWriter(new OrderWriter(pool), redis, ctx.prefix, metrics, createLogger(ctx.config)),
-    queue.queue,
-    async () => saleIds,
-    metrics,
-    createLogger(ctx.config),
-    { claimIdleMs: CLAIM_IDLE_MS, concurrency: 1, deadLetters: new DeadLetters(pool), ...options },
-  );
+  return persisters.persister(saleIds, { metrics, ...options });
 }
 
 let users = 0;
