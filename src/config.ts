@@ -17,6 +17,10 @@ const EnvSchema = Type.Object({
   REDIS_CLUSTER_NODES: Type.Optional(Type.String({ pattern: '^[^,:\\s]+:\\d+(,[^,:\\s]+:\\d+)*$' })),
   // Namespace of every Redis key and BullMQ queue, so several deployments (or test files) share a Redis.
   REDIS_PREFIX: Type.String({ pattern: '^[A-Za-z0-9_-]{1,32}$', default: 'fs' }),
+  // async: a 201 once the master ran the reserve; replica: once REDIS_WAIT_REPLICAS replicas have it too.
+  REDIS_DURABILITY: Type.Union([Type.Literal('async'), Type.Literal('replica')], { default: 'async' }),
+  REDIS_WAIT_REPLICAS: Type.Integer({ minimum: 1, maximum: 16, default: 1 }),
+  REDIS_WAIT_TIMEOUT_MS: Type.Integer({ minimum: 1, maximum: 10_000, default: 100 }),
   DATABASE_URL: Type.String({
     pattern: '^postgres(ql)?://',
     default: 'postgres://postgres@127.0.0.1:5432/flashsale',
@@ -43,6 +47,13 @@ type Env = Static<typeof EnvSchema>;
 
 export type Role = 'api' | 'worker' | 'all';
 
+/**
+ * When an accepted order is answered 201: `async` as soon as its master ran the script (a failover
+ * may lose the last acknowledged orders); `replica` once `replicas` replicas acknowledged it (Redis
+ * WAIT, at most `timeoutMs`), else 503 NOT_DURABLE.
+ */
+export type Durability = { readonly mode: 'async' } | { readonly mode: 'replica'; readonly replicas: number; readonly timeoutMs: number };
+
 export interface Config {
   readonly env: Env['NODE_ENV'];
   readonly http: { readonly host: string; readonly port: number };
@@ -53,6 +64,7 @@ export interface Config {
     readonly url: string;
     readonly clusterNodes: readonly { readonly host: string; readonly port: number }[] | undefined;
     readonly prefix: string;
+    readonly durability: Durability;
   };
   readonly databaseUrl: string;
   readonly jwtSecret: string;
@@ -121,6 +133,10 @@ export function loadConfig(source: Record<string, string | undefined> = process.
         return { host, port: Number(port) };
       }),
       prefix: env.REDIS_PREFIX,
+      durability:
+        env.REDIS_DURABILITY === 'replica'
+          ? { mode: 'replica', replicas: env.REDIS_WAIT_REPLICAS, timeoutMs: env.REDIS_WAIT_TIMEOUT_MS }
+          : { mode: 'async' },
     },
     databaseUrl: env.DATABASE_URL,
     jwtSecret,

@@ -105,11 +105,19 @@ export async function startService(config: Config, logger: Logger, role: Role, o
   const subscriber = serves ? createRedis(config, { name: `flashsale-${role}-events` }) : undefined;
   const pool: Pool = createPool(config);
   pool.on('error', (err) => logger.warn({ err }, 'idle Postgres client failed'));
-  for (const client of [redis, subscriber]) client?.on('error', (err: Error) => logger.warn({ err: err.message }, 'Redis connection error'));
+  // Replica durability: reserves go on a connection of their own, since each WAIT holds its
+  // connection until the replicas answer, and every command queued behind it would wait too.
+  const durability = config.redis.durability;
+  const durable = serves && durability.mode === 'replica' ? createRedis(config, { name: `flashsale-${role}-durable` }) : undefined;
+  for (const client of [redis, subscriber, durable]) client?.on('error', (err: Error) => logger.warn({ err: err.message }, 'Redis connection error'));
 
   const scripts = defineScripts(redis, prefix);
   const closedItems = new ClosedItems();
-  const reservations = new Reservations(scripts, closedItems, new AttemptWindow(config.rateLimit.userPerSecond));
+  const attempts = new AttemptWindow(config.rateLimit.userPerSecond);
+  const reservations =
+    durable && durability.mode === 'replica'
+      ? new Reservations(defineScripts(durable, prefix), closedItems, attempts, { replicas: durability.replicas, timeoutMs: durability.timeoutMs })
+      : new Reservations(scripts, closedItems, attempts);
   const catalog = new SaleCatalog(scripts);
   const sales = new SalesService(new SaleRepository(pool), catalog, metricEvents(metrics), logger);
   const orders = new OrderStore(redis, prefix, new OrderRepository(pool), (options) => sales.liveSaleIds(options));
@@ -172,7 +180,7 @@ export async function startService(config: Config, logger: Logger, role: Role, o
       stopping = true;
       if (app) await app.close();
       for (const stopWorker of stopWorkers) await stopWorker();
-      await Promise.all([closeRedis(redis), subscriber && closeRedis(subscriber)]);
+      await Promise.all([closeRedis(redis), subscriber && closeRedis(subscriber), durable && closeRedis(durable)]);
       await pool.end();
       await metricsServer?.close();
       logger.info({ role }, 'service stopped');

@@ -46,6 +46,11 @@ export const API_ERRORS = {
     'The order store is briefly unavailable (failing over); the request may or may not have taken effect. ' +
       'Retry after Retry-After: an order retried with the same Idempotency-Key is replayed, never made twice',
   ],
+  NOT_DURABLE: [
+    503,
+    'The order was recorded but not yet copied to enough Redis replicas, so a failover could lose it: it may or may not exist. ' +
+      'Retry after Retry-After with the same Idempotency-Key: the order is replayed, never made twice',
+  ],
 } as const satisfies Record<string, readonly [number, string]>;
 
 export type ApiErrorCode = keyof typeof API_ERRORS;

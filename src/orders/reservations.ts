@@ -8,7 +8,7 @@ import { ClosedItems } from '../stock/closed-items.ts';
 import { saleKeys } from '../stock/keys.ts';
 import type { ReserveRefusal } from '../stock/scripts/refusals.ts';
 import type { Scripts } from '../stock/scripts/registry.ts';
-import { reserveOrder } from '../stock/scripts/reserve-order.ts';
+import { reserveOrder, reserveOrderAcked, type ReplicaAck, type ReserveOrderReply } from '../stock/scripts/reserve-order.ts';
 import { pendingOrder, type Order } from './order.ts';
 
 export interface ReserveRequest {
@@ -22,6 +22,9 @@ export interface ReserveRequest {
 export type Reservation =
   | { readonly kind: 'accepted'; readonly order: Order; readonly availableAfter: number; readonly delistedNow: boolean; readonly soldOutNow: boolean }
   | { readonly kind: 'replayed'; readonly orderId: string }
+  // Replica durability: the order was made (or replayed) but fewer replicas than asked acknowledged
+  // it in time, so a failover could still lose it; a keyed retry replays it.
+  | { readonly kind: 'unacknowledged'; readonly orderId: string; readonly acknowledgedBy: number }
   // fromMemory: decided by the in-process sold-out mark or attempt count, without running
   // reserveOrder — so it proves nothing about whether the sale or the SKU exists.
   | { readonly kind: 'refused'; readonly code: ReserveRefusal; readonly fromMemory: boolean };
@@ -32,6 +35,8 @@ export class Reservations {
     readonly closedItems: ClosedItems = new ClosedItems(),
     /** Attempts per shopper per item per second (RATE_LIMIT_USER_PER_SEC); limit 0 = none. */
     private readonly attempts: AttemptWindow = new AttemptWindow(0),
+    /** Replica durability: WAIT for this after each reserve; undefined (async) sends the script alone. */
+    private readonly replicaAck?: ReplicaAck,
   ) {}
 
   async reserve(request: ReserveRequest, now = Date.now()): Promise<Reservation> {
@@ -45,18 +50,37 @@ export class Reservations {
       const keyExists = idempotencyKey !== '' && (await this.scripts.client.exists(saleKeys(this.scripts.prefix, saleId).idempotency(userId, idempotencyKey))) === 1;
       if (!keyExists) return { kind: 'refused', code: closed, fromMemory: true };
     }
-    const reply = await reserveOrder(this.scripts, { saleId, sku, userId, orderId: uuidv7(), idempotencyKey }, { quantity, now, attemptsPerSecond: this.attempts.limit });
+    const keys = { saleId, sku, userId, orderId: uuidv7(), idempotencyKey };
+    const args = { quantity, now, attemptsPerSecond: this.attempts.limit };
+    let reply: ReserveOrderReply;
+    if (this.replicaAck) {
+      const acked = await reserveOrderAcked(this.scripts, keys, args, this.replicaAck);
+      reply = acked.reply;
+      // Refusals change nothing worth waiting for; an order (new or replayed) must be on the replicas.
+      if (acked.acknowledgedBy < this.replicaAck.replicas && (reply.code === 'OK' || reply.code === 'REPLAY')) {
+        this.noteClosing(reply, saleId, sku, now);
+        return { kind: 'unacknowledged', orderId: reply.code === 'OK' ? reply.order.id : reply.orderId, acknowledgedBy: acked.acknowledgedBy };
+      }
+    } else {
+      reply = await reserveOrder(this.scripts, keys, args);
+    }
     switch (reply.code) {
       case 'REPLAY':
         return { kind: 'replayed', orderId: reply.orderId };
       case 'OK': {
-        if (reply.delistedNow) this.closedItems.mark(saleId, sku, 'ITEM_DELISTED', now);
-        else if (reply.soldOutNow) this.closedItems.mark(saleId, sku, 'SOLD_OUT', now);
+        this.noteClosing(reply, saleId, sku, now);
         return { kind: 'accepted', order: pendingOrder(reply.order), availableAfter: reply.availableAfter, delistedNow: reply.delistedNow, soldOutNow: reply.soldOutNow };
       }
       default:
         if (reply.code === 'SOLD_OUT' || reply.code === 'ITEM_DELISTED' || reply.code === 'SALE_ENDED') this.closedItems.mark(saleId, sku, reply.code, now);
         return { kind: 'refused', code: reply.code, fromMemory: false };
     }
+  }
+
+  // The order that took the last unit (or crossed the low-stock level) closes the item for this process.
+  private noteClosing(reply: ReserveOrderReply, saleId: string, sku: string, now: number): void {
+    if (reply.code !== 'OK') return;
+    if (reply.delistedNow) this.closedItems.mark(saleId, sku, 'ITEM_DELISTED', now);
+    else if (reply.soldOutNow) this.closedItems.mark(saleId, sku, 'SOLD_OUT', now);
   }
 }

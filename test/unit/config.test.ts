@@ -13,6 +13,18 @@ describe('loadConfig', () => {
     expect(config.databaseUrl).toBe('postgres://postgres@127.0.0.1:5432/flashsale');
     expect(config.rateLimit).toEqual({ userPerSecond: 10, ipPerSecond: 0 });
     expect(config.logLevel).toBe('info');
+    expect(config.redis.durability).toEqual({ mode: 'async' });
+  });
+
+  it('when REDIS_DURABILITY is replica, then the WAIT settings are typed with their defaults, and a bad mode is refused', () => {
+    expect(loadConfig({ REDIS_DURABILITY: 'replica' }).redis.durability).toEqual({ mode: 'replica', replicas: 1, timeoutMs: 100 });
+    expect(loadConfig({ REDIS_DURABILITY: 'replica', REDIS_WAIT_REPLICAS: '2', REDIS_WAIT_TIMEOUT_MS: '250' }).redis.durability).toEqual({
+      mode: 'replica',
+      replicas: 2,
+      timeoutMs: 250,
+    });
+    expect(() => loadConfig({ REDIS_DURABILITY: 'sync' })).toThrow(/REDIS_DURABILITY/);
+    expect(() => loadConfig({ REDIS_DURABILITY: 'replica', REDIS_WAIT_REPLICAS: '0' })).toThrow(/REDIS_WAIT_REPLICAS/);
   });
 
   it('when values are given as strings, then they are typed', () => {

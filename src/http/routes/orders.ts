@@ -23,6 +23,8 @@ export interface OrderRouteOptions {
 
 // The attempt limit counts per clock second, so the next second is never more than one away.
 const RATE_LIMIT_RETRY_AFTER_SECONDS = 1;
+// A replica that did not acknowledge in time is lagging or being replaced (a failover takes 2–3 s).
+const NOT_DURABLE_RETRY_AFTER_SECONDS = 2;
 
 /** The label of a sale or SKU that no answer has shown to exist. */
 export const UNKNOWN_LABEL = '_unknown';
@@ -32,9 +34,11 @@ export const UNKNOWN_LABEL = '_unknown';
 // A refusal from memory proves nothing (Redis was not asked): it names a pair only if already known.
 const UNPROVEN = new Set<string>(['SALE_NOT_FOUND', 'ITEM_NOT_FOUND', 'RATE_LIMITED']);
 
+const RESULT_LABELS = { accepted: 'ok', replayed: 'replayed', unacknowledged: 'not_durable' } as const;
+
 /** Labels for the reservation counter: real ids once some answer proved them, else UNKNOWN_LABEL. */
 function reservationLabels(known: Set<string>, saleId: string, sku: string, reservation: Reservation) {
-  const result = reservation.kind === 'accepted' ? 'ok' : reservation.kind === 'replayed' ? 'replayed' : reservation.code.toLowerCase();
+  const result = reservation.kind === 'refused' ? reservation.code.toLowerCase() : RESULT_LABELS[reservation.kind];
   const item = `${saleId}\u0000${sku}`;
   if (reservation.kind !== 'refused' || (!reservation.fromMemory && !UNPROVEN.has(reservation.code))) known.add(item);
   if (known.has(item)) return { sale: saleId, sku, result };
@@ -88,6 +92,14 @@ export const orderRoutes: FastifyPluginAsyncTypebox<OrderRouteOptions> = async (
           if (!order) throw new Error(`idempotent replay names order ${reservation.orderId}, which cannot be found`);
           return reply.code(201).header('location', `/v1/orders/${order.id}`).header('idempotent-replayed', 'true').send(presentOrder(order));
         }
+        case 'unacknowledged':
+          reply.header('retry-after', NOT_DURABLE_RETRY_AFTER_SECONDS);
+          return sendError(
+            reply,
+            'NOT_DURABLE',
+            `Order ${reservation.orderId} was recorded, but only ${reservation.acknowledgedBy} replica(s) acknowledged it in time, so a failover ` +
+              'could still lose it: it may or may not exist. Retry after Retry-After with the same Idempotency-Key: it is replayed, never made twice',
+          );
         case 'refused':
           if (reservation.code !== 'RATE_LIMITED') return sendError(reply, reservation.code);
           reply.header('retry-after', RATE_LIMIT_RETRY_AFTER_SECONDS);

@@ -52,11 +52,49 @@ export type ReserveOrderReply =
   | Refusal<'reserveOrder'>;
 
 export async function reserveOrder(scripts: Scripts, keys: ReserveOrderKeys, args: ReserveOrderArgs): Promise<ReserveOrderReply> {
+  return parse(keys, args, await scripts.client.reserveOrder(...commandArguments(scripts.prefix, keys, args)));
+}
+
+/** What Redis WAIT asks for: this many replicas to acknowledge the write, waiting at most timeoutMs. */
+export interface ReplicaAck {
+  readonly replicas: number;
+  readonly timeoutMs: number;
+}
+
+/**
+ * reserveOrder followed by WAIT on the same connection: the replies, and how many replicas
+ * acknowledged every write sent on that connection so far (the reserve included). WAIT cannot run
+ * inside a script, and on a Cluster a keyless WAIT alone would go to a random node; in one
+ * pipeline, ioredis sends both to the node that owns the script's keys (the pipeline's first keyed
+ * command picks it), one after the other on that node's connection.
+ */
+export async function reserveOrderAcked(
+  scripts: Scripts,
+  keys: ReserveOrderKeys,
+  args: ReserveOrderArgs,
+  ack: ReplicaAck,
+): Promise<{ readonly reply: ReserveOrderReply; readonly acknowledgedBy: number }> {
+  const results = await scripts.client
+    .pipeline()
+    .reserveOrder(...commandArguments(scripts.prefix, keys, args))
+    .wait(ack.replicas, ack.timeoutMs)
+    .exec();
+  const [reserved, waited] = results ?? [];
+  if (!reserved || !waited) throw new Error('reserveOrder pipeline came back without its replies');
+  // An error reply means the script (or WAIT) did not answer: the same as a failed EVALSHA.
+  if (reserved[0]) throw reserved[0];
+  if (waited[0]) throw waited[0];
+  const acknowledgedBy = waited[1];
+  if (typeof acknowledgedBy !== 'number') throw new Error(`WAIT answered ${String(acknowledgedBy)}, not a replica count`);
+  return { reply: parse(keys, args, reserved[1]), acknowledgedBy };
+}
+
+function commandArguments(prefix: string, keys: ReserveOrderKeys, args: ReserveOrderArgs) {
   const { saleId, sku, userId, orderId } = keys;
   const idempotencyKey = keys.idempotencyKey ?? '';
   const { quantity, now } = args;
-  const names = saleKeys(scripts.prefix, saleId);
-  const reply = await scripts.client.reserveOrder(
+  const names = saleKeys(prefix, saleId);
+  return [
     names.sale,
     names.item(sku),
     names.users(sku),
@@ -77,7 +115,13 @@ export async function reserveOrder(scripts: Scripts, keys: ReserveOrderKeys, arg
     args.idempotencyTtlSeconds ?? IDEMPOTENCY_TTL_SECONDS,
     args.orderRetentionMs ?? ORDER_RETENTION_MS,
     args.attemptsPerSecond ?? 0,
-  );
+  ] as const;
+}
+
+function parse(keys: ReserveOrderKeys, args: ReserveOrderArgs, reply: unknown): ReserveOrderReply {
+  const { saleId, sku, userId, orderId } = keys;
+  const idempotencyKey = keys.idempotencyKey ?? '';
+  const { quantity, now } = args;
   return parseReply<ReserveOrderReply>('reserveOrder', reply, {
     OK: ([available, price, expires, delisted, soldOut]) => {
       const [availableAfter, unitPrice, expiresAt] = [integer(available), integer(price), integer(expires)];

@@ -238,6 +238,7 @@ function summary(outcome: LifecycleOutcome): string {
 function reservationSummary(result: Reservation): string {
   if (result.kind === 'accepted') return 'accepted';
   if (result.kind === 'replayed') return `replayed:${result.orderId}`;
+  if (result.kind === 'unacknowledged') return `unacknowledged:${result.orderId}`;
   return `refused:${result.code}`;
 }
 
