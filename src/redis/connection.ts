@@ -82,10 +82,13 @@ const UNAVAILABLE_MESSAGES = [
   "Stream isn't writeable",
   "Cluster isn't ready",
   'Failed to refresh slots cache',
+  // A pipeline's commands still awaiting replies when its connection dropped.
+  'Command aborted due to connection close',
 ];
 // Replies a server gives while it cannot serve: the cluster is failing over or lacks a slot's
-// master (CLUSTERDOWN, TRYAGAIN, MASTERDOWN), a demoted master (READONLY), a restart (LOADING).
-const UNAVAILABLE_REPLIES = /^(CLUSTERDOWN|TRYAGAIN|MASTERDOWN|READONLY|LOADING)\b/;
+// master (CLUSTERDOWN, TRYAGAIN, MASTERDOWN), a demoted master (READONLY), a restart (LOADING),
+// or a redirection ioredis left to us (a pipeline with a write in it) still failing once retried.
+const UNAVAILABLE_REPLIES = /^(CLUSTERDOWN|TRYAGAIN|MASTERDOWN|READONLY|LOADING|MOVED|ASK)\b/;
 const UNAVAILABLE_NAMES = new Set(['MaxRetriesPerRequestError', 'ClusterAllFailedError']);
 
 /**

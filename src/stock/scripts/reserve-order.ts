@@ -1,6 +1,8 @@
 // reserveOrder-9.lua: counts the attempt against the shopper's per-second limit, decides it and,
 // when it is accepted, records it (stock, the user's live quantity, order record, outbox entry,
 // deadline, idempotency key) in one step.
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Cluster } from 'ioredis';
 import { saleKeys } from '../keys.ts';
 import type { Scripts } from './registry.ts';
 import { flag, integer, parseReply } from './reply.ts';
@@ -74,20 +76,38 @@ export async function reserveOrderAcked(
   args: ReserveOrderArgs,
   ack: ReplicaAck,
 ): Promise<{ readonly reply: ReserveOrderReply; readonly acknowledgedBy: number }> {
-  const results = await scripts.client
-    .pipeline()
-    .reserveOrder(...commandArguments(scripts.prefix, keys, args))
-    .wait(ack.replicas, ack.timeoutMs)
-    .exec();
-  const [reserved, waited] = results ?? [];
-  if (!reserved || !waited) throw new Error('reserveOrder pipeline came back without its replies');
-  // An error reply means the script (or WAIT) did not answer: the same as a failed EVALSHA.
-  if (reserved[0]) throw reserved[0];
-  if (waited[0]) throw waited[0];
-  const acknowledgedBy = waited[1];
-  if (typeof acknowledgedBy !== 'number') throw new Error(`WAIT answered ${String(acknowledgedBy)}, not a replica count`);
-  return { reply: parse(keys, args, reserved[1]), acknowledgedBy };
+  const deadline = Date.now() + REDIRECT_BUDGET_MS;
+  for (;;) {
+    const results = await scripts.client
+      .pipeline()
+      .reserveOrder(...commandArguments(scripts.prefix, keys, args))
+      .wait(ack.replicas, ack.timeoutMs)
+      .exec();
+    const [reserved, waited] = results ?? [];
+    if (!reserved || !waited) throw new Error('reserveOrder pipeline came back without its replies');
+    const [reserveError, reply] = reserved;
+    // ioredis follows a pipeline's redirections only when its other commands are read-only, and
+    // WAIT is not: a node that no longer (or not yet) serves the sale's slot comes back to us. It
+    // refused the script, so sending it again is safe (and the order id would make it a REPLAY).
+    if (reserveError && REDIRECTED.test(reserveError.message) && Date.now() < deadline) {
+      if (scripts.client instanceof Cluster && reserveError.message.startsWith('MOVED')) scripts.client.refreshSlotsCache();
+      await sleep(REDIRECT_RETRY_DELAY_MS);
+      continue;
+    }
+    // Any other error reply means the script (or WAIT) did not answer: the same as a failed EVALSHA.
+    if (reserveError) throw reserveError;
+    if (waited[0]) throw waited[0];
+    const acknowledgedBy = waited[1];
+    if (typeof acknowledgedBy !== 'number') throw new Error(`WAIT answered ${String(acknowledgedBy)}, not a replica count`);
+    return { reply: parse(keys, args, reply), acknowledgedBy };
+  }
 }
+
+// Replies that say the script did not run on this node: wrong node, or the cluster mid-failover.
+const REDIRECTED = /^(MOVED|ASK|TRYAGAIN|CLUSTERDOWN)\b/;
+// About a failover's worth (2–3 s with a 1 s node timeout); after it the request answers 503.
+const REDIRECT_BUDGET_MS = 5_000;
+const REDIRECT_RETRY_DELAY_MS = 100;
 
 function commandArguments(prefix: string, keys: ReserveOrderKeys, args: ReserveOrderArgs) {
   const { saleId, sku, userId, orderId } = keys;
