@@ -26,6 +26,10 @@ describe('isRedisUnavailable', () => {
       new ReplyError("READONLY You can't write against a read only replica."),
       new ReplyError('LOADING Redis is loading the dataset in memory'),
       new ReplyError('MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to no'),
+      // Left to us by a pipeline with a write in it (reserve + WAIT), still failing once retried.
+      new ReplyError('MOVED 7203 127.0.0.1:37685'),
+      new ReplyError('ASK 7203 127.0.0.1:37685'),
+      new Error('Command aborted due to connection close'),
     ];
     expect(errors.filter((error) => !isRedisUnavailable(error)).map((error) => error.message)).toEqual([]);
   });
