@@ -13,6 +13,7 @@ import { createLogger } from '../../src/logger.ts';
 import { startService, type RunningService } from '../../src/service.ts';
 import { saleKeys } from '../../src/stock/keys.ts';
 import { compareWithRows, type OrderFacts } from '../../tools/exactly-once.ts';
+import { keyedAttempt, type Attempt, type Outcome } from '../support/keyed-attempt.ts';
 import { killMaster, masterForSlot, restartNode, slotOf, startRedisCluster, waitForFailover, type RedisCluster } from '../../tools/redis-cluster.ts';
 import { saleBody, tokens } from '../support/api.ts';
 import { createTestContext, type TestContext } from '../support/context.ts';
@@ -55,17 +56,6 @@ afterAll(async () => {
   await ctx?.cleanup();
 }, 60_000);
 
-interface Attempt {
-  readonly userId: string;
-  readonly key: string;
-}
-
-interface Outcome {
-  readonly status: number;
-  readonly code: string | undefined;
-  readonly retryAfter: string | undefined;
-  readonly order: OrderFacts | undefined;
-}
 
 const auth = () => tokens(ctx.config.jwtSecret);
 
@@ -76,21 +66,8 @@ async function createSale(service: RunningService, id: string): Promise<string> 
   return body.id;
 }
 
-async function order(service: RunningService, saleId: string, { userId, key }: Attempt): Promise<Outcome> {
-  const response = await service.app!.inject({
-    method: 'POST',
-    url: `/v1/sales/${saleId}/orders`,
-    headers: { authorization: auth().shopper(userId), 'idempotency-key': key },
-    payload: { sku: 'd1', quantity: 1 },
-  });
-  const json = response.json() as { code?: string; orderId?: string };
-  const retryAfter = response.headers['retry-after'];
-  return {
-    status: response.statusCode,
-    code: json.code,
-    retryAfter: retryAfter === undefined ? undefined : String(retryAfter),
-    order: response.statusCode === 201 ? { id: json.orderId!, userId, sku: 'd1', quantity: 1 } : undefined,
-  };
+function order(service: RunningService, saleId: string, attempt: Attempt): Promise<Outcome> {
+  return keyedAttempt(service.app!, auth(), saleId, 'd1', attempt);
 }
 
 /** CONCURRENCY shoppers ordering back to back until `keepGoing()` says stop; every attempt has a key of its own. */

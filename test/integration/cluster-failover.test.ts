@@ -9,6 +9,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createLogger } from '../../src/logger.ts';
 import { startService, type RunningService } from '../../src/service.ts';
 import { compareWithRows, type OrderFacts } from '../../tools/exactly-once.ts';
+import { keyedAttempt, type Attempt, type Outcome } from '../support/keyed-attempt.ts';
 import { killMaster, masterForSlot, slotOf, startRedisCluster, waitForFailover, type RedisCluster } from '../../tools/redis-cluster.ts';
 import { saleBody, tokens } from '../support/api.ts';
 import { createTestContext, type TestContext } from '../support/context.ts';
@@ -39,17 +40,6 @@ afterAll(async () => {
   await ctx?.cleanup();
 }, 60_000);
 
-interface Attempt {
-  readonly userId: string;
-  readonly key: string;
-}
-
-interface Outcome {
-  readonly status: number;
-  readonly retryAfter: string | undefined;
-  readonly code: string | undefined;
-  readonly order: OrderFacts | undefined;
-}
 
 it(
   'when the master holding a sale is SIGKILLed mid-rush, then no request gets a 500, every 201 is one row, ' +
@@ -62,22 +52,7 @@ it(
     const master = await masterForSlot(cluster, slotOf(`{${body.id}}`));
     expect((await app.inject({ method: 'POST', url: '/v1/admin/sales', headers: { authorization: auth.admin() }, payload: body })).statusCode).toBe(201);
 
-    const order = async ({ userId, key }: Attempt): Promise<Outcome> => {
-      const response = await app.inject({
-        method: 'POST',
-        url: `/v1/sales/${body.id}/orders`,
-        headers: { authorization: auth.shopper(userId), 'idempotency-key': key },
-        payload: { sku: 'f1', quantity: 1 },
-      });
-      const json = response.json() as { code?: string; orderId?: string };
-      const retryAfter = response.headers['retry-after'];
-      return {
-        status: response.statusCode,
-        retryAfter: retryAfter === undefined ? undefined : String(retryAfter),
-        code: json.code,
-        order: response.statusCode === 201 ? { id: json.orderId!, userId, sku: 'f1', quantity: 1 } : undefined,
-      };
-    };
+    const order = (attempt: Attempt): Promise<Outcome> => keyedAttempt(app, auth, body.id, 'f1', attempt);
 
     const outcomes: { attempt: Attempt; outcome: Outcome }[] = [];
     let started = 0;
