@@ -1,4 +1,6 @@
 // Sales and their items as operators define them, and the status a shopper sees.
+import type { ShardRef } from '../stock/keys.ts';
+
 export type LowStockRule = { readonly percent: number } | { readonly units: number };
 
 export interface SaleItemDefinition {
@@ -8,6 +10,8 @@ export interface SaleItemDefinition {
   readonly stock: number;
   readonly perUserLimit: number;
   readonly lowStock?: LowStockRule | undefined;
+  /** K: the item's stock shards, each in its own Redis slot (fixed at creation; default 1). */
+  readonly stockShards?: number | undefined;
 }
 
 export interface SaleDefinition {
@@ -19,6 +23,19 @@ export interface SaleDefinition {
   readonly currency: string;
   readonly paymentWindowSeconds: number;
   readonly items: readonly SaleItemDefinition[];
+}
+
+/** K of an item: how many stock shards it was created with. */
+export function stockShardsOf(item: Pick<SaleItemDefinition, 'stockShards'>): number {
+  return item.stockShards ?? 1;
+}
+
+/** Every stock shard of every item of the sale. */
+export function shardRefsOf(sale: Pick<SaleDefinition, 'id' | 'items'>): ShardRef[] {
+  return sale.items.flatMap((item) => {
+    const shards = stockShardsOf(item);
+    return Array.from({ length: shards }, (_, shard) => ({ saleId: sale.id, sku: item.sku, shard, shards }));
+  });
 }
 
 export type SaleStatus = 'scheduled' | 'active' | 'ended' | 'closed';

@@ -1,7 +1,8 @@
 // The key builders: caller-chosen parts never make two different (user, key) pairs, users or
 // items name the same Redis key, and the sale's hash tag stays the one Redis hashes on.
 import { describe, expect, it } from 'vitest';
-import { encodeKeyPart, saleKeys } from '../../src/stock/keys.ts';
+import { anchorKey, encodeKeyPart, fnv1a32, homeShard, orderKeyOf, saleKeys, shardKeys, shardTag, tagHex, userOrdersKey } from '../../src/stock/keys.ts';
+import { mintOrderId, tagOfOrderId } from '../../src/stock/order-id.ts';
 
 /** The part of a key Redis Cluster hashes: the first {…} with something inside, else the whole key. */
 function hashTag(key: string): string {
@@ -77,5 +78,39 @@ describe('attempt counters', () => {
     expect(new Set(names).size).toBe(AWKWARD.length * AWKWARD.length);
     expect(keys.attempts('a', 'b:k', 1)).not.toBe(keys.attempts('a:b', 'k', 1));
     expect(keys.attempts('a', 'b', 1)).not.toBe(keys.attempts('a', 'b', 2));
+  });
+});
+
+describe('layout 2: shard tags, home shards, order ids', () => {
+  it('when hashing, then FNV-1a 32 of the UTF-8 bytes gives the pinned values (live data sits where they point: never change them)', () => {
+    expect(fnv1a32('')).toBe(2166136261);
+    expect(fnv1a32('u-42')).toBe(2163189153);
+    expect(fnv1a32('用户')).toBe(467979193);
+    expect(shardTag('d11', 'phone-x', 0)).toBe(3241724440);
+    expect(shardTag('d11', 'phone-x', 3)).toBe(3292057297);
+    expect(homeShard('u-42', 4)).toBe(1);
+    expect(homeShard('anyone', 1)).toBe(0);
+  });
+
+  it('when a shard is keyed, then all its keys and its orders share its own hash tag, and another shard has another', () => {
+    const shard = shardKeys('fs', 'd11', 'phone-x', 1);
+    const id = mintOrderId(shard.tag);
+    const names = [shard.sale, shard.item, shard.users, shard.outbox, shard.deadlines, shard.sweepLease, shard.transfersOut, shard.transfersSent, shard.transfersIn, shard.idempotency('u:1', 'k{'), shard.order(id), shard.attempts('u', 1)];
+    expect(new Set(names.map(hashTag))).toEqual(new Set([`s${tagHex(shard.tag)}`]));
+    expect(orderKeyOf('fs', id)).toBe(shard.order(id));
+    expect(hashTag(shardKeys('fs', 'd11', 'phone-x', 2).item)).not.toBe(hashTag(shard.item));
+    expect(hashTag(anchorKey('fs', 'd11'))).toBe('d11');
+    expect(hashTag(userOrdersKey('fs', 'u:{1}'))).toBe('u:u%3A%7B1%7D');
+  });
+
+  it('when an order id is minted for a tag, then it is a UUIDv7 that carries the tag and sorts after earlier ids', () => {
+    const ids = Array.from({ length: 1000 }, (_, i) => mintOrderId(i % 2 ? 0xffffffff : 0));
+    for (const [i, id] of ids.entries()) {
+      expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+      expect(tagOfOrderId(id)).toBe(i % 2 ? 0xffffffff : 0);
+    }
+    expect([...ids].sort()).toEqual(ids);
+    expect(new Set(ids).size).toBe(ids.length);
+    expect(tagOfOrderId('not-an-id')).toBeUndefined();
   });
 });
