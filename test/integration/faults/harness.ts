@@ -17,7 +17,6 @@ import { findFreePort } from '../../../tools/free-port.ts';
 import { startLocalPostgres, startLocalRedis, type LocalServer } from '../../../tools/local-servers.ts';
 import { saleBody, type SaleItemInput } from '../../../tools/sale-body.ts';
 import { tokens } from '../../../tools/tokens.ts';
-import { TEST_JWT_SECRET } from '../../support/context.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Private servers
@@ -45,13 +44,16 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const databaseUrl = withDatabase(postgres.url, 'flashsale');
   await migrate({ databaseUrl, log: () => undefined });
   const prefix = `f${randomBytes(3).toString('hex')}`;
+  // A secret of its own (not test/support/context.ts's, which needs vitest): the drill command
+  // (tools/drill/) runs this harness outside the test runner.
+  const secret = randomBytes(24).toString('hex');
   return {
     redis,
     postgres,
     redisUrl: redis.url,
     databaseUrl,
     prefix,
-    secret: TEST_JWT_SECRET,
+    secret,
     env(overrides = {}) {
       return {
         PATH: process.env.PATH ?? '/usr/bin:/bin',
@@ -59,7 +61,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         ...(process.env.TMPDIR === undefined ? {} : { TMPDIR: process.env.TMPDIR }),
         NODE_ENV: 'test',
         LOG_LEVEL: 'info',
-        JWT_SECRET: TEST_JWT_SECRET,
+        JWT_SECRET: secret,
         REDIS_URL: redis.url,
         REDIS_PREFIX: prefix,
         DATABASE_URL: databaseUrl,

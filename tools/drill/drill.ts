@@ -1,0 +1,180 @@
+// One drill run: the clock and timeline a scenario writes to, the private stack it rushes (the fault
+// harness's redis-server + postgres + the service's roles as real processes), and the closing
+// verdict — every invariant through Postgres — folded into a DrillReport whatever happened.
+import {
+  createSale,
+  killAllRoles,
+  startRole,
+  startStack,
+  type RoleProcess,
+  type Stack,
+  type StackOptions,
+} from '../../test/integration/faults/harness.ts';
+import type { SaleItemInput } from '../sale-body.ts';
+import { checkInvariants } from './invariants.ts';
+import { verdict, type Check, type DrillReport, type TimelineEvent } from './report.ts';
+import { Rush, type RushOptions } from './rush.ts';
+
+export interface DrillOptions {
+  readonly log: (line: string) => void;
+  /** redis-restart: the AOF fsync policy rehearsed (default always). */
+  readonly appendfsync?: 'always' | 'everysec';
+}
+
+export interface Scenario {
+  readonly name: string;
+  /** One line for --help and docs. */
+  readonly summary: string;
+  run(options: DrillOptions): Promise<DrillReport>;
+}
+
+export const SKUS = ['phone', 'tablet'] as const;
+/** Large enough that a rush never sells out: refusals in the report are the fault's, not the stock's. */
+export const STOCK_PER_SKU = 100_000;
+export const PER_USER_LIMIT = 2;
+
+export class Drill {
+  readonly startedAt = new Date();
+  readonly timeline: TimelineEvent[] = [];
+  readonly figures: Record<string, number | string> = {};
+  readonly checks: Check[] = [];
+  fault = '';
+  recoveryMs: number | null = null;
+  recoveryMeaning = '';
+  pendingReason: string | undefined;
+  rush: Rush | undefined;
+  accepted = 0;
+  lost = 0;
+  readonly #t0 = performance.now();
+  readonly #cleanups: (() => Promise<unknown>)[] = [];
+
+  constructor(
+    readonly scenario: string,
+    readonly log: (line: string) => void,
+  ) {}
+
+  /** Milliseconds since the drill started. */
+  now(): number {
+    return Math.round(performance.now() - this.#t0);
+  }
+
+  event(text: string): number {
+    const atMs = this.now();
+    this.timeline.push({ atMs, event: text });
+    this.log(`[${this.scenario}] t+${atMs} ms ${text}`);
+    return atMs;
+  }
+
+  check(name: string, ok: boolean, detail: string): void {
+    this.checks.push({ name, ok, detail });
+  }
+
+  /** Runs at the end of the drill, last registered first, whatever happened. */
+  onCleanup(cleanup: () => Promise<unknown>): void {
+    this.#cleanups.push(cleanup);
+  }
+
+  async cleanup(): Promise<void> {
+    for (const cleanup of this.#cleanups.reverse()) await cleanup().catch((error: unknown) => this.log(`[${this.scenario}] cleanup failed: ${String(error)}`));
+    this.#cleanups.length = 0;
+  }
+
+  report(error?: unknown): DrillReport {
+    const base = {
+      scenario: this.scenario,
+      ...(this.pendingReason === undefined ? {} : { pendingReason: this.pendingReason }),
+      startedAt: this.startedAt.toISOString(),
+      durationMs: this.now(),
+      fault: this.fault,
+      timeline: this.timeline,
+      recoveryMs: this.recoveryMs,
+      recoveryMeaning: this.recoveryMeaning,
+      answers: this.rush?.answersByPhase() ?? {},
+      accepted: this.accepted,
+      lost: this.lost,
+      checks: this.checks,
+      figures: this.figures,
+      ...(error === undefined ? {} : { error: error instanceof Error ? (error.stack ?? error.message) : String(error) }),
+    };
+    return { ...base, status: verdict(base) };
+  }
+}
+
+/** Runs `work` as the drill `scenario`; always cleans up and returns a report (failed when work threw). */
+export async function runDrill(scenario: string, options: DrillOptions, work: (drill: Drill) => Promise<void>): Promise<DrillReport> {
+  const drill = new Drill(scenario, options.log);
+  let error: unknown;
+  try {
+    await work(drill);
+  } catch (caught) {
+    error = caught;
+    drill.event(`drill aborted: ${caught instanceof Error ? caught.message.split('\n')[0] : String(caught)}`);
+  } finally {
+    await drill.rush?.stop().catch(() => undefined);
+    await drill.cleanup();
+  }
+  return drill.report(error);
+}
+
+export interface DrillStack {
+  readonly stack: Stack;
+  api: RoleProcess;
+  worker: RoleProcess;
+  readonly saleId: string;
+}
+
+/** Private redis-server and postgres, an api and a worker process, and a live sale of SKUS. */
+export async function startDrillStack(
+  drill: Drill,
+  options: StackOptions & { readonly roleEnv?: Readonly<Record<string, string>>; readonly items?: readonly SaleItemInput[] } = {},
+): Promise<DrillStack> {
+  const stack = await startStack(options);
+  drill.onCleanup(() => stack.stop());
+  // Every role process the harness started (restarted ones too) is SIGKILLed before the servers stop.
+  drill.onCleanup(() => killAllRoles());
+  const env = options.roleEnv ?? {};
+  const [api, worker] = await Promise.all([startRole(stack, 'api', { env }), startRole(stack, 'worker', { env })]);
+  const items = options.items ?? SKUS.map((sku) => ({ sku, stock: STOCK_PER_SKU, perUserLimit: PER_USER_LIMIT }));
+  const saleId = await createSale(api.baseUrl, stack.secret, [...items]);
+  drill.event(`private redis-server :${stack.redis.port} and postgres :${stack.postgres.port}, api pid ${api.pid}, worker pid ${worker.pid}; sale ${saleId}`);
+  return { stack, api, worker, saleId };
+}
+
+/** Starts the rush on the stack's API (whichever process serves it at the moment). */
+export function startRush(drill: Drill, stack: DrillStack, options: Partial<RushOptions> = {}): Rush {
+  const rush = new Rush(() => stack.api.baseUrl, stack.saleId, stack.stack.secret, () => drill.now(), { skus: SKUS, ...options });
+  drill.rush = rush;
+  rush.start();
+  drill.event('rush started');
+  return rush;
+}
+
+/**
+ * Stops the rush (every request in flight gets its final answer), then checks every invariant
+ * through Postgres, waiting up to timeoutMs for the persister to drain what the fault left.
+ */
+export async function finish(drill: Drill, stack: DrillStack, timeoutMs = 30_000): Promise<void> {
+  const rush = drill.rush;
+  if (rush === undefined) throw new Error('finish() without a rush');
+  await rush.stop();
+  drill.event(`rush stopped: ${rush.ledger.accepted.size} orders accepted, ${rush.attempts.length} attempts`);
+  drill.check(
+    'every request got a final answer (retried with its key)',
+    rush.unanswered.length === 0,
+    `${rush.unanswered.length} still without one after their retries`,
+  );
+  const result = await checkInvariants({
+    databaseUrl: stack.stack.databaseUrl,
+    apiBaseUrl: stack.api.baseUrl,
+    secret: stack.stack.secret,
+    saleId: stack.saleId,
+    accepted: rush.ledger.accepted,
+    timeoutMs,
+  });
+  drill.event(`invariants checked through Postgres (${result.rows} rows, settled after ${result.settledMs} ms)`);
+  drill.checks.push(...result.checks);
+  drill.accepted = rush.ledger.accepted.size;
+  drill.lost = result.lost;
+  drill.figures['replayed 201s (retries of cut requests)'] = rush.ledger.replayed;
+  drill.figures['Postgres settled after the rush (ms)'] = result.settledMs;
+}

@@ -1,0 +1,13 @@
+// Every drill scenario, by name, in the order `--scenario all` runs them.
+import type { Scenario } from '../drill.ts';
+import { failover } from './failover.ts';
+import { killApi } from './kill-api.ts';
+import { killWorker } from './kill-worker.ts';
+import { postgresOutage } from './postgres-outage.ts';
+import { redisRestart } from './redis-restart.ts';
+
+export const SCENARIOS: readonly Scenario[] = [killApi, killWorker, postgresOutage, redisRestart, failover];
+
+export function scenarioNamed(name: string): Scenario | undefined {
+  return SCENARIOS.find((scenario) => scenario.name === name);
+}
