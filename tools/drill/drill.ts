@@ -11,7 +11,7 @@ import {
   type StackOptions,
 } from '../../test/integration/faults/harness.ts';
 import type { SaleItemInput } from '../sale-body.ts';
-import { checkInvariants } from './invariants.ts';
+import { checkInvariants, type InvariantResult } from './invariants.ts';
 import { verdict, type Check, type DrillReport, type TimelineEvent } from './report.ts';
 import { Rush, type RushOptions } from './rush.ts';
 
@@ -32,6 +32,8 @@ export const SKUS = ['phone', 'tablet'] as const;
 /** Large enough that a rush never sells out: refusals in the report are the fault's, not the stock's. */
 export const STOCK_PER_SKU = 100_000;
 export const PER_USER_LIMIT = 2;
+/** A role process may take long to boot (tsx) on a busy two-core machine; the harness's 30 s is too tight there. */
+export const ROLE_READY_MS = 90_000;
 
 export class Drill {
   readonly startedAt = new Date();
@@ -45,6 +47,7 @@ export class Drill {
   rush: Rush | undefined;
   accepted = 0;
   lost = 0;
+  lossWindow: number | undefined;
   readonly #t0 = performance.now();
   readonly #cleanups: (() => Promise<unknown>)[] = [];
 
@@ -92,6 +95,7 @@ export class Drill {
       answers: this.rush?.answersByPhase() ?? {},
       accepted: this.accepted,
       lost: this.lost,
+      ...(this.lossWindow === undefined ? {} : { lossWindow: this.lossWindow }),
       checks: this.checks,
       figures: this.figures,
       ...(error === undefined ? {} : { error: error instanceof Error ? (error.stack ?? error.message) : String(error) }),
@@ -126,16 +130,24 @@ export interface DrillStack {
 /** Private redis-server and postgres, an api and a worker process, and a live sale of SKUS. */
 export async function startDrillStack(
   drill: Drill,
-  options: StackOptions & { readonly roleEnv?: Readonly<Record<string, string>>; readonly items?: readonly SaleItemInput[] } = {},
+  options: StackOptions & {
+    readonly roleEnv?: Readonly<Record<string, string>>;
+    readonly items?: readonly SaleItemInput[];
+    /** Fields of the sale's body (tools/sale-body.ts), e.g. a short paymentWindowSeconds. */
+    readonly sale?: Record<string, unknown>;
+  } = {},
 ): Promise<DrillStack> {
   const stack = await startStack(options);
   drill.onCleanup(() => stack.stop());
   // Every role process the harness started (restarted ones too) is SIGKILLed before the servers stop.
   drill.onCleanup(() => killAllRoles());
   const env = options.roleEnv ?? {};
-  const [api, worker] = await Promise.all([startRole(stack, 'api', { env }), startRole(stack, 'worker', { env })]);
+  const [api, worker] = await Promise.all([
+    startRole(stack, 'api', { env, readyTimeoutMs: ROLE_READY_MS }),
+    startRole(stack, 'worker', { env, readyTimeoutMs: ROLE_READY_MS }),
+  ]);
   const items = options.items ?? SKUS.map((sku) => ({ sku, stock: STOCK_PER_SKU, perUserLimit: PER_USER_LIMIT }));
-  const saleId = await createSale(api.baseUrl, stack.secret, [...items]);
+  const saleId = await createSale(api.baseUrl, stack.secret, [...items], options.sale);
   drill.event(`private redis-server :${stack.redis.port} and postgres :${stack.postgres.port}, api pid ${api.pid}, worker pid ${worker.pid}; sale ${saleId}`);
   return { stack, api, worker, saleId };
 }
@@ -153,7 +165,7 @@ export function startRush(drill: Drill, stack: DrillStack, options: Partial<Rush
  * Stops the rush (every request in flight gets its final answer), then checks every invariant
  * through Postgres, waiting up to timeoutMs for the persister to drain what the fault left.
  */
-export async function finish(drill: Drill, stack: DrillStack, timeoutMs = 30_000): Promise<void> {
+export async function finish(drill: Drill, stack: DrillStack, timeoutMs = 30_000): Promise<InvariantResult> {
   const rush = drill.rush;
   if (rush === undefined) throw new Error('finish() without a rush');
   await rush.stop();
@@ -177,4 +189,5 @@ export async function finish(drill: Drill, stack: DrillStack, timeoutMs = 30_000
   drill.lost = result.lost;
   drill.figures['replayed 201s (retries of cut requests)'] = rush.ledger.replayed;
   drill.figures['Postgres settled after the rush (ms)'] = result.settledMs;
+  return result;
 }

@@ -39,6 +39,7 @@ export interface InvariantResult {
   readonly checks: Check[];
   /** 201s with no row. */
   readonly lost: number;
+  readonly missing: readonly string[];
   /** How long Postgres took to hold every 201 (or the whole timeout when it never did). */
   readonly settledMs: number;
   readonly rows: number;
@@ -68,6 +69,7 @@ export async function checkInvariants(input: InvariantInput): Promise<InvariantR
     return {
       checks: judge(snapshot, input),
       lost: snapshot.comparison.missing.length,
+      missing: snapshot.comparison.missing,
       settledMs: Date.now() - started,
       rows: snapshot.rows.length,
     };

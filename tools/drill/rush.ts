@@ -24,8 +24,10 @@ export interface RushOptions {
 }
 
 export interface AttemptRecord {
-  readonly atMs: number;
+  /** When the attempt was sent, and the phase then: its answer is counted under that phase. */
+  readonly sentMs: number;
   readonly phase: string;
+  readonly answeredMs: number;
   readonly label: string;
 }
 
@@ -40,7 +42,7 @@ export function answerLabel(outcome: OrderOutcome): string {
 }
 
 export class Rush {
-  /** Label of the current phase; each attempt is counted under the phase it was answered in. */
+  /** Label of the current phase; each attempt is counted under the phase it was sent in. */
   phase = 'before';
   readonly ledger = new Ledger();
   readonly attempts: AttemptRecord[] = [];
@@ -52,6 +54,8 @@ export class Rush {
   readonly #tag = randomBytes(3).toString('hex');
   readonly #sign: ReturnType<typeof tokens>;
   readonly #firstAcceptedIn = new Map<string, number>();
+  /** Order id → when the attempt that made it was sent. */
+  readonly #madeAt = new Map<string, number>();
 
   constructor(
     private readonly baseUrl: () => string,
@@ -85,7 +89,12 @@ export class Rush {
     return byPhase;
   }
 
-  /** Time of the first new 201 answered in `phase` (undefined: none yet). */
+  /** Orders whose making attempt was sent before `ms`: decided before then. */
+  madeBefore(ms: number): string[] {
+    return [...this.#madeAt].filter(([, sentMs]) => sentMs < ms).map(([id]) => id);
+  }
+
+  /** When the first new 201 to an attempt sent in `phase` was answered (undefined: none yet). */
   firstAcceptedIn(phase: string): number | undefined {
     return this.#firstAcceptedIn.get(phase);
   }
@@ -140,10 +149,15 @@ export class Rush {
   }
 
   async #attempt(request: OrderRequest): Promise<OrderOutcome> {
+    const phase = this.phase;
+    const sentMs = this.now();
     const outcome = await placeOrder(this.baseUrl(), this.saleId, request, 10_000);
-    const atMs = this.now();
-    this.attempts.push({ atMs, phase: this.phase, label: answerLabel(outcome) });
-    if (outcome.kind === 'accepted' && !outcome.replayed && !this.#firstAcceptedIn.has(this.phase)) this.#firstAcceptedIn.set(this.phase, atMs);
+    const answeredMs = this.now();
+    this.attempts.push({ sentMs, phase, answeredMs, label: answerLabel(outcome) });
+    if (outcome.kind === 'accepted' && !outcome.replayed) {
+      if (!this.#madeAt.has(outcome.orderId)) this.#madeAt.set(outcome.orderId, sentMs);
+      if (!this.#firstAcceptedIn.has(phase)) this.#firstAcceptedIn.set(phase, answeredMs);
+    }
     return outcome;
   }
 }

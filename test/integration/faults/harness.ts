@@ -221,8 +221,13 @@ export async function waitForStatus(url: string, status: number, timeoutMs: numb
 // ---------------------------------------------------------------------------------------------
 // Sales and orders over HTTP
 
-export async function createSale(baseUrl: string, secret: string, items: SaleItemInput[]): Promise<string> {
-  const body = saleBody(items);
+export async function createSale(
+  baseUrl: string,
+  secret: string,
+  items: SaleItemInput[],
+  overrides: Record<string, unknown> = {},
+): Promise<string> {
+  const body = saleBody(items, overrides);
   const response = await fetch(`${baseUrl}/v1/admin/sales`, {
     method: 'POST',
     headers: { authorization: tokens(secret).admin(), 'content-type': 'application/json' },

@@ -2,7 +2,7 @@
 // its port (as a supervisor would). Requests cut mid-flight are retried with their key: an order
 // the dead process had made replays, no order is made twice, none is lost.
 import { startRole } from '../../../test/integration/faults/harness.ts';
-import { finish, runDrill, startDrillStack, startRush, type DrillOptions, type Scenario } from '../drill.ts';
+import { finish, ROLE_READY_MS, runDrill, startDrillStack, startRush, type DrillOptions, type Scenario } from '../drill.ts';
 
 export const killApi: Scenario = {
   name: 'kill-api',
@@ -17,7 +17,7 @@ export const killApi: Scenario = {
       rush.phase = 'api down';
       const killedAt = drill.event(`SIGKILL api pid ${s.api.pid} (${rush.ledger.accepted.size} orders accepted so far)`);
       await s.api.kill('SIGKILL');
-      s.api = await startRole(s.stack, 'api', { port: s.api.port });
+      s.api = await startRole(s.stack, 'api', { port: s.api.port, readyTimeoutMs: ROLE_READY_MS });
       rush.phase = 'after';
       drill.event(`api started again (pid ${s.api.pid}) and ready`);
       const firstAfter = await rush.waitForAcceptedIn('after', 20_000);

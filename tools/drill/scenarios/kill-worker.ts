@@ -4,7 +4,7 @@
 // entries and Postgres catches up, every order exactly once.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startRole } from '../../../test/integration/faults/harness.ts';
-import { finish, runDrill, startDrillStack, startRush, type DrillOptions, type Scenario } from '../drill.ts';
+import { finish, ROLE_READY_MS, runDrill, startDrillStack, startRush, type DrillOptions, type Scenario } from '../drill.ts';
 import { waitPersisted } from '../postgres.ts';
 
 const DOWN_MS = 4_000;
@@ -24,7 +24,7 @@ export const killWorker: Scenario = {
       await s.worker.kill('SIGKILL');
       await sleep(DOWN_MS);
       const acceptedWhileDown = rush.ledger.accepted.size;
-      s.worker = await startRole(s.stack, 'worker');
+      s.worker = await startRole(s.stack, 'worker', { readyTimeoutMs: ROLE_READY_MS });
       rush.phase = 'after';
       drill.event(`worker started again (pid ${s.worker.pid}); ${acceptedWhileDown} orders accepted by then`);
       const caughtUp = await waitPersisted(s.stack.databaseUrl, [...rush.ledger.accepted.keys()].slice(0, acceptedWhileDown), 30_000);
