@@ -56,6 +56,8 @@ export class Rush {
   readonly #firstAcceptedIn = new Map<string, number>();
   /** Order id → when the attempt that made it was sent. */
   readonly #madeAt = new Map<string, number>();
+  /** sentMs of each attempt awaiting its answer. */
+  readonly #inFlight = new Set<number>();
 
   constructor(
     private readonly baseUrl: () => string,
@@ -87,6 +89,12 @@ export class Rush {
       counts[label] = (counts[label] ?? 0) + 1;
     }
     return byPhase;
+  }
+
+  /** Resolves once every attempt sent before `ms` has its answer (or the time is up). */
+  async waitAnswered(ms: number, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while ([...this.#inFlight].some((sentMs) => sentMs < ms) && Date.now() < deadline) await sleep(10);
   }
 
   /** Orders whose making attempt was sent before `ms`: decided before then. */
@@ -151,7 +159,10 @@ export class Rush {
   async #attempt(request: OrderRequest): Promise<OrderOutcome> {
     const phase = this.phase;
     const sentMs = this.now();
+    // Two attempts sent in the same millisecond share the entry; the later answer removes it.
+    this.#inFlight.add(sentMs);
     const outcome = await placeOrder(this.baseUrl(), this.saleId, request, 10_000);
+    this.#inFlight.delete(sentMs);
     const answeredMs = this.now();
     this.attempts.push({ sentMs, phase, answeredMs, label: answerLabel(outcome) });
     if (outcome.kind === 'accepted' && !outcome.replayed) {

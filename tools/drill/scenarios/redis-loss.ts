@@ -28,13 +28,16 @@ export const redisLoss: Scenario = {
 
       const redis = new Redis(s.stack.redisUrl, { maxRetriesPerRequest: 1 });
       drill.onCleanup(async () => redis.disconnect());
-      rush.phase = 'redis lost';
-      const flushedAt = drill.event(`FLUSHDB (${rush.ledger.accepted.size} orders accepted so far)`);
+      const flushingAt = drill.now();
       await redis.flushdb();
+      // Attempts sent from now on meet the empty Redis; those sent before may still have made an order.
+      rush.phase = 'redis lost';
+      const flushedAt = drill.event(`FLUSHDB done (${rush.ledger.accepted.size} orders accepted so far)`);
+      await rush.waitAnswered(flushedAt, 15_000);
       const madeBefore = rush.madeBefore(flushedAt);
       const unpersisted = await notPersisted(s.stack.databaseUrl, madeBefore);
       drill.lossWindow = unpersisted.size;
-      drill.event(`${madeBefore.length} orders were made before the flush; ${unpersisted.size} of them not yet in Postgres`);
+      drill.event(`${madeBefore.length} orders were made before the flush (sent from t+${flushingAt} ms on, it took ${flushedAt - flushingAt} ms); ${unpersisted.size} of them not in Postgres`);
 
       const firstAfter = await waitRecovered(drill);
       if (firstAfter === 'pending') return;
