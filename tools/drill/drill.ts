@@ -188,6 +188,7 @@ export async function finish(drill: Drill, stack: DrillStack, timeoutMs = 30_000
   drill.accepted = rush.ledger.accepted.size;
   drill.lost = result.lost;
   drill.figures['replayed 201s (retries of cut requests)'] = rush.ledger.replayed;
+  for (const [phase, ms] of Object.entries(rush.slowestByPhase())) drill.figures[`slowest answer, ${phase} (ms)`] = ms;
   drill.figures['Postgres settled after the rush (ms)'] = result.settledMs;
   return result;
 }

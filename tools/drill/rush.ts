@@ -91,6 +91,13 @@ export class Rush {
     return byPhase;
   }
 
+  /** The longest an attempt waited for its answer (or silence), per phase. */
+  slowestByPhase(): Record<string, number> {
+    const slowest: Record<string, number> = {};
+    for (const { phase, sentMs, answeredMs } of this.attempts) slowest[phase] = Math.max(slowest[phase] ?? 0, answeredMs - sentMs);
+    return slowest;
+  }
+
   /** Resolves once every attempt sent before `ms` has its answer (or the time is up). */
   async waitAnswered(ms: number, timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
