@@ -51,7 +51,8 @@ export const paymentOutage: Scenario = {
       const switchedOff = await outage(false);
       const endedAt = drill.event(`payments back; outage switch off (answered ${switchedOff})`);
       rush.phase = 'after';
-      drill.check('the switch answered 200 both ways', switchedOn === 200 && switchedOff === 200, `on ${switchedOn}, off ${switchedOff}`);
+      const success = (status: number) => status >= 200 && status < 300;
+      drill.check('the switch answered 2xx both ways', success(switchedOn) && success(switchedOff), `on ${switchedOn}, off ${switchedOff}`);
       drill.check(
         'nothing expired during the outage',
         (expiredDuring.get('expired') ?? 0) === 0,
