@@ -106,7 +106,12 @@ export class Rush {
 
   /** Orders whose making attempt was sent before `ms`: decided before then. */
   madeBefore(ms: number): string[] {
-    return [...this.#madeAt].filter(([, sentMs]) => sentMs < ms).map(([id]) => id);
+    return this.madeBetween(0, ms);
+  }
+
+  /** Orders whose making attempt was sent in [fromMs, toMs). */
+  madeBetween(fromMs: number, toMs: number): string[] {
+    return [...this.#madeAt].filter(([, sentMs]) => sentMs >= fromMs && sentMs < toMs).map(([id]) => id);
   }
 
   /** When the first new 201 to an attempt sent in `phase` was answered (undefined: none yet). */

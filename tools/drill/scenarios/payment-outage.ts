@@ -34,7 +34,8 @@ export const paymentOutage: Scenario = {
       };
 
       const rush = startRush(drill, s, { concurrency: 4, pauseMs: 20 });
-      await rush.waitForAccepted(60, 30_000);
+      await rush.waitForAccepted(40, 30_000);
+      const switchingAt = drill.now();
       const switchedOn = await outage(true);
       if (switchedOn === 404) {
         drill.pendingReason = 'the service has no payment-outage switch yet (POST /v1/admin/payments/outage answers 404): needs OPS MERGED';
@@ -44,8 +45,11 @@ export const paymentOutage: Scenario = {
       }
       const startedAt = drill.event(`payments down; outage switch on (answered ${switchedOn})`);
       rush.phase = 'payments down';
-      // Orders whose deadline falls inside the outage: those accepted before it.
-      const due = [...rush.ledger.accepted].slice(0, 60);
+      // Orders whose deadline falls inside the outage: made before it, less than a window (with a
+      // margin for the sweeper's second) before it.
+      await rush.waitAnswered(switchingAt, 10_000);
+      const due = rush.madeBetween(switchingAt - (WINDOW_SECONDS * 1000 - 1_500), switchingAt).map((id) => [id, rush.ledger.accepted.get(id)!] as const);
+      drill.event(`${due.length} orders have their deadline inside the outage`);
       await sleep(OUTAGE_MS);
       const expiredDuring = await statuses(s.stack.databaseUrl, due.map(([id]) => id));
       const switchedOff = await outage(false);
@@ -72,12 +76,12 @@ export const paymentOutage: Scenario = {
         await response.arrayBuffer();
         payments[response.status] = (payments[response.status] ?? 0) + 1;
       }
-      drill.check('payments in the stretched window succeed', payments['200'] === paid.length, `answers: ${JSON.stringify(payments)}`);
+      drill.check('payments in the stretched window succeed', paid.length > 0 && payments['200'] === paid.length, `answers: ${JSON.stringify(payments)}`);
       const leftIds = left.map(([id]) => id);
       const allExpired = await waitStatus(s.stack.databaseUrl, leftIds, 'expired', OUTAGE_MS + WINDOW_SECONDS * 1000 + 15_000);
       drill.recoveryMs = allExpired ? drill.now() - endedAt : null;
       drill.event(allExpired ? `the ${left.length} unpaid orders expired` : 'the unpaid orders did not all expire');
-      const late = await expiredEarly(s.stack.databaseUrl, leftIds, OUTAGE_MS);
+      const late = await expiredEarly(s.stack.databaseUrl, leftIds, endedAt - startedAt);
       drill.check(
         'each unpaid order expired no earlier than its deadline stretched by the outage',
         late.early === 0 && late.expired === left.length,
