@@ -73,8 +73,9 @@ export const paymentOutage: Scenario = {
           headers: { authorization: tokens(s.stack.secret).shopper(order.userId), 'content-type': 'application/json' },
           body: JSON.stringify({ paymentRef: `drill-${id}` }),
         });
-        await response.arrayBuffer();
-        payments[response.status] = (payments[response.status] ?? 0) + 1;
+        const body = (await response.json().catch(() => ({}))) as { code?: string };
+        const label = `${response.status}${body.code === undefined ? '' : ` ${body.code}`}`;
+        payments[label] = (payments[label] ?? 0) + 1;
       }
       drill.check('payments in the stretched window succeed', paid.length > 0 && payments['200'] === paid.length, `answers: ${JSON.stringify(payments)}`);
       const leftIds = left.map(([id]) => id);
