@@ -39,7 +39,6 @@ export const paymentOutage: Scenario = {
       const switchedOn = await outage(true);
       if (switchedOn === 404) {
         drill.pendingReason = 'the service has no payment-outage switch yet (POST /v1/admin/payments/outage answers 404): needs OPS MERGED';
-        drill.recoveryMs = 0;
         await finish(drill, s);
         return;
       }
