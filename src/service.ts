@@ -17,7 +17,7 @@ import { OrderRepository } from './orders/repository.ts';
 import { OrderStore } from './orders/order-store.ts';
 import { ExpirySweeper } from './orders/expiry-sweeper.ts';
 import { OrderLifecycle, type LifecycleEvents } from './orders/lifecycle.ts';
-import { Reservations } from './orders/reservations.ts';
+import { Reservations, type ReservationEvents } from './orders/reservations.ts';
 import { SaleReporter } from './sales/report.ts';
 import { SaleCatalog } from './sales/catalog.ts';
 import { SaleRepository } from './sales/repository.ts';
@@ -61,6 +61,14 @@ function metricEvents(metrics: Metrics): SaleEvents {
   return {
     onDelisted: (saleId, sku, reason) => metrics.itemsDelisted.inc({ sale: saleId, sku, reason }),
     onSaleKnown: (sale) => initialiseItemSeries(metrics, sale.id, sale.items.map((item) => item.sku)),
+  };
+}
+
+function reservationEvents(metrics: Metrics): Partial<ReservationEvents> {
+  return {
+    onLowStockDelisted: (saleId, sku) => metrics.itemsDelisted.inc({ sale: saleId, sku, reason: 'low_stock' }),
+    onSoldOut: (saleId, sku) => metrics.itemsSoldOut.inc({ sale: saleId, sku }),
+    onIndexWriteFailed: () => metrics.userOrdersIndexFailures.inc(),
   };
 }
 
@@ -114,16 +122,20 @@ export async function startService(config: Config, logger: Logger, role: Role, o
   const scripts = defineScripts(redis, prefix);
   const closedItems = new ClosedItems();
   const attempts = new AttemptWindow(config.rateLimit.userPerSecond);
-  const reservations =
-    durable && durability.mode === 'replica'
-      ? new Reservations(defineScripts(durable, prefix), closedItems, attempts, { replicas: durability.replicas, timeoutMs: durability.timeoutMs })
-      : new Reservations(scripts, closedItems, attempts);
   const catalog = new SaleCatalog(scripts);
+  const replicaAck = durable && durability.mode === 'replica' ? { replicas: durability.replicas, timeoutMs: durability.timeoutMs } : undefined;
+  const reservations = new Reservations(durable && replicaAck ? defineScripts(durable, prefix) : scripts, {
+    closedItems,
+    attempts,
+    replicaAck,
+    events: reservationEvents(metrics),
+    logger,
+  });
   const sales = new SalesService(new SaleRepository(pool), catalog, metricEvents(metrics), logger);
   const orders = new OrderStore(redis, prefix, new OrderRepository(pool), (options) => sales.liveSaleIds(options));
   const lifecycle = new OrderLifecycle(scripts, orders, lifecycleEvents(metrics, catalog, closedItems));
   const persistQueue = createPersistQueue(config, logger);
-  const reporter = new SaleReporter(sales, pool, redis, prefix, () => persistQueue.queue);
+  const reporter = new SaleReporter(sales, pool, catalog, () => persistQueue.queue);
 
   let stopping = false;
   const readiness = async (): Promise<ReadinessReport> => {

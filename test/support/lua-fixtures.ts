@@ -11,7 +11,7 @@ import type { Order } from '../../src/orders/order.ts';
 import { OrderStore } from '../../src/orders/order-store.ts';
 import { OrderRepository } from '../../src/orders/repository.ts';
 import { SaleCatalog } from '../../src/sales/catalog.ts';
-import { saleKeys, stockEventsChannel } from '../../src/stock/keys.ts';
+import { stockEventsChannel } from '../../src/stock/keys.ts';
 import type { SaleDefinition, SaleItemDefinition } from '../../src/sales/sale.ts';
 import { Reservations, type Reservation, type ReserveRequest } from '../../src/orders/reservations.ts';
 import { payOrder, type PayOrderReply } from '../../src/stock/scripts/pay-order.ts';
@@ -19,7 +19,7 @@ import { expireDue, type ExpireDueReply } from '../../src/stock/scripts/expire-d
 import { defineScripts, type Scripts } from '../../src/stock/scripts/registry.ts';
 import { releaseOrder, type ReleaseOrderReply } from '../../src/stock/scripts/release-order.ts';
 import { createTestContext, type TestContext } from './context.ts';
-import { saleState } from './sale-state.ts';
+import { saleState, shardZeroKeys } from './sale-state.ts';
 
 /** The item most script tests sell. */
 const SKU = 'phone-x';
@@ -104,8 +104,8 @@ export function luaFixture(options: LuaFixtureOptions) {
     get catalog(): SaleCatalog {
       return the().catalog;
     },
-    /** A sale's keys in this file's namespace. */
-    keys: (saleId: string) => saleKeys(the().prefix, saleId),
+    /** The keys of shard 0 (of K) of an item (phone-x unless told) of a sale, in this file's namespace. */
+    keys: (saleId: string, sku = SKU, shard = 0) => shardZeroKeys(the().prefix, saleId, sku, shard),
 
     /** What the stock-events channel announced while `act` ran, parsed, in order. */
     async announced(act: () => Promise<unknown>): Promise<unknown[]> {

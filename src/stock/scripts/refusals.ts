@@ -18,6 +18,7 @@ export const REFUSALS = {
   releaseOrder: ['ORDER_NOT_FOUND', 'ORDER_ALREADY_PAID', 'ORDER_EXPIRED'],
   expireDue: [],
   loadSale: ['SALE_EXISTS'],
+  loadShard: [],
   closeSale: ['SALE_NOT_FOUND'],
   delistItem: ['ITEM_NOT_FOUND'],
   relistItem: ['ITEM_NOT_FOUND'],

@@ -8,7 +8,7 @@ import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../../../src/http/app.ts';
 import type { SaleItemRow, SaleRow } from '../../../src/sales/repository.ts';
-import { saleKeys } from '../../../src/stock/keys.ts';
+import { anchorKey, shardKeys, shardTag, tagHex } from '../../../src/stock/keys.ts';
 import { saleBody, testApi, tokens, type Tokens } from '../../support/api.ts';
 import type { TestContext } from '../../support/context.ts';
 import type { ErrorJson, SaleJson } from '../../support/api-json.ts';
@@ -85,7 +85,7 @@ async function itemRows(saleId: string): Promise<SaleItemRow[]> {
 }
 
 async function saleExistsAnywhere(saleId: string): Promise<boolean> {
-  const inRedis = (await redis.exists(saleKeys(ctx.config.redis.prefix, saleId).sale)) === 1;
+  const inRedis = (await redis.exists(anchorKey(ctx.config.redis.prefix, saleId))) === 1;
   return inRedis || (await saleRow(saleId)) !== undefined;
 }
 
@@ -143,6 +143,34 @@ describe('POST /v1/admin/sales', () => {
     ]);
   });
 
+  it('when items name stockShards (or not), then Postgres stores K (default 1), shoppers see only the total, and the report lists every shard', async () => {
+    const body = await createSale([
+      { sku: 'hot', stock: 45, perUserLimit: 3, stockShards: 4, lowStock: { units: 5 } },
+      { sku: 'plain', stock: 7, perUserLimit: 3 },
+    ]);
+    expect((await itemRows(body.id)).map((row) => [row.sku, row.stock_shards])).toEqual([
+      ['hot', 4],
+      ['plain', 1],
+    ]);
+    // The total left: 40 on sale over four shards, 5 held at the low-stock level.
+    const sale = await getSale(body.id);
+    expect(sale.items.map((item) => [item.sku, item.available, item.state])).toEqual([
+      ['hot', 45, 'listed'],
+      ['plain', 7, 'listed'],
+    ]);
+    expect(JSON.stringify(sale)).not.toContain('shard');
+
+    const report = await app.inject({ method: 'GET', url: `/v1/admin/sales/${body.id}/report`, headers: { authorization: tk.admin() } });
+    expect(report.statusCode, report.body).toBe(200);
+    const items = report.json<{ items: { sku: string; available: number; shards: { k: number; tag: string; available: number; outPending: number; ordersAccepted: number; liveUsers: number }[] }[] }>().items;
+    const hot = items.find((item) => item.sku === 'hot');
+    expect(hot?.available).toBe(45);
+    expect(hot?.shards.map((shard) => [shard.k, shard.tag, shard.available, shard.outPending, shard.ordersAccepted, shard.liveUsers])).toEqual(
+      [0, 1, 2, 3].map((k) => [k, tagHex(shardTag(body.id, 'hot', k)), 10, 0, 0, 0]),
+    );
+    expect(items.find((item) => item.sku === 'plain')?.shards).toHaveLength(1);
+  });
+
   it('when paymentWindowSeconds is omitted, then orders get the default 900 s window', async () => {
     const body = saleBody([{ sku: 'a', stock: 5 }]);
     const { paymentWindowSeconds: _omitted, ...withoutWindow } = body;
@@ -163,7 +191,7 @@ describe('POST /v1/admin/sales', () => {
     expect((await saleRow(body.id))?.name).toBe('Double 11');
     expect((await itemRows(body.id)).map((row) => [row.sku, row.initial_stock])).toEqual([['a', 10]]);
     expect(await available(body.id, 'a')).toBe(7);
-    expect(await redis.exists(saleKeys(ctx.config.redis.prefix, body.id).item('new-sku'))).toBe(0);
+    expect(await redis.exists(shardKeys(ctx.config.redis.prefix, body.id, 'new-sku', 0).item)).toBe(0);
   });
 
   it('when a sale has 1,000 items (the maximum), then 201', async () => {
@@ -199,6 +227,9 @@ describe('POST /v1/admin/sales', () => {
       const body = saleBody([{ sku: 'a', stock: 1 }]);
       return { ...body, items: body.items.map((item) => ({ ...item, stock: '5' })) };
     }, /^body\.items\.0\.stock /],
+    ['an item has 0 stock shards', () => saleBody([{ sku: 'a', stock: 1, stockShards: 0 }]), /^body\.items\.0\.stockShards /],
+    ['an item has 65 stock shards', () => saleBody([{ sku: 'a', stock: 1, stockShards: 65 }]), /^body\.items\.0\.stockShards /],
+    ['an item has 1.5 stock shards', () => saleBody([{ sku: 'a', stock: 1, stockShards: 1.5 }]), /^body\.items\.0\.stockShards /],
     ['there is an unknown property', () => saleBody([{ sku: 'a', stock: 1 }], { discount: 50 }), /^body\.discount /],
     ['the name is missing', () => {
       const { name: _name, ...rest } = saleBody([{ sku: 'a', stock: 1 }]);
@@ -305,7 +336,7 @@ describe('POST /v1/admin/sales/:saleId/items/:sku/delist and /relist', () => {
       expectError(await post(`/v1/admin/sales/no-such-sale/items/a/${action}`), 404, 'SALE_NOT_FOUND');
       expectError(await post(`/v1/admin/sales/${body.id}/items/nope/${action}`), 404, 'ITEM_NOT_FOUND');
     }
-    expect(await redis.exists(saleKeys(ctx.config.redis.prefix, body.id).item('nope'))).toBe(0);
+    expect(await redis.exists(shardKeys(ctx.config.redis.prefix, body.id, 'nope', 0).item)).toBe(0);
   });
 });
 
@@ -387,7 +418,7 @@ describe('POST /v1/admin/sales/:saleId/items/:sku/restock', () => {
     expectError(await post('/v1/admin/sales/no-such-sale/items/a/restock', { quantity: 1 }), 404, 'SALE_NOT_FOUND');
     expectError(await post(`/v1/admin/sales/${body.id}/items/nope/restock`, { quantity: 1 }), 404, 'ITEM_NOT_FOUND');
     expect((await itemRows(body.id))[0]?.restocked).toBe(0);
-    expect(await redis.exists(saleKeys(ctx.config.redis.prefix, body.id).item('nope'))).toBe(0);
+    expect(await redis.exists(shardKeys(ctx.config.redis.prefix, body.id, 'nope', 0).item)).toBe(0);
   });
 });
 

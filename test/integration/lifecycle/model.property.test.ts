@@ -223,7 +223,7 @@ const events: LifecycleEvents = {
 beforeAll(async () => {
   ({ ctx, prefix, redis, scripts, catalog } = await lua.open());
   // No in-process sold-out memory: the model is about what Redis decides.
-  reservations = new Reservations(scripts, new ClosedItems(0));
+  reservations = new Reservations(scripts, { closedItems: new ClosedItems(0) });
   const liveSaleIds = async () => [currentSaleId];
   lifecycle = lua.lifecycleOn(redis, events, liveSaleIds);
   sweeper = new ExpirySweeper(redis, lifecycle, prefix, liveSaleIds, createLogger(ctx.config));
