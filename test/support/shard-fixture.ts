@@ -24,10 +24,12 @@ export function shardFixture(options: { connections?: number } = {}) {
   const keys = (saleId: string, sku: string, shard: number) => shardKeys(the().ctx.prefix, saleId, sku, shard);
 
   return {
-    async open(): Promise<void> {
+    /** Opens on the shared Redis, or on `redisUrl` (a private server). */
+    async open(redisUrl?: string): Promise<void> {
       const ctx = await createTestContext();
-      const redis = new Redis(ctx.redisUrl);
-      const pool = Array.from({ length: options.connections ?? 0 }, () => new Redis(ctx.redisUrl));
+      const url = redisUrl ?? ctx.redisUrl;
+      const redis = new Redis(url);
+      const pool = Array.from({ length: options.connections ?? 0 }, () => new Redis(url));
       opened = { ctx, redis, scripts: defineScripts(redis, ctx.prefix), pool };
     },
     async close(): Promise<void> {
@@ -71,8 +73,8 @@ export function shardFixture(options: { connections?: number } = {}) {
     },
 
     /** Read straight from the hashes (not through the code under test). */
-    async ledger(saleId: string, sku: string, shards: number): Promise<Ledger> {
-      const rows = await Promise.all(Array.from({ length: shards }, (_, k) => the().redis.hmget(keys(saleId, sku, k).item, 'available', 'outPending')));
+    async ledger(saleId: string, sku: string, shards: number, on: Redis = the().redis): Promise<Ledger> {
+      const rows = await Promise.all(Array.from({ length: shards }, (_, k) => on.hmget(keys(saleId, sku, k).item, 'available', 'outPending')));
       const available = rows.map((row) => Number(row[0] ?? 0));
       const outPending = rows.map((row) => Number(row[1] ?? 0));
       const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
