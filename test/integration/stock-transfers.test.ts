@@ -6,6 +6,8 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/logger.ts';
+import { startService } from '../../src/service.ts';
+import { saleDefinition, saleItem } from '../support/lua-fixtures.ts';
 import type { Scripts } from '../../src/stock/scripts/registry.ts';
 import { transferOut } from '../../src/stock/scripts/transfer-out.ts';
 import { TransferRecovery, anchoredItems, decodeKeyPart } from '../../src/stock/transfer-recovery.ts';
@@ -173,6 +175,21 @@ describe('TransferRecovery', () => {
       await sweeper.stop();
     }
     expect((await fx.ledger(saleId, 'p', 2)).outPending).toEqual([0, 0]);
+  });
+
+  it('when a worker process runs, then its sweeper finishes a transfer abandoned on a live sale', async () => {
+    const worker = await startService(fx.ctx.config, logger, 'worker');
+    try {
+      const sale = saleDefinition(fx.newSaleId('worker'), [saleItem({ sku: 'w' })], Date.now());
+      expect(await worker.sales.create(sale)).toMatchObject({ sale: { id: sale.id } });
+      // The item's 2 shards and the anchor's K as the layout-2 loader leaves them.
+      await fx.seed(sale.id, 'w', [6, 0]);
+      await fx.redis.hset(anchorKey(fx.ctx.prefix, sale.id), `shards:${encodeKeyPart('w')}`, 2);
+      await transferOut(fx.scripts, { saleId: sale.id, sku: 'w', shard: 0 }, { transferId: randomUUID(), to: 1, want: 3, min: 1, now: Date.now() - 5_000 });
+      await expect.poll(async () => fx.ledger(sale.id, 'w', 2), { timeout: 10_000 }).toEqual({ available: [3, 3], outPending: [0, 0], stock: 6 });
+    } finally {
+      await worker.stop();
+    }
   });
 
   it('when an anchor field names an encoded SKU, then it decodes back to the SKU, and a malformed one is skipped', () => {
