@@ -124,7 +124,19 @@ describe('concurrency', () => {
             );
           }
         }
+        // Sampled while the race runs: no shard's available or outPending is ever seen below zero.
+        const negatives: number[][] = [];
+        let racing = true;
+        const watcher = (async () => {
+          while (racing) {
+            const seen = await fx.ledger(saleId, 'hot', K);
+            if ([...seen.available, ...seen.outPending].some((units) => units < 0)) negatives.push([...seen.available, ...seen.outPending]);
+          }
+        })();
         await Promise.all(work);
+        racing = false;
+        await watcher;
+        expect(negatives).toEqual([]);
         const before = await fx.ledger(saleId, 'hot', K);
         expect(before.stock + sold).toBe(start);
         // The race did race: units moved and sold (shared flights count their units once per caller).
