@@ -3,6 +3,7 @@
 // the transfer scripts are tested without the sale loader. Also the ledger every transfer test
 // checks: Σ available + Σ outPending over the item's shards never changes.
 import { Redis } from 'ioredis';
+import type { RedisClient } from '../../src/redis/connection.ts';
 import { shardKeys } from '../../src/stock/keys.ts';
 import { defineScripts, type Scripts } from '../../src/stock/scripts/registry.ts';
 import { createTestContext, type TestContext } from './context.ts';
@@ -15,7 +16,7 @@ export interface Ledger {
 }
 
 export function shardFixture(options: { connections?: number } = {}) {
-  let opened: { ctx: TestContext; redis: Redis; scripts: Scripts; pool: Redis[] } | undefined;
+  let opened: { ctx: TestContext; redis: RedisClient; scripts: Scripts; pool: RedisClient[] } | undefined;
   let saleCounter = 0;
   const the = () => {
     if (!opened) throw new Error('the shard fixture is not open: call open() in beforeAll');
@@ -24,12 +25,12 @@ export function shardFixture(options: { connections?: number } = {}) {
   const keys = (saleId: string, sku: string, shard: number) => shardKeys(the().ctx.prefix, saleId, sku, shard);
 
   return {
-    /** Opens on the shared Redis, or on `redisUrl` (a private server). */
-    async open(redisUrl?: string): Promise<void> {
+    /** Opens on the shared Redis, or on `redisUrl` (a private server), or on what `connect` makes (a Cluster). */
+    async open(target?: string | (() => RedisClient)): Promise<void> {
       const ctx = await createTestContext();
-      const url = redisUrl ?? ctx.redisUrl;
-      const redis = new Redis(url);
-      const pool = Array.from({ length: options.connections ?? 0 }, () => new Redis(url));
+      const connect = typeof target === 'function' ? target : () => new Redis(target ?? ctx.redisUrl);
+      const redis = connect();
+      const pool = Array.from({ length: options.connections ?? 0 }, () => connect());
       opened = { ctx, redis, scripts: defineScripts(redis, ctx.prefix), pool };
     },
     async close(): Promise<void> {
@@ -40,7 +41,7 @@ export function shardFixture(options: { connections?: number } = {}) {
     get ctx(): TestContext {
       return the().ctx;
     },
-    get redis(): Redis {
+    get redis(): RedisClient {
       return the().redis;
     },
     get scripts(): Scripts {
@@ -73,7 +74,7 @@ export function shardFixture(options: { connections?: number } = {}) {
     },
 
     /** Read straight from the hashes (not through the code under test). */
-    async ledger(saleId: string, sku: string, shards: number, on: Redis = the().redis): Promise<Ledger> {
+    async ledger(saleId: string, sku: string, shards: number, on: RedisClient = the().redis): Promise<Ledger> {
       const rows = await Promise.all(Array.from({ length: shards }, (_, k) => on.hmget(keys(saleId, sku, k).item, 'available', 'outPending')));
       const available = rows.map((row) => Number(row[0] ?? 0));
       const outPending = rows.map((row) => Number(row[1] ?? 0));
