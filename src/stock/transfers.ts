@@ -77,10 +77,11 @@ export class StockTransfers {
    * Moves at least `need` units (when the other shards hold them) into shard `to`, from the
    * richest donors first, each giving max(need left, half its stock) capped at what it has, so
    * the next dry shopper on `to` finds stock without another pull. Single-flight per target shard
-   * in this process: a caller arriving during a pull shares its result. Returns the units moved.
+   * in this process: a caller arriving during a pull shares its result (whatever its own need:
+   * it reserves again, and pulls again if still short). Returns the units moved.
    */
   pullInto(saleId: string, sku: string, shards: number, to: number, need: number): Promise<number> {
-    if (!Number.isInteger(to) || to < 0 || to >= shards) throw new RangeError(`shard ${to} is not one of ${shards}`);
+    if (!Number.isInteger(to) || to < 0 || to >= shards) return Promise.reject(new RangeError(`shard ${to} is not one of ${shards}`));
     if (!Number.isInteger(need) || need < 1 || shards < 2) return Promise.resolve(0);
     const flight = JSON.stringify([saleId, sku, to]);
     const running = this.pulls.get(flight);
@@ -125,9 +126,11 @@ export class StockTransfers {
     const target = { saleId: donor.saleId, sku: donor.sku, shard: to };
     const credited = await transferIn(this.scripts, target, { transferId, quantity }, this.ack);
     if (credited.reply.code === 'ITEM_NOT_FOUND') throw new Error(`transfer ${transferId}: target shard ${to} of ${donor.saleId}/${donor.sku} is not loaded`);
-    if (credited.reply.code === 'OK' && credited.reply.reopened) await this.options.onReopened?.(donor.saleId, donor.sku, to);
     this.checkAcked(credited.acknowledgedBy, 'credit');
-    return (await transferDone(this.scripts, donor, transferId)).code === 'OK';
+    const closed = (await transferDone(this.scripts, donor, transferId)).code === 'OK';
+    // Announced once the transfer is closed: a failed announcement leaves nothing to recover.
+    if (credited.reply.code === 'OK' && credited.reply.reopened) await this.options.onReopened?.(donor.saleId, donor.sku, to);
+    return closed;
   }
 
   // A debit not yet on a replica must not be credited (a failover could lose the debit and keep

@@ -85,7 +85,7 @@ describe('StockTransfers', () => {
   });
 
   it('when the target is not a shard of the item, then pullInto refuses', async () => {
-    expect(() => new StockTransfers(fx.scripts).pullInto('s', 'p', 2, 2, 1)).toThrow(RangeError);
+    await expect(new StockTransfers(fx.scripts).pullInto('s', 'p', 2, 2, 1)).rejects.toThrow(RangeError);
   });
 });
 
