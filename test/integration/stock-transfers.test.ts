@@ -97,7 +97,9 @@ describe('concurrency', () => {
       for (let run = 0; run < 3; run++) {
         const saleId = fx.newSaleId(`race-${run}`);
         const K = 4;
-        const initial = Array.from({ length: K }, () => Math.floor(Math.random() * 120));
+        // 400 units split at random (a shard may start empty); sales take at most ~300, so pulls find stock.
+        const cuts = [0, ...Array.from({ length: K - 1 }, () => Math.floor(Math.random() * 401)).sort((a, b) => a - b), 400];
+        const initial = cuts.slice(1).map((cut, k) => cut - cuts[k]!);
         const start = initial.reduce((a, b) => a + b, 0);
         await fx.seed(saleId, 'hot', initial, { held: 3 });
         const lanes = fx.poolScripts();
