@@ -26,6 +26,8 @@ import { AttemptWindow } from './stock/attempt-window.ts';
 import { ClosedItems } from './stock/closed-items.ts';
 import { stockEventsChannel } from './stock/keys.ts';
 import { defineScripts, ensureScriptsLoaded } from './stock/scripts/registry.ts';
+import { anchoredItems, TransferRecovery } from './stock/transfer-recovery.ts';
+import { StockTransfers } from './stock/transfers.ts';
 
 export interface RunningService {
   readonly app: App | undefined;
@@ -172,11 +174,18 @@ export async function startService(config: Config, logger: Logger, role: Role, o
     // One reader per deployment's worker, not every API process: see registerStockGauge.
     registerStockGauge(metrics, () => sales.stockLevels());
     const sweeper = new ExpirySweeper(redis, lifecycle, prefix, () => sales.liveSaleIds(), logger);
+    // Finishes stock transfers whose driver died between a shard's debit and the other's credit.
+    const transferRecovery = new TransferRecovery(
+      new StockTransfers(scripts, { onReopened: (saleId, sku) => catalog.announceReopened(saleId, sku) }),
+      anchoredItems(redis, prefix, () => sales.liveSaleIds()),
+      logger,
+    );
     const running = persister;
     running.start();
     sweeper.start();
+    transferRecovery.start();
     // Stop taking new work first, then let in-flight batches finish, then close the producer.
-    stopWorkers.push(() => sweeper.stop(), () => running.stop(), () => persistWorker.close());
+    stopWorkers.push(() => sweeper.stop(), () => transferRecovery.stop(), () => running.stop(), () => persistWorker.close());
   }
   stopWorkers.push(() => persistQueue.close());
   logger.info({ role, metricsPort: metricsServer?.port }, 'service started');

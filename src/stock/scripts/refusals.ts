@@ -24,6 +24,9 @@ export const REFUSALS = {
   relistItem: ['ITEM_NOT_FOUND'],
   restockItem: ['ITEM_NOT_FOUND'],
   ackOutbox: [],
+  transferOut: ['ITEM_NOT_FOUND'],
+  transferIn: ['ITEM_NOT_FOUND'],
+  transferDone: [],
 } as const satisfies Record<string, readonly string[]>;
 
 export type ScriptName = keyof typeof REFUSALS;

@@ -29,6 +29,9 @@ declare module 'ioredis' {
     relistItem(item: Key, reason: 'operator' | 'low_stock'): Result<unknown, Context>;
     restockItem(item: Key, quantity: number): Result<unknown, Context>;
     ackOutbox(outbox: Key, group: string, ...entryIds: string[]): Result<unknown, Context>;
+    transferOut(item: Key, transfersOut: Key, transfersSent: Key, transferId: string, to: number, want: number, min: number, nowMs: number): Result<unknown, Context>;
+    transferIn(item: Key, transfersIn: Key, transferId: string, quantity: number): Result<unknown, Context>;
+    transferDone(item: Key, transfersOut: Key, transfersSent: Key, transferId: string): Result<unknown, Context>;
   }
 }
 
