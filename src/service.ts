@@ -126,10 +126,15 @@ export async function startService(config: Config, logger: Logger, role: Role, o
   const attempts = new AttemptWindow(config.rateLimit.userPerSecond);
   const catalog = new SaleCatalog(scripts);
   const replicaAck = durable && durability.mode === 'replica' ? { replicas: durability.replicas, timeoutMs: durability.timeoutMs } : undefined;
-  const reservations = new Reservations(durable && replicaAck ? defineScripts(durable, prefix) : scripts, {
+  const reserveScripts = durable && replicaAck ? defineScripts(durable, prefix) : scripts;
+  // K > 1: a dry home shard pulls stock from the item's other shards (on the reserve connection,
+  // with the same replica acks), and an item out of stock above its level is delisted by the catalog.
+  const pulls = new StockTransfers(reserveScripts, { ack: replicaAck, onReopened: (saleId, sku) => catalog.announceReopened(saleId, sku) });
+  const reservations = new Reservations(reserveScripts, {
     closedItems,
     attempts,
     replicaAck,
+    sharded: { transfers: pulls, delistLowStock: (saleId, sku, shards, now) => catalog.delistLowStock(saleId, sku, shards, now) },
     events: reservationEvents(metrics),
     logger,
   });

@@ -14,6 +14,7 @@ import type { ReserveRefusal } from '../stock/scripts/refusals.ts';
 import type { Scripts } from '../stock/scripts/registry.ts';
 import { reserveOrder, reserveOrderAcked, type ReplicaAck, type ReserveOrderReply } from '../stock/scripts/reserve-order.ts';
 import { ShardCounts } from '../stock/shard-counts.ts';
+import { TransferNotDurable } from '../stock/transfers.ts';
 import { pendingOrder, type Order } from './order.ts';
 
 export interface ReserveRequest {
@@ -198,7 +199,14 @@ export class Reservations {
     if (need.liveQuantity + quantity > need.perUserLimit) return { code: 'PER_USER_LIMIT_EXCEEDED' };
     if (units < quantity || round >= PULL_ROUNDS) return { code: 'INSUFFICIENT_STOCK' };
     const home = totals.available[ref.shard] ?? 0;
-    await sharded.transfers.pullInto(saleId, sku, shards, ref.shard, quantity - home);
+    try {
+      await sharded.transfers.pullInto(saleId, sku, shards, ref.shard, quantity - home);
+    } catch (error) {
+      // Replica durability: a step not yet on the replicas stops the transfer; recovery finishes
+      // it. The units are in flight, not lost: this attempt asks again with what arrived.
+      if (!(error instanceof TransferNotDurable)) throw error;
+      this.options.logger?.warn({ event: 'transfer_not_durable', saleId, sku, shard: ref.shard, err: error }, 'a stock pull was left to recovery');
+    }
     return undefined;
   }
 

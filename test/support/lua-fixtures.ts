@@ -18,6 +18,7 @@ import { payOrder, type PayOrderReply } from '../../src/stock/scripts/pay-order.
 import { expireDue, type ExpireDueReply } from '../../src/stock/scripts/expire-due.ts';
 import { defineScripts, type Scripts } from '../../src/stock/scripts/registry.ts';
 import { releaseOrder, type ReleaseOrderReply } from '../../src/stock/scripts/release-order.ts';
+import { StockTransfers } from '../../src/stock/transfers.ts';
 import { createTestContext, type TestContext } from './context.ts';
 import { saleState, shardZeroKeys } from './sale-state.ts';
 
@@ -78,8 +79,13 @@ export function luaFixture(options: LuaFixtureOptions) {
   const state = saleState(the);
   /** The scripts on `client` (the main connection by default), in this file's namespace. */
   const scriptsFor = (client?: Redis): Scripts => (client === undefined || client === the().redis ? the().scripts : defineScripts(client, the().prefix));
-  /** A Reservations of its own (its own in-process memory) on `client`. */
-  const reservationsOn = (client: Redis): Reservations => new Reservations(scriptsFor(client));
+  /** A Reservations of its own (its own in-process memory) on `client`, able to move stock between an item's shards. */
+  const reservationsOn = (client: Redis): Reservations => {
+    const scripts = scriptsFor(client);
+    const catalog = client === the().redis ? the().catalog : new SaleCatalog(scripts);
+    const sharded = { transfers: new StockTransfers(scripts), delistLowStock: catalog.delistLowStock.bind(catalog) };
+    return new Reservations(scripts, { sharded });
+  };
   /** One Reservations per pooled connection, each with its own in-process memory. */
   const lanes = (): Reservations[] => pool.map((client) => reservationsOn(client));
   const orderKeys = (order: OrderRef) => ({ saleId: order.saleId, orderId: order.id, sku: order.sku });
