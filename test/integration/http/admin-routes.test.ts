@@ -296,6 +296,31 @@ describe('POST /v1/admin/sales/:saleId/close', () => {
   it('when the sale is unknown, then 404 SALE_NOT_FOUND', async () => {
     expectError(await post('/v1/admin/sales/no-such-sale/close'), 404, 'SALE_NOT_FOUND');
   });
+
+  it('when a stock shard cannot take the close, then 503 CLOSE_INCOMPLETE, the shards reached carry the closing time, and a retried close carries the same closing time to the rest', async () => {
+    const body = await createSale([{ sku: 'hot', stock: 40, perUserLimit: 5, stockShards: 4 }]);
+    const prefix = ctx.config.redis.prefix;
+    // Shard 3's copy of the sale stands in for an unreachable slot: the script fails on it every time.
+    const broken = shardKeys(prefix, body.id, 'hot', 3).sale;
+    const copy = await redis.hgetall(broken);
+    await redis.del(broken);
+    await redis.set(broken, 'not a hash');
+
+    expectError(await post(`/v1/admin/sales/${body.id}/close`), 503, 'CLOSE_INCOMPLETE');
+    const closedAt = await redis.hget(anchorKey(prefix, body.id), 'closedAt');
+    expect(closedAt).toMatch(/^\d+$/);
+    for (const k of [0, 1, 2]) expect(await redis.hget(shardKeys(prefix, body.id, 'hot', k).sale, 'closedAt')).toBe(closedAt);
+
+    // The slot is back: the retry closes it with the first closing time.
+    await redis.del(broken);
+    await redis.hset(broken, copy);
+    await sleep(5);
+    const retried = await post(`/v1/admin/sales/${body.id}/close`);
+    expect(retried.statusCode, retried.body).toBe(200);
+    expect(await redis.hget(broken, 'closedAt')).toBe(closedAt);
+    expect((await saleRow(body.id))?.closed_at?.getTime()).toBe(Number(closedAt));
+    expectError(await order(body.id, 'hot', 1), 409, 'SALE_ENDED');
+  });
 });
 
 describe('POST /v1/admin/sales/:saleId/items/:sku/delist and /relist', () => {
