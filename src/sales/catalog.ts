@@ -162,8 +162,9 @@ export class SaleCatalog {
   }
 
   /**
-   * Adds stock on shard 0. K > 1: once the units above the level are more than 0 again, an item
-   * the low-stock rule delisted is relisted on every shard (an operator's delist stays).
+   * Adds stock on shard 0. K > 1: once the units above the level (Σ available over the shards)
+   * are more than 0 again, an item the low-stock rule delisted is relisted on every shard (an
+   * operator's delist stays).
    */
   async restock(saleId: string, sku: string, quantity: number): Promise<SwitchResult> {
     const item = await this.item(saleId, sku);
@@ -171,10 +172,12 @@ export class SaleCatalog {
     const reply = await restockItem(this.scripts, { saleId, sku: item.sku }, { quantity });
     if (reply.code !== 'OK') return { ok: false, code: reply.code };
     let relisted = reply.relisted;
-    if (item.shards > 1 && reply.availableAfter > 0) {
+    if (item.shards > 1) {
       const refs = refsOf(saleId, item);
-      const marks = await Promise.all(refs.map((ref) => this.redis.hget(shardKeys(this.prefix, saleId, item.sku, ref.shard).item, 'delisted')));
-      if (marks.includes('low_stock')) {
+      const shards = await Promise.all(refs.map((ref) => this.redis.hmget(shardKeys(this.prefix, saleId, item.sku, ref.shard).item, 'available', 'delisted')));
+      const above = shards.reduce((units, [available]) => units + Number(available ?? 0), 0);
+      const marks = shards.map(([, delisted]) => delisted);
+      if (above > 0 && marks.includes('low_stock')) {
         await Promise.all(refs.map((ref) => relistItem(this.scripts, ref, 'low_stock')));
         relisted = !marks.includes('operator');
       }
