@@ -120,7 +120,7 @@ export async function startService(config: Config, logger: Logger, role: Role, o
       : new Reservations(scripts, closedItems, attempts);
   const catalog = new SaleCatalog(scripts);
   const sales = new SalesService(new SaleRepository(pool), catalog, metricEvents(metrics), logger);
-  const orders = new OrderStore(redis, prefix, new OrderRepository(pool), (options) => sales.liveSaleIds(options));
+  const orders = new OrderStore(redis, prefix, new OrderRepository(pool));
   const lifecycle = new OrderLifecycle(scripts, orders, lifecycleEvents(metrics, catalog, closedItems));
   const persistQueue = createPersistQueue(config, logger);
   const reporter = new SaleReporter(sales, pool, redis, prefix, () => persistQueue.queue);
@@ -159,7 +159,7 @@ export async function startService(config: Config, logger: Logger, role: Role, o
     registerQueueGauge(metrics, () => persistQueue.queue.getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed'));
     // One reader per deployment's worker, not every API process: see registerStockGauge.
     registerStockGauge(metrics, () => sales.stockLevels());
-    const sweeper = new ExpirySweeper(redis, lifecycle, prefix, () => sales.liveSaleIds(), logger);
+    const sweeper = new ExpirySweeper(redis, lifecycle, prefix, () => sales.liveShards(), logger);
     const running = persister;
     running.start();
     sweeper.start();
