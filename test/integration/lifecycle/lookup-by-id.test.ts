@@ -10,7 +10,7 @@ import { OrderStore } from '../../../src/orders/order-store.ts';
 import { OrderWriter } from '../../../src/orders/order-writer.ts';
 import { OrderRepository } from '../../../src/orders/repository.ts';
 import { SaleRepository } from '../../../src/sales/repository.ts';
-import { homeShard, orderKeyOf, shardKeys, tagHex } from '../../../src/stock/keys.ts';
+import { homeShard, orderKeyOf, shardKeys, tagHex, userOrdersKey } from '../../../src/stock/keys.ts';
 import { mintOrderId } from '../../../src/stock/order-id.ts';
 import type { TestContext } from '../../support/context.ts';
 import { layout2Available, luaFixture, saleDefinition, saleItem as item, seedLayout2Order, seedLayout2Sale } from '../../support/lua-fixtures.ts';
@@ -164,5 +164,57 @@ describe('no scan', () => {
     }
     expect(await store.find(toPay.id)).toMatchObject({ status: 'paid' });
     expect(await store.find(toCancel.id)).toMatchObject({ status: 'cancelled' });
+  });
+});
+
+describe('the shopper’s list', () => {
+  it('when a shopper has orders in several live sales, some only in Redis and one only in Postgres, then the list merges them newest first, filters by sale, and reads only the shopper’s index and orders', async () => {
+    const [saleA, saleB] = [await liveSales('list-a', 3), await liveSales('list-b', 0)];
+    const userId = 'lister';
+    const inA = [
+      await seedLayout2Order(redis, prefix, { saleId: saleA, sku: 'hot', userId, shards: K, now: NOW - 3_000 }),
+      await seedLayout2Order(redis, prefix, { saleId: saleA, sku: 'cold', userId, now: NOW - 2_000 }),
+    ];
+    const inB = await seedLayout2Order(redis, prefix, { saleId: saleB, sku: 'hot', userId, shards: K, now: NOW - 1_000 });
+    // Someone else's order, named in this shopper's index by mistake: never listed.
+    const foreign = await seedLayout2Order(redis, prefix, { saleId: saleA, sku: 'cold', userId: 'other', now: NOW });
+    await redis.zadd(userOrdersKey(prefix, userId), NOW, foreign.id);
+    // An old order: persisted, gone from Redis and from the index.
+    const oldSale = lua.newSaleId('list-old');
+    const old = saleDefinition(oldSale, [item({ sku: 'cold', stock: 5 })], NOW - 86_400_000);
+    expect(await new SaleRepository(pg).insert(old)).toBe(true);
+    await seedLayout2Sale(redis, prefix, old);
+    const oldOrder = await seedLayout2Order(redis, prefix, { saleId: oldSale, sku: 'cold', userId, now: NOW - 86_400_000 });
+    await new OrderWriter(pg).write(oldSale, [oldOrder]);
+    await redis.del(orderKeyOf(prefix, oldOrder.id)!);
+    await redis.zrem(userOrdersKey(prefix, userId), oldOrder.id);
+    // Paid since its row was written: Redis's newer state wins the merge.
+    await new SaleRepository(pg).insert(saleDefinition(saleA, [item({ sku: 'hot', stock: 40 }), item({ sku: 'cold', stock: 10 })], NOW));
+    await new OrderWriter(pg).write(saleA, [inA[1]!]);
+    expect(await lifecycle.pay(inA[1]!.id, userId, 'ref-list', NOW)).toMatchObject({ kind: 'done', changed: true });
+
+    const monitor = await monitorRedis(ctx.redisUrl, prefix);
+    let all: Awaited<ReturnType<OrderStore['listByUser']>>;
+    try {
+      all = await store.listByUser(userId);
+      const marker = `${prefix}:marker:list`;
+      await monitor.drain(marker);
+      const lines = monitor.lines.filter((line) => !line.includes(marker));
+      const allowed = [userOrdersKey(prefix, userId), ...[...inA, inB, foreign].map((order) => orderKeyOf(prefix, order.id)!)];
+      expect(lines).toHaveLength(allowed.length);
+      for (const line of lines) expect(allowed.some((key) => line.includes(`"${key}"`)), line).toBe(true);
+    } finally {
+      await monitor.close();
+    }
+
+    expect(all.map((order) => [order.id, order.status])).toEqual([
+      [inB.id, 'pending_payment'],
+      [inA[1]!.id, 'paid'],
+      [inA[0]!.id, 'pending_payment'],
+      [oldOrder.id, 'pending_payment'],
+    ]);
+    expect((await store.listByUser(userId, saleA)).map((order) => order.id)).toEqual([inA[1]!.id, inA[0]!.id]);
+    expect((await store.listByUser(userId, oldSale)).map((order) => order.id)).toEqual([oldOrder.id]);
+    expect(await store.listByUser('nobody')).toEqual([]);
   });
 });
