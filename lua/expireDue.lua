@@ -17,7 +17,7 @@
   ARGV[1] nowMs
   ARGV[2] the shard's SKU
   ARGV[3] the shard's number k
-  ARGV[4..] the orders' ids, in the order of their keys
+  ARGV[4..n] the orders' ids, in the order of their keys (ARGV[k - 1] is the id of KEYS[k])
 
   Every order is read before anything is written: an order whose SKU or shard is not the
   shard's is a caller's bug, refused with nothing written (its units must go back to the shard
