@@ -163,3 +163,31 @@ it('when 200 shards are live and only one has an order falling due, then timer r
     await sweeper.stop();
   }
 });
+
+it('when 4 sweepers run on a 4-shard item at once, then every order of every shard expires exactly once and each shard gets back what it sold', async () => {
+  const saleId = newSaleId('shard-leases');
+  const sale = await loadSale(saleId, [item({ sku: 'hot', stock: 400, perUserLimit: 1, stockShards: 4 })], { startsAt: Date.now() - 60_000, paymentWindowSeconds: 1 });
+  const counts = new Map<string, number>();
+  const events: LifecycleEvents = {
+    onReleased: ({ orderIds }) => orderIds.forEach((id) => counts.set(id, (counts.get(id) ?? 0) + 1)),
+    onPaid: () => undefined,
+    onReopened: async () => undefined,
+  };
+  const sweepers = pool.map(
+    (client) => new ExpirySweeper(client, lua.lifecycleOn(client, events), prefix, shardsOf(sale), createLogger(ctx.config), { intervalMs: 20, batchSize: 20, leaseMs: 400 }),
+  );
+  try {
+    for (const sweeper of sweepers) sweeper.start();
+    const ids = await Promise.all(Array.from({ length: 200 }, async (_, i) => (await l2.place(saleId, `sh-${i}`, 1, 'hot', Date.now())).id));
+    const until = Date.now() + 10_000;
+    while (Date.now() < until && counts.size < 200) await sleep(50);
+    await sleep(200);
+
+    expect(counts.size).toBe(200);
+    expect(ids.every((id) => counts.get(id) === 1)).toBe(true);
+    for (let k = 0; k < 4; k++) expect(await redis.hget(l2.keys(saleId, 'hot', k).item, 'available')).toBe('100');
+    expect(await liveQuantities(saleId, 'hot')).toEqual({});
+  } finally {
+    await Promise.all(sweepers.map((sweeper) => sweeper.stop()));
+  }
+});
