@@ -139,7 +139,7 @@ export async function startService(config: Config, logger: Logger, role: Role, o
     logger,
   });
   const sales = new SalesService(new SaleRepository(pool), catalog, metricEvents(metrics), logger);
-  const orders = new OrderStore(redis, prefix, new OrderRepository(pool), (options) => sales.liveSaleIds(options));
+  const orders = new OrderStore(redis, prefix, new OrderRepository(pool));
   const lifecycle = new OrderLifecycle(scripts, orders, lifecycleEvents(metrics, catalog, closedItems));
   const persistQueue = createPersistQueue(config, logger);
   const reporter = new SaleReporter(sales, pool, catalog, () => persistQueue.queue);
@@ -178,7 +178,7 @@ export async function startService(config: Config, logger: Logger, role: Role, o
     registerQueueGauge(metrics, () => persistQueue.queue.getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed'));
     // One reader per deployment's worker, not every API process: see registerStockGauge.
     registerStockGauge(metrics, () => sales.stockLevels());
-    const sweeper = new ExpirySweeper(redis, lifecycle, prefix, () => sales.liveSaleIds(), logger);
+    const sweeper = new ExpirySweeper(redis, lifecycle, prefix, () => sales.liveShards(), logger);
     // Finishes stock transfers whose driver died between a shard's debit and the other's credit.
     const transferRecovery = new TransferRecovery(
       new StockTransfers(scripts, { onReopened: (saleId, sku) => catalog.announceReopened(saleId, sku) }),

@@ -4,7 +4,8 @@
 import type { Logger } from '../logger.ts';
 import { CloseIncompleteError, type SaleCatalog } from './catalog.ts';
 import type { SaleRepository, StoredSale } from './repository.ts';
-import { itemState, saleStatus, type DelistReason, type ItemState, type ItemStock, type SaleDefinition, type SaleStatus } from './sale.ts';
+import type { ShardRef } from '../stock/keys.ts';
+import { itemState, saleStatus, shardRefsOf, type DelistReason, type ItemState, type ItemStock, type SaleDefinition, type SaleStatus } from './sale.ts';
 
 export interface ItemView {
   readonly sku: string;
@@ -195,6 +196,12 @@ export class SalesService {
     const ids = sales.filter((sale) => (sale.closedAt ?? sale.endsAt) + sale.paymentWindowSeconds * 1000 + LIVE_MARGIN_MS > now).map((sale) => sale.id);
     this.live = { ids, until: now + VIEW_TTL_MS, at: now };
     return ids;
+  }
+
+  /** Every stock shard of every item of the live sales: what the expiry sweeper works through. */
+  async liveShards(): Promise<ShardRef[]> {
+    const sales = await Promise.all((await this.liveSaleIds()).map((saleId) => this.definition(saleId)));
+    return sales.flatMap((sale) => (sale ? shardRefsOf(sale) : []));
   }
 
   /**

@@ -20,7 +20,7 @@ declare module 'ioredis' {
     ): Result<unknown, Context>;
     payOrder(order: Key, item: Key, users: Key, outbox: Key, deadlines: Key, userId: string, paymentRef: string, nowMs: number): Result<unknown, Context>;
     releaseOrder(order: Key, item: Key, users: Key, outbox: Key, deadlines: Key, userId: string, nowMs: number): Result<unknown, Context>;
-    /** Variable keys: the key count first, then outbox, deadlines, each item's two keys, the orders' keys; then the arguments. */
+    /** Variable keys: the key count first, then the shard's outbox, deadlines, item and users, the orders' keys; then nowMs, sku, shard, the order ids. */
     expireDue(numberOfKeys: number, ...keysThenArgs: (string | number)[]): Result<unknown, Context>;
     loadSale(anchor: Key, saleJson: string, shardsJson: string): Result<unknown, Context>;
     loadShard(sale: Key, item: Key, saleJson: string, nowMs: number, itemJson: string): Result<unknown, Context>;
