@@ -12,6 +12,7 @@ import type { Scripts } from '../stock/scripts/registry.ts';
 import { relistItem } from '../stock/scripts/relist-item.ts';
 import { restockItem } from '../stock/scripts/restock-item.ts';
 import { ShardCounts } from '../stock/shard-counts.ts';
+import { decodeKeyPart } from '../stock/transfer-recovery.ts';
 import { stockShardsOf, type DelistReason, type ItemStock, type SaleDefinition } from './sale.ts';
 import { shardStocks } from './stock-split.ts';
 
@@ -48,16 +49,9 @@ const CLOSE_RETRY_DELAY_MS = 100;
 const refsOf = (saleId: string, item: ItemShards): ShardRef[] =>
   Array.from({ length: item.shards }, (_, shard) => ({ saleId, sku: item.sku, shard, shards: item.shards }));
 
-/**
- * The SKU an anchor field `shards:<encoded sku>` names: the inverse of encodeKeyPart (%XX runs
- * are UTF-8 bytes, %uXXXX a lone surrogate; nothing else is escaped, and a literal '%' is %25).
- */
+/** The SKU an anchor field `shards:<encoded sku>` names; undefined for the anchor's other fields. */
 export function skuOfAnchorField(field: string): string | undefined {
-  if (!field.startsWith('shards:')) return undefined;
-  const encoded = field.slice('shards:'.length);
-  return encoded.replace(/(?:%[0-9A-F]{2})+|%u([0-9A-F]{4})/g, (run, surrogate: string | undefined) =>
-    surrogate === undefined ? Buffer.from(run.replaceAll('%', ''), 'hex').toString('utf8') : String.fromCharCode(Number.parseInt(surrogate, 16)),
-  );
+  return field.startsWith('shards:') ? decodeKeyPart(field.slice('shards:'.length)) : undefined;
 }
 
 export class SaleCatalog {

@@ -338,6 +338,24 @@ describe('reserveOrder: refusals', () => {
   });
 });
 
+describe('the shopper index after an accepted order', () => {
+  it('when the index cannot be written, then the order still stands (accepted), and the failure is reported', async () => {
+    const saleId = newSaleId('index-fails');
+    await loadSale(saleId);
+    const userId = `${saleId}-shopper`;
+    // Not a sorted set: ZADD fails with WRONGTYPE.
+    await redis.set(shardZeroKeys(prefix, saleId).userOrders(userId), 'in the way');
+    const failed: string[] = [];
+    const reservations = new Reservations(scripts, { events: { onIndexWriteFailed: (orderId) => failed.push(orderId) } });
+
+    const result = expectAccepted(await reservations.reserve({ saleId, sku: 'phone-x', userId, quantity: 1 }, NOW));
+
+    expect(failed).toEqual([result.order.id]);
+    expect(await redis.hget(shardZeroKeys(prefix, saleId).order(result.order.id), 'userId')).toBe(userId);
+    expect(await available(saleId)).toBe(9);
+  });
+});
+
 describe('reserveOrder: an item in K > 1 stock shards', () => {
   it('when the home shard holds fewer units than asked, then NEED_STOCK names its units, the live quantity and the cap, and nothing but the attempt counter is written', async () => {
     const saleId = newSaleId('need-stock');
