@@ -48,7 +48,7 @@ export class SaleReporter {
     private readonly pool: Pool,
     private readonly redis: RedisClient,
     private readonly prefix: string,
-    private readonly queue: () => PersistQueue,
+    private readonly queues: () => readonly PersistQueue[],
   ) {}
 
   async report(saleId: string, now = Date.now()): Promise<SaleReportData | undefined> {
@@ -68,7 +68,7 @@ export class SaleReporter {
         [saleId],
       ),
       this.redis.xrange(keys.outbox, '-', '+', 'COUNT', 1) as Promise<[string, string[]][]>,
-      queuedSale(this.queue(), saleId),
+      queuedSale(this.queues(), saleId),
     ]);
     const ordersAccepted = Number(accepted ?? 0);
     const ordersPersisted = Number(persisted.rows[0]?.orders ?? 0);

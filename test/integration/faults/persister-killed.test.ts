@@ -16,7 +16,9 @@ import { DeadLetters } from '../../../src/orders/dead-letters.ts';
 import { OrderWriter } from '../../../src/orders/order-writer.ts';
 import { latestPerOrder, parseStreamEntries, type RawStreamEntries } from '../../../src/orders/outbox.ts';
 import { OUTBOX_GROUP, OutboxPersister } from '../../../src/orders/outbox-persister.ts';
-import { createPersistQueue } from '../../../src/orders/queue.ts';
+import { outboxStreamsOf } from '../../../src/orders/outbox-streams.ts';
+import { createPersistQueues } from '../../../src/orders/queue.ts';
+import { SaleRepository } from '../../../src/sales/repository.ts';
 import { saleKeys } from '../../../src/stock/keys.ts';
 import { defineScripts } from '../../../src/stock/scripts/registry.ts';
 import {
@@ -79,7 +81,7 @@ it(
 
     const config = loadConfig(stack.env({ LOG_LEVEL: 'silent' }));
     const stream = saleKeys(stack.prefix, saleId).outbox;
-    const persistQueue = createPersistQueue(config);
+    const persistQueues = createPersistQueues(config);
     const pool = createPool(config);
     try {
       // The doomed persister: reads every entry through the group and writes them to Postgres as
@@ -102,11 +104,11 @@ it(
       const persister = new OutboxPersister(
         defineScripts(redis, stack.prefix),
         new BatchWriter(writer, redis, stack.prefix, metrics, createLogger(config)),
-        persistQueue.queue,
-        async () => [saleId],
+        persistQueues.queues,
+        async () => outboxStreamsOf(stack.prefix, (await new SaleRepository(pool).find(saleId))!),
         metrics,
         createLogger(config),
-        { claimIdleMs: 200, batchSize: 50, deadLetters: new DeadLetters(pool) },
+        { claimIdleMs: 200, batchSize: 50, leaseMs: 0, deadLetters: new DeadLetters(pool) },
       );
       let persisted = 0;
       for (let round = 0; round < 20 && (await outboxPending(redis, stack.prefix, saleId)).total > 0; round++) {
@@ -117,7 +119,7 @@ it(
       expect(await outboxPending(redis, stack.prefix, saleId)).toEqual({ total: 0, length: 0 });
       // Rewritten, nothing inserted again, nothing refused (no batch handed to BullMQ).
       expect((await metrics.ordersPersisted.get()).values[0]?.value ?? 0).toBe(0);
-      expect(await persistQueue.queue.getJobCounts('waiting', 'failed', 'completed')).toMatchObject({ waiting: 0, failed: 0, completed: 0 });
+      expect(await persistQueues.getJobCounts('waiting', 'failed', 'completed')).toMatchObject({ waiting: 0, failed: 0, completed: 0 });
 
       const result = await expectExactlyPersisted(stack.databaseUrl, saleId, ledger.accepted, 20_000);
       console.info(
@@ -125,7 +127,7 @@ it(
           `claimed and rewritten in batches of 50; ${result.rows} rows`,
       );
     } finally {
-      await persistQueue.close();
+      await persistQueues.close();
       await pool.end();
     }
   },
