@@ -12,12 +12,14 @@ import { BatchWriter } from '../../src/orders/batch-writer.ts';
 import { DeadLetters } from '../../src/orders/dead-letters.ts';
 import { OrderWriter } from '../../src/orders/order-writer.ts';
 import { OutboxPersister, type OutboxPersisterOptions } from '../../src/orders/outbox-persister.ts';
-import { LiveOutboxStreams } from '../../src/orders/outbox-streams.ts';
+import { LiveOutboxStreams, type OutboxStream } from '../../src/orders/outbox-streams.ts';
 import { createPersistQueues, type PersistQueues } from '../../src/orders/queue.ts';
 import { SaleRepository } from '../../src/sales/repository.ts';
 import { defineScripts } from '../../src/stock/scripts/registry.ts';
 import { testApi, type Tokens } from './api.ts';
 import type { TestContext } from './context.ts';
+
+type PersisterOptions = Partial<OutboxPersisterOptions> & { metrics?: Metrics };
 
 export interface PersisterFixture {
   readonly ctx: TestContext;
@@ -29,7 +31,9 @@ export interface PersisterFixture {
   /** The refused-batch queues, one per partition (ctx.config.persistPartitions). */
   readonly queues: PersistQueues;
   /** A persister over the outbox streams of `saleIds`; `options` override the fixture's (consumer name, batch size…). */
-  persister(saleIds: readonly string[], options?: Partial<OutboxPersisterOptions> & { metrics?: Metrics }): OutboxPersister;
+  persister(saleIds: readonly string[], options?: PersisterOptions): OutboxPersister;
+  /** A persister over the given streams. */
+  persisterOf(streams: () => Promise<readonly OutboxStream[]>, options?: PersisterOptions): OutboxPersister;
 }
 
 export function persisterFixture(claimIdleMs: number) {
@@ -53,13 +57,16 @@ export function persisterFixture(claimIdleMs: number) {
       const logger = createLogger(ctx.config);
       opened = {
         ctx, app, db, tk, redis, pool, queues,
-        persister(saleIds, { metrics = createMetrics(), ...options } = {}) {
+        persister(saleIds, options) {
           const streams = new LiveOutboxStreams(ctx.prefix, async () => [...saleIds], (saleId) => sales.find(saleId));
+          return this.persisterOf(() => streams.list(), options);
+        },
+        persisterOf(streams, { metrics = createMetrics(), ...options } = {}) {
           return new OutboxPersister(
             defineScripts(redis, ctx.prefix),
             new BatchWriter(new OrderWriter(pool), redis, ctx.prefix, metrics, logger),
             queues.queues,
-            () => streams.list(),
+            streams,
             metrics,
             logger,
             { claimIdleMs, concurrency: 1, leaseMs: 0, deadLetters: new DeadLetters(pool), ...options },
