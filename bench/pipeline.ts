@@ -2,6 +2,11 @@
 // the API accepts orders, on a private Redis and Postgres so that their CPU is ours alone.
 //
 //   npx tsx bench/pipeline.ts [--seconds 5] [--connections 64] [--runs 1] [--cpu-prof]
+//   npx tsx bench/pipeline.ts --partitions 1,3 [--runs 3] [--orders 60000] [--streams 12] [--cluster]
+//
+// --partitions: persistence alone, P partitions and P worker processes per run, the counts
+// alternated run by run (bench/persist-partitions.ts). --cluster: on a 3-master Redis Cluster
+// (tools/redis-cluster.ts) instead of one Redis.
 //
 // Each run has two phases on the same servers:
 // - drain: an API-only process takes a rush over real HTTP (autocannon) with no worker running, so
@@ -29,7 +34,9 @@ import { startLocalPostgres, startLocalRedis, type LocalServer } from '../tools/
 import { REPO_ROOT, spawnTs, waitForHttp, type Child } from '../tools/processes.ts';
 import { scanPages } from '../tools/redis-keys.ts';
 import { saleBody } from '../tools/sale-body.ts';
+import { startRedisCluster } from '../tools/redis-cluster.ts';
 import { tokens as tokenMinter } from '../tools/tokens.ts';
+import { benchPartitions } from './persist-partitions.ts';
 
 const { values } = parseArgs({
   options: {
@@ -37,6 +44,10 @@ const { values } = parseArgs({
     connections: { type: 'string', default: '64' },
     runs: { type: 'string', default: '1' },
     'cpu-prof': { type: 'boolean', default: false },
+    partitions: { type: 'string' },
+    orders: { type: 'string', default: '60000' },
+    streams: { type: 'string', default: '12' },
+    cluster: { type: 'boolean', default: false },
   },
 });
 const SECONDS = Number(values.seconds);
@@ -284,6 +295,30 @@ async function run(servers: Servers, index: number): Promise<RunResult> {
     await db.end();
     redis.disconnect();
   }
+}
+
+if (values.partitions !== undefined) {
+  const postgres = await startLocalPostgres();
+  const single = values.cluster ? undefined : await startLocalRedis();
+  const cluster = values.cluster ? await startRedisCluster({ masters: 3, replicasPerMaster: 0 }) : undefined;
+  try {
+    await benchPartitions({
+      redisUrl: single?.url ?? `redis://${cluster!.masters()[0]!.address}`,
+      clusterNodes: cluster?.seedNodes,
+      redisPids: single ? [single.pid] : cluster!.nodes.map((node) => node.pid),
+      postgresUrl: postgres.url,
+      postgresPid: postgres.pid,
+      partitionCounts: values.partitions.split(',').map(Number),
+      reps: RUNS,
+      orders: Number(values.orders),
+      streams: Number(values.streams),
+      env: { NODE_ENV: 'production', LOG_LEVEL: 'warn', JWT_SECRET: SECRET },
+      logDir: LOG_DIR,
+    });
+  } finally {
+    await Promise.all([single?.stop(), cluster?.stop(), postgres.stop()]);
+  }
+  process.exit(0);
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
