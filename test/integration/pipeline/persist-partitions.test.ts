@@ -2,7 +2,7 @@
 // Postgres refuses goes to the queue of its shard's partition, and persisters share the
 // partitions out through leases: two persisters hold disjoint halves, each reads only its own
 // partitions' streams, and when one dies (stops renewing) the other takes its partitions over
-// within the lease time and persists what was left.
+// within the lease time and persists what was left. Idle streams are polled less and less often.
 import type pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { OUTBOX_GROUP } from '../../../src/orders/outbox-persister.ts';
@@ -11,6 +11,7 @@ import { leaseKey } from '../../../src/orders/partition-leases.ts';
 import { shardKeys } from '../../../src/stock/keys.ts';
 import { mintOrderId } from '../../../src/stock/order-id.ts';
 import type { Redis } from 'ioredis';
+import { monitorRedis } from '../../support/monitor.ts';
 import { persisterFixture, type PersisterFixture } from '../../support/persister.ts';
 import type { TestContext } from '../../support/context.ts';
 
@@ -147,4 +148,37 @@ it('when two persisters run, then they hold disjoint fair shares of the partitio
   await two.stop();
   // Handed back on stop: another process can take them at once.
   for (let partition = 0; partition < partitions(); partition++) expect(await redis.exists(leaseKey(ctx.prefix, partition))).toBe(0);
+});
+
+it('when many shards are idle and one is busy, then the busy stream is read every round and the idle ones less and less often', async () => {
+  const { id: saleId } = await api.createSale([{ sku: 'busy', stock: 10_000 }, { sku: 'idle', stock: 10 }]);
+  const [busy] = shardStreams(saleId, ['busy'], 1);
+  const idle = shardStreams(saleId, ['idle'], 100);
+  const persister = persisters.persisterOf(async () => [busy!, ...idle], { idleDelayMs: 20, maxIdlePollMs: 400, claimIdleMs: 60_000 });
+  const monitor = await monitorRedis(ctx.redisUrl, ctx.prefix);
+  let feeding = true;
+  const feed = (async () => {
+    for (let i = 0; feeding; i++) {
+      await addOrders(busy!, 1, `busy-${i}`);
+      await sleep(10);
+    }
+  })();
+  try {
+    persister.start();
+    await sleep(2_000);
+  } finally {
+    feeding = false;
+    await feed;
+    await persister.stop();
+  }
+  await monitor.drain(`${ctx.prefix}:drain-marker`);
+  const reads = (stream: OutboxStream) => monitor.lines.filter((line) => line.includes('"xreadgroup"') && line.includes(`"${stream.key}"`)).length;
+  const idleReads = idle.map(reads);
+  await monitor.close();
+  // Read each round (a round pauses 20 ms when no batch was full): tens of times in 2 s.
+  expect(reads(busy!)).toBeGreaterThan(30);
+  // 20, 40, 80, 160, 320, then every 400 ms: about 8 reads in 2 s, where every round would be ~60.
+  expect(Math.max(...idleReads)).toBeLessThanOrEqual(12);
+  expect(Math.min(...idleReads)).toBeGreaterThanOrEqual(3);
+  console.info(`[persist-partitions] in 2 s: busy stream read ${reads(busy!)} times, each of 100 idle ones ${Math.min(...idleReads)}–${Math.max(...idleReads)} times`);
 });
