@@ -88,12 +88,6 @@ export class OutboxPersister {
   private readonly maxIdlePollMs: number;
   private readonly partitions: number;
   private readonly leases: PartitionLeases | undefined;
-  private readonly leaseMs: number;
-  private leaseRound: Promise<ReadonlySet<number>> | undefined;
-  private lastLeaseAt = 0;
-  private lastHeld = '';
-  private leaseTimer: NodeJS.Timeout | undefined;
-  private readonly onPartitions: ((held: ReadonlySet<number>) => void) | undefined;
 
   constructor(
     private readonly scripts: Scripts,
@@ -116,9 +110,12 @@ export class OutboxPersister {
     this.maxIdlePollMs = options.maxIdlePollMs ?? 1_000;
     this.partitions = refusedBatches.length;
     if (this.partitions < 1) throw new Error('the persister needs one refused-batch queue per partition');
-    this.leaseMs = options.leaseMs ?? 3_000;
-    this.leases = this.leaseMs > 0 ? new PartitionLeases(this.redis, this.prefix, this.partitions, this.consumer, this.leaseMs) : undefined;
-    this.onPartitions = options.onPartitions;
+    const leaseMs = options.leaseMs ?? 3_000;
+    const changed = (held: ReadonlySet<number>) => {
+      logger.info({ event: 'persist_partitions', consumer: this.consumer, partitions: [...held].sort((a, b) => a - b).join(',') }, 'persist partitions held');
+      options.onPartitions?.(held);
+    };
+    this.leases = leaseMs > 0 ? new PartitionLeases(this.redis, this.prefix, this.partitions, this.consumer, leaseMs, changed) : undefined;
   }
 
   /** The partitions this persister works now. */
@@ -131,46 +128,16 @@ export class OutboxPersister {
     this.stopping = false;
     this.stopped = new AbortController();
     this.running = Promise.all(Array.from({ length: this.concurrency }, () => this.loop()));
-    // Renewed on a timer of its own too: a round held up in a long Postgres write must not lose them.
-    if (this.leases) this.leaseTimer = setInterval(() => void this.renewLeases().catch(() => undefined), this.leaseMs / 3);
+    this.leases?.start();
   }
 
   /** Finishes the batches in hand (a write failing meanwhile leaves them pending) and stops. */
   async stop(): Promise<void> {
     this.stopping = true;
     this.stopped.abort();
-    clearInterval(this.leaseTimer);
     await this.running;
     this.running = undefined;
-    await this.leaseRound?.catch(() => undefined);
-    // Handed back, so another process takes the partitions at once rather than a lease later.
-    await this.leases?.releaseAll().catch((err: unknown) => this.logger.warn({ err }, 'could not hand back the persist leases; they run out on their own'));
-    this.report(new Set());
-  }
-
-  /** Takes and renews partition leases (one renewal at a time); the partitions held. */
-  private renewLeases(now = Date.now()): Promise<ReadonlySet<number>> {
-    const leases = this.leases;
-    if (!leases) return Promise.resolve(this.heldPartitions());
-    this.leaseRound ??= leases
-      .renew(now)
-      .then((held) => {
-        this.lastLeaseAt = now;
-        if (!this.stopping) this.report(held);
-        return held;
-      })
-      .finally(() => {
-        this.leaseRound = undefined;
-      });
-    return this.leaseRound;
-  }
-
-  private report(held: ReadonlySet<number>): void {
-    const text = [...held].sort((a, b) => a - b).join(',');
-    if (text === this.lastHeld) return;
-    this.lastHeld = text;
-    this.logger.info({ event: 'persist_partitions', consumer: this.consumer, partitions: text }, 'persist partitions held');
-    this.onPartitions?.(held);
+    await this.leases?.stop().catch((err: unknown) => this.logger.warn({ err }, 'could not hand back the persist leases; they run out on their own'));
   }
 
   private async loop(): Promise<void> {
@@ -189,7 +156,7 @@ export class OutboxPersister {
   /** One round over the streams of the partitions held: how many entries it persisted, and
    *  whether some stream had a full batch waiting (so more may follow at once). */
   async runOnce(now = Date.now()): Promise<{ persisted: number; full: boolean }> {
-    const held = this.leases && now - this.lastLeaseAt >= this.leaseMs / 3 ? await this.renewLeases(now) : this.heldPartitions();
+    const held = this.leases ? await this.leases.renewIfDue(now) : this.heldPartitions();
     const claim = now - this.lastClaimAt >= this.claimIdleMs / 2;
     if (claim) this.lastClaimAt = now;
     let persisted = 0;

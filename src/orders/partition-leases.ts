@@ -23,6 +23,10 @@ export class PartitionLeases {
   private readonly held = new Set<number>();
   /** Where this holder starts looking for free partitions: spread, so processes do not all race for partition 0. */
   private readonly offset: number;
+  private inFlight: Promise<ReadonlySet<number>> | undefined;
+  private lastRenewedAt = 0;
+  private reported = '';
+  private timer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly redis: RedisClient,
@@ -30,12 +34,62 @@ export class PartitionLeases {
     private readonly partitions: number,
     private readonly holder: string,
     private readonly leaseMs: number,
+    /** Told the partitions held after each change. */
+    private readonly onChange: (held: ReadonlySet<number>) => void = () => {},
   ) {
     this.offset = fnv1a32(holder) % partitions;
   }
 
-  /** Renews what it holds, hands back what exceeds its share, takes free partitions up to it. */
-  async renew(now = Date.now()): Promise<ReadonlySet<number>> {
+  current(): ReadonlySet<number> {
+    return new Set(this.held);
+  }
+
+  /** Renews every third of a lease on a timer of its own, so a caller held up (a long Postgres
+   *  write) does not lose its partitions. */
+  start(): void {
+    this.timer ??= setInterval(() => void this.renew().catch(() => undefined), this.leaseMs / 3);
+  }
+
+  /** The partitions held, renewed first when a third of a lease has passed since the last renewal. */
+  async renewIfDue(now = Date.now()): Promise<ReadonlySet<number>> {
+    return now - this.lastRenewedAt >= this.leaseMs / 3 ? this.renew(now) : this.current();
+  }
+
+  /** Renews what it holds, hands back what exceeds its share, takes free partitions up to it (one
+   *  renewal at a time). */
+  renew(now = Date.now()): Promise<ReadonlySet<number>> {
+    this.inFlight ??= this.renewNow(now)
+      .then((held) => {
+        this.lastRenewedAt = now;
+        this.report(held);
+        return held;
+      })
+      .finally(() => {
+        this.inFlight = undefined;
+      });
+    return this.inFlight;
+  }
+
+  /** Stops renewing and hands every lease back (a graceful stop), so others take the partitions at once. */
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    await this.inFlight?.catch(() => undefined);
+    const held = [...this.held];
+    this.held.clear();
+    this.report(this.held);
+    await Promise.all(held.map((partition) => this.release(partition)));
+    await this.redis.zrem(membersKey(this.prefix), this.holder);
+  }
+
+  private report(held: ReadonlySet<number>): void {
+    const text = [...held].sort((a, b) => a - b).join(',');
+    if (text === this.reported) return;
+    this.reported = text;
+    this.onChange(new Set(held));
+  }
+
+  private async renewNow(now: number): Promise<ReadonlySet<number>> {
     const members = membersKey(this.prefix);
     const reply = await this.redis.multi().zadd(members, now + this.leaseMs, this.holder).zremrangebyscore(members, '-inf', now).zcard(members).pexpire(members, this.leaseMs * 10).exec();
     const live = Math.max(1, Number(reply?.[2]?.[1] ?? 1));
@@ -48,24 +102,17 @@ export class PartitionLeases {
     // Over its share (others joined): the last ones in its own order go back first.
     for (const partition of [...order].reverse()) {
       if (this.held.size <= share) break;
-      if (this.held.has(partition)) await this.release(partition);
+      if (this.held.has(partition)) {
+        this.held.delete(partition);
+        await this.release(partition);
+      }
     }
     for (const partition of order) {
       if (this.held.size >= share) break;
       if (this.held.has(partition)) continue;
       if ((await this.redis.set(leaseKey(this.prefix, partition), this.holder, 'PX', this.leaseMs, 'NX')) === 'OK') this.held.add(partition);
     }
-    return new Set(this.held);
-  }
-
-  /** Hands every lease back (a graceful stop), so others take the partitions at once. */
-  async releaseAll(): Promise<void> {
-    await Promise.all([...this.held].map((partition) => this.release(partition)));
-    await this.redis.zrem(membersKey(this.prefix), this.holder);
-  }
-
-  current(): ReadonlySet<number> {
-    return new Set(this.held);
+    return this.current();
   }
 
   private async keep(partition: number): Promise<boolean> {
@@ -75,8 +122,8 @@ export class PartitionLeases {
     return true;
   }
 
+  /** Deletes the lease if it is still this holder's. */
   private async release(partition: number): Promise<void> {
-    this.held.delete(partition);
     const key = leaseKey(this.prefix, partition);
     if ((await this.redis.get(key)) === this.holder) await this.redis.del(key);
   }

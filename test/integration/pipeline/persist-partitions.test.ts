@@ -154,31 +154,21 @@ it('when many shards are idle and one is busy, then the busy stream is read ever
   const { id: saleId } = await api.createSale([{ sku: 'busy', stock: 10_000 }, { sku: 'idle', stock: 10 }]);
   const [busy] = shardStreams(saleId, ['busy'], 1);
   const idle = shardStreams(saleId, ['idle'], 100);
-  const persister = persisters.persisterOf(async () => [busy!, ...idle], { idleDelayMs: 20, maxIdlePollMs: 400, claimIdleMs: 60_000 });
+  const persister = persisters.persisterOf(async () => [busy!, ...idle], { idleDelayMs: 20, maxIdlePollMs: 400, claimIdleMs: 600_000 });
   const monitor = await monitorRedis(ctx.redisUrl, ctx.prefix);
-  let feeding = true;
-  const feed = (async () => {
-    for (let i = 0; feeding; i++) {
-      await addOrders(busy!, 1, `busy-${i}`);
-      await sleep(10);
-    }
-  })();
-  try {
-    persister.start();
-    await sleep(2_000);
-  } finally {
-    feeding = false;
-    await feed;
-    await persister.stop();
+  // 60 rounds 20 ms apart on the persister's clock, the busy shard taking an order before each.
+  const start = Date.now();
+  for (let round = 0; round < 60; round++) {
+    await addOrders(busy!, 1, `busy-${round}`);
+    expect((await persister.runOnce(start + round * 20)).persisted).toBe(1);
   }
   await monitor.drain(`${ctx.prefix}:drain-marker`);
   const reads = (stream: OutboxStream) => monitor.lines.filter((line) => line.includes('"xreadgroup"') && line.includes(`"${stream.key}"`)).length;
-  const idleReads = idle.map(reads);
+  const idleReads = new Set(idle.map(reads));
   await monitor.close();
-  // Read each round (a round pauses 20 ms when no batch was full): tens of times in 2 s.
-  expect(reads(busy!)).toBeGreaterThan(30);
-  // 20, 40, 80, 160, 320, then every 400 ms: about 8 reads in 2 s, where every round would be ~60.
-  expect(Math.max(...idleReads)).toBeLessThanOrEqual(12);
-  expect(Math.min(...idleReads)).toBeGreaterThanOrEqual(3);
-  console.info(`[persist-partitions] in 2 s: busy stream read ${reads(busy!)} times, each of 100 idle ones ${Math.min(...idleReads)}–${Math.max(...idleReads)} times`);
+  expect(reads(busy!)).toBe(60);
+  // Empty reads at 0, 20, 60, 140, 300, 620 and 1020 ms (the pause doubles from 20 ms up to 400 ms):
+  // 7 reads of each idle stream where reading every round would be 60.
+  expect([...idleReads]).toEqual([7]);
+  console.info(`[persist-partitions] 60 rounds over 1.2 s: the busy stream read 60 times, each of 100 idle ones 7 times`);
 });
