@@ -88,6 +88,12 @@ export class OutboxPersister {
   private readonly maxIdlePollMs: number;
   private readonly partitions: number;
   private readonly leases: PartitionLeases | undefined;
+  /** When each partition held was taken (leases only). */
+  private readonly takenAt = new Map<number, number>();
+  /** Entries pending this long in a partition just taken over belong to its last holder, gone:
+   *  its lease ran out (or it handed it back), so they need not wait out claimIdleMs. For twice
+   *  this long after taking a partition, each round claims them. */
+  private readonly takeoverIdleMs: number;
 
   constructor(
     private readonly scripts: Scripts,
@@ -116,6 +122,7 @@ export class OutboxPersister {
       options.onPartitions?.(held);
     };
     this.leases = leaseMs > 0 ? new PartitionLeases(this.redis, this.prefix, this.partitions, this.consumer, leaseMs, changed) : undefined;
+    this.takeoverIdleMs = Math.min(this.claimIdleMs, leaseMs > 0 ? leaseMs : this.claimIdleMs);
   }
 
   /** The partitions this persister works now. */
@@ -157,19 +164,27 @@ export class OutboxPersister {
    *  whether some stream had a full batch waiting (so more may follow at once). */
   async runOnce(now = Date.now()): Promise<{ persisted: number; full: boolean }> {
     const held = this.leases ? await this.leases.renewIfDue(now) : this.heldPartitions();
+    if (this.leases) {
+      for (const partition of this.takenAt.keys()) if (!held.has(partition)) this.takenAt.delete(partition);
+      for (const partition of held) if (!this.takenAt.has(partition)) this.takenAt.set(partition, now);
+    }
+    const takingOver = (partition: number) => (this.takenAt.get(partition) ?? -Infinity) + 2 * this.takeoverIdleMs > now;
     const claim = now - this.lastClaimAt >= this.claimIdleMs / 2;
     if (claim) this.lastClaimAt = now;
     let persisted = 0;
     let full = false;
     for (const stream of await this.streams()) {
       if (this.stopping) break;
-      if (!held.has(partitionOf(stream.tag, this.partitions))) continue;
+      const partition = partitionOf(stream.tag, this.partitions);
+      if (!held.has(partition)) continue;
       const poll = this.polls.get(stream.key) ?? { misses: 0, nextAt: 0 };
-      if (!claim && poll.nextAt > now) continue;
+      const takeover = takingOver(partition);
+      if (!claim && !takeover && poll.nextAt > now) continue;
       // One stream's failure (its key lost or of the wrong type, a hand-over refused) must not keep
       // the streams after it from being persisted: it is logged and retried next round.
       try {
         await this.ensureGroup(stream.key);
+        if (takeover) persisted += await this.persist(stream, await this.claimTakenOver(stream.key));
         if (claim) persisted += await this.persist(stream, await this.claimStale(stream.key));
         const read = await this.readNew(stream.key);
         persisted += await this.persist(stream, read);
@@ -229,6 +244,12 @@ export class OutboxPersister {
     // '0-0' once the scan reached the end: the next round starts over.
     this.claimCursors.set(stream, reply[0]);
     // Entries deleted meanwhile come back as [id, null] (Redis < 7); nothing is left of them.
+    return reply[1].filter(([, fields]) => Array.isArray(fields));
+  }
+
+  /** The oldest batch its last holder left pending in a stream of a partition just taken over. */
+  private async claimTakenOver(stream: string): Promise<RawStreamEntries> {
+    const reply = (await this.redis.xautoclaim(stream, OUTBOX_GROUP, this.consumer, this.takeoverIdleMs, '0-0', 'COUNT', this.batchSize)) as [string, RawStreamEntries, ...unknown[]];
     return reply[1].filter(([, fields]) => Array.isArray(fields));
   }
 
