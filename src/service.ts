@@ -7,8 +7,9 @@ import { BatchWriter } from './orders/batch-writer.ts';
 import { DeadLetters } from './orders/dead-letters.ts';
 import { OrderWriter } from './orders/order-writer.ts';
 import { OutboxPersister } from './orders/outbox-persister.ts';
-import { createPersistWorker } from './orders/persist-worker.ts';
-import { createPersistQueue } from './orders/queue.ts';
+import { LiveOutboxStreams } from './orders/outbox-streams.ts';
+import { PartitionWorkers } from './orders/persist-worker.ts';
+import { createPersistQueues } from './orders/queue.ts';
 import { closeRedis, createRedis, type RedisClient } from './redis/connection.ts';
 import { createPool, type Pool } from './db/pool.ts';
 import { buildApp, type App } from './http/app.ts';
@@ -138,11 +139,12 @@ export async function startService(config: Config, logger: Logger, role: Role, o
     events: reservationEvents(metrics),
     logger,
   });
-  const sales = new SalesService(new SaleRepository(pool), catalog, metricEvents(metrics), logger);
+  const saleRepository = new SaleRepository(pool);
+  const sales = new SalesService(saleRepository, catalog, metricEvents(metrics), logger);
   const orders = new OrderStore(redis, prefix, new OrderRepository(pool));
   const lifecycle = new OrderLifecycle(scripts, orders, lifecycleEvents(metrics, catalog, closedItems));
-  const persistQueue = createPersistQueue(config, logger);
-  const reporter = new SaleReporter(sales, pool, catalog, () => persistQueue.queue);
+  const persistQueues = createPersistQueues(config, logger);
+  const reporter = new SaleReporter(sales, pool, catalog, () => persistQueues.queues);
 
   let stopping = false;
   const readiness = async (): Promise<ReadinessReport> => {
@@ -170,12 +172,15 @@ export async function startService(config: Config, logger: Logger, role: Role, o
   const stopWorkers: (() => Promise<void>)[] = [];
   if (role === 'worker' || role === 'all') {
     const batches = new BatchWriter(new OrderWriter(pool), redis, prefix, metrics, logger);
-    const persistWorker = createPersistWorker({ config, pool, batches, redis, metrics, logger });
-    persister = new OutboxPersister(scripts, batches, persistQueue.queue, () => sales.liveSaleIds(), metrics, logger, {
+    // Each partition's refused-batch worker runs in the process holding the partition's lease.
+    const persistWorkers = new PartitionWorkers({ config, pool, batches, redis, metrics, logger });
+    const streams = new LiveOutboxStreams(prefix, () => sales.liveSaleIds(), (saleId) => saleRepository.find(saleId));
+    persister = new OutboxPersister(scripts, batches, persistQueues.queues, () => streams.list(), metrics, logger, {
       claimIdleMs: config.queueLockDurationMs,
       deadLetters: new DeadLetters(pool),
+      onPartitions: (held) => void persistWorkers.hold(held).catch((err: unknown) => logger.warn({ err }, 'could not start or stop a persist worker')),
     });
-    registerQueueGauge(metrics, () => persistQueue.queue.getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed'));
+    registerQueueGauge(metrics, () => persistQueues.getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed'));
     // One reader per deployment's worker, not every API process: see registerStockGauge.
     registerStockGauge(metrics, () => sales.stockLevels());
     const sweeper = new ExpirySweeper(redis, lifecycle, prefix, () => sales.liveShards(), logger);
@@ -190,9 +195,9 @@ export async function startService(config: Config, logger: Logger, role: Role, o
     sweeper.start();
     transferRecovery.start();
     // Stop taking new work first, then let in-flight batches finish, then close the producer.
-    stopWorkers.push(() => sweeper.stop(), () => transferRecovery.stop(), () => running.stop(), () => persistWorker.close());
+    stopWorkers.push(() => sweeper.stop(), () => transferRecovery.stop(), () => running.stop(), () => persistWorkers.close());
   }
-  stopWorkers.push(() => persistQueue.close());
+  stopWorkers.push(() => persistQueues.close());
   logger.info({ role, metricsPort: metricsServer?.port }, 'service started');
 
   return {

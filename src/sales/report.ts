@@ -49,7 +49,7 @@ export class SaleReporter {
     private readonly sales: SalesService,
     private readonly pool: Pool,
     private readonly catalog: SaleCatalog,
-    private readonly queue: () => PersistQueue,
+    private readonly queues: () => readonly PersistQueue[],
   ) {}
 
   async report(saleId: string, now = Date.now()): Promise<SaleReportData | undefined> {
@@ -67,7 +67,7 @@ export class SaleReporter {
         'SELECT (SELECT count(*) FROM orders WHERE sale_id = $1) AS orders, (SELECT count(*) FROM order_dead_letters WHERE sale_id = $1) AS dead',
         [saleId],
       ),
-      queuedSale(this.queue(), saleId),
+      queuedSale(this.queues(), saleId),
     ]);
     // Every shard counts its own accepted orders and has its own outbox.
     const items = [...shards.values()];
