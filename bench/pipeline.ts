@@ -33,7 +33,7 @@ import { findFreePort } from '../tools/free-port.ts';
 import { startLocalPostgres, startLocalRedis, type LocalServer } from '../tools/local-servers.ts';
 import { REPO_ROOT, spawnTs, waitForHttp, type Child } from '../tools/processes.ts';
 import { scanPages, servicePatterns } from '../tools/redis-keys.ts';
-import { saleKeys, shardKeys } from '../src/stock/keys.ts';
+import { shardKeys } from '../src/stock/keys.ts';
 import { saleBody } from '../tools/sale-body.ts';
 import { startRedisCluster } from '../tools/redis-cluster.ts';
 import { tokens as tokenMinter } from '../tools/tokens.ts';
@@ -162,32 +162,26 @@ async function bytesByKind(redis: Redis, prefix: string, orders: number): Promis
   return [...kinds].sort((a, b) => b[1] - a[1]).map(([kind, bytes]) => `${kind} ${(bytes / orders).toFixed(0)}`).join(', ');
 }
 
-// The bench's sale has one item, 'hot', of one shard. Its keys in layout 1 (per sale) and layout 2
-// (per shard): only one of each pair exists, so sums over both read whichever layout ran.
-const layoutKeys = (prefix: string, saleId: string) => [saleKeys(prefix, saleId), shardKeys(prefix, saleId, 'hot', 0)] as const;
+// The bench's sale has one item, 'hot', of one stock shard.
+const hotShard = (prefix: string, saleId: string) => shardKeys(prefix, saleId, 'hot', 0);
 
 async function acceptedIn(redis: Redis, prefix: string, saleId: string): Promise<number> {
-  const counts = await Promise.all(layoutKeys(prefix, saleId).map((keys) => redis.hget(keys.sale, 'ordersAccepted')));
-  return counts.reduce((sum, count) => sum + Number(count ?? 0), 0);
+  return Number((await redis.hget(hotShard(prefix, saleId).sale, 'ordersAccepted')) ?? 0);
 }
 
 async function outboxLengthOf(redis: Redis, prefix: string, saleId: string): Promise<number> {
-  const lengths = await Promise.all(layoutKeys(prefix, saleId).map((keys) => redis.xlen(keys.outbox)));
-  return lengths.reduce((sum, length) => sum + length, 0);
+  return redis.xlen(hotShard(prefix, saleId).outbox);
 }
 
 /** Bytes the order records and the deadline set hold: what expires or leaves once orders are final. */
 async function recordBytes(redis: Redis, prefix: string, saleId: string): Promise<number> {
-  const [legacy, shard] = layoutKeys(prefix, saleId);
-  let bytes = 0;
-  for (const keys of [legacy, shard]) bytes += Number((await redis.memory('USAGE', keys.deadlines, 'SAMPLES', 0)) ?? 0);
-  // Order records: `…:order:<id>` under the sale's tag (layout 1) or the shard's (layout 2).
-  for (const pattern of [`${legacy.order('')}*`, `${shard.order('')}*`]) {
-    for await (const keys of scanPages(redis, pattern)) {
-      const pipeline = redis.pipeline();
-      for (const key of keys) pipeline.memory('USAGE', key, 'SAMPLES', 0);
-      for (const [, value] of (await pipeline.exec()) ?? []) bytes += Number(value);
-    }
+  const shard = hotShard(prefix, saleId);
+  let bytes = Number((await redis.memory('USAGE', shard.deadlines, 'SAMPLES', 0)) ?? 0);
+  // Order records: `…:order:<id>` under the shard's tag.
+  for await (const keys of scanPages(redis, `${shard.order('')}*`)) {
+    const pipeline = redis.pipeline();
+    for (const key of keys) pipeline.memory('USAGE', key, 'SAMPLES', 0);
+    for (const [, value] of (await pipeline.exec()) ?? []) bytes += Number(value);
   }
   return bytes;
 }

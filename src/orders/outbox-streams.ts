@@ -2,7 +2,7 @@
 // in its shard's slot and in the persistence partition its tag names.
 import type { SaleDefinition } from '../sales/sale.ts';
 import { shardRefsOf } from '../sales/sale.ts';
-import { encodeKeyPart, fnv1a32, saleKeys, shardKeys } from '../stock/keys.ts';
+import { shardKeys } from '../stock/keys.ts';
 
 export interface OutboxStream {
   /** The stream's key. */
@@ -19,13 +19,10 @@ export function partitionOf(tag: number, partitions: number): number {
 
 /** Every outbox stream of a sale. */
 export function outboxStreamsOf(prefix: string, sale: Pick<SaleDefinition, 'id' | 'items'>): OutboxStream[] {
-  const streams = shardRefsOf(sale).map((ref) => {
+  return shardRefsOf(sale).map((ref) => {
     const keys = shardKeys(prefix, ref.saleId, ref.sku, ref.shard);
     return { key: keys.outbox, saleId: sale.id, tag: keys.tag };
   });
-  // Layout 1's per-sale stream, read until every script writes the shard streams (delete with saleKeys).
-  streams.push({ key: saleKeys(prefix, sale.id).outbox, saleId: sale.id, tag: fnv1a32(encodeKeyPart(sale.id)) });
-  return streams;
 }
 
 /**

@@ -11,7 +11,7 @@ import { liveOrderFromHash, type LiveOrder, type Order } from '../../src/orders/
 import { OrderStore } from '../../src/orders/order-store.ts';
 import { OrderRepository } from '../../src/orders/repository.ts';
 import { SaleCatalog } from '../../src/sales/catalog.ts';
-import { anchorKey, encodeKeyPart, homeShard, orderKeyOf, saleKeys, shardKeys, stockEventsChannel, userOrdersKey, type ShardKeys, type ShardRef } from '../../src/stock/keys.ts';
+import { anchorKey, encodeKeyPart, homeShard, orderKeyOf, shardKeys, stockEventsChannel, userOrdersKey, type ShardKeys, type ShardRef } from '../../src/stock/keys.ts';
 import { mintOrderId } from '../../src/stock/order-id.ts';
 import { shardRefsOf, stockShardsOf, type SaleDefinition, type SaleItemDefinition } from '../../src/sales/sale.ts';
 import { Reservations, type Reservation, type ReserveRequest } from '../../src/orders/reservations.ts';

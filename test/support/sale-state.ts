@@ -4,7 +4,7 @@
 // opened later. An item's K is read from the sale's anchor.
 import type { Redis } from 'ioredis';
 import { skuOfAnchorField } from '../../src/sales/catalog.ts';
-import { anchorKey, encodeKeyPart, orderKeyOf, shardKeys, tagHex, userOrdersKey } from '../../src/stock/keys.ts';
+import { anchorKey, encodeKeyPart, orderKeyOf, shardKeys, tagHex, userOrdersKey, type ShardKeys } from '../../src/stock/keys.ts';
 import { scanKeys as scanRedisKeys } from '../../tools/redis-keys.ts';
 
 /**
@@ -116,4 +116,20 @@ export function saleState(source: () => { redis: Redis; prefix: string }): SaleS
       return state;
     },
   };
+}
+
+/** The keys of every stock shard of a loaded sale, read from its anchor (each item's K). */
+export async function shardKeysOfSale(redis: Redis, prefix: string, saleId: string): Promise<ShardKeys[]> {
+  const anchor = await redis.hgetall(anchorKey(prefix, saleId));
+  return Object.entries(anchor).flatMap(([field, value]) => {
+    const sku = skuOfAnchorField(field);
+    return sku === undefined ? [] : Array.from({ length: Number(value) }, (_, shard) => shardKeys(prefix, saleId, sku, shard));
+  });
+}
+
+/** The keys of a one-item, one-shard sale's only stock shard (throws for any other sale). */
+export async function soleShardKeys(redis: Redis, prefix: string, saleId: string): Promise<ShardKeys> {
+  const [only, ...more] = await shardKeysOfSale(redis, prefix, saleId);
+  if (!only || more.length > 0) throw new Error(`sale ${saleId} does not have exactly one stock shard`);
+  return only;
 }

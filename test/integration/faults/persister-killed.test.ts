@@ -21,7 +21,7 @@ import { outboxStreamsOf, partitionOf } from '../../../src/orders/outbox-streams
 import { leaseKey } from '../../../src/orders/partition-leases.ts';
 import { createPersistQueues } from '../../../src/orders/queue.ts';
 import { SaleRepository } from '../../../src/sales/repository.ts';
-import { saleKeys } from '../../../src/stock/keys.ts';
+import { soleShardKeys } from '../../support/sale-state.ts';
 import { defineScripts } from '../../../src/stock/scripts/registry.ts';
 import { saleBody } from '../../../tools/sale-body.ts';
 import { tokens } from '../../../tools/tokens.ts';
@@ -84,7 +84,7 @@ it(
     expect(summarise(outcomes.values())).toEqual({ accepted: 120 });
 
     const config = loadConfig(stack.env({ LOG_LEVEL: 'silent' }));
-    const stream = saleKeys(stack.prefix, saleId).outbox;
+    const stream = (await soleShardKeys(redis, stack.prefix, saleId)).outbox;
     const persistQueues = createPersistQueues(config);
     const pool = createPool(config);
     try {
@@ -155,7 +155,7 @@ it(
       onOutcome: (request, outcome) => ledger.record(request, outcome),
     });
 
-    const stream = saleKeys(stack.prefix, saleId).outbox;
+    const stream = (await soleShardKeys(redis, stack.prefix, saleId)).outbox;
     let worker = await startRole(stack, 'worker');
     const kills: string[] = [];
     let caughtBetweenWriteAndAck = 0;
