@@ -29,6 +29,7 @@ export const killWorker: Scenario = {
       drill.event(`worker started again (pid ${s.worker.pid}); ${acceptedWhileDown} orders accepted by then`);
       const caughtUp = await waitPersisted(s.stack.databaseUrl, [...rush.ledger.accepted.keys()].slice(0, acceptedWhileDown), 30_000);
       drill.recoveryMs = caughtUp === undefined ? null : drill.now() - killedAt;
+      if (caughtUp !== undefined) drill.figures['Postgres caught up after the worker was ready (ms)'] = caughtUp;
       if (caughtUp !== undefined) drill.event('Postgres holds every order accepted until the restart');
       const downAnswers = rush.answersByPhase()['worker down'] ?? {};
       drill.check('shoppers kept getting 201s while the worker was down', (downAnswers['201'] ?? 0) > 0, `answers while down: ${JSON.stringify(downAnswers)}`);
