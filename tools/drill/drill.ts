@@ -165,7 +165,12 @@ export function startRush(drill: Drill, stack: DrillStack, options: Partial<Rush
  * Stops the rush (every request in flight gets its final answer), then checks every invariant
  * through Postgres, waiting up to timeoutMs for the persister to drain what the fault left.
  */
-export async function finish(drill: Drill, stack: DrillStack, timeoutMs = 30_000): Promise<InvariantResult> {
+export async function finish(
+  drill: Drill,
+  stack: DrillStack,
+  timeoutMs = 30_000,
+  mayBeMissing?: ReadonlySet<string>,
+): Promise<InvariantResult> {
   const rush = drill.rush;
   if (rush === undefined) throw new Error('finish() without a rush');
   await rush.stop();
@@ -182,6 +187,7 @@ export async function finish(drill: Drill, stack: DrillStack, timeoutMs = 30_000
     saleId: stack.saleId,
     accepted: rush.ledger.accepted,
     timeoutMs,
+    ...(mayBeMissing === undefined ? {} : { mayBeMissing }),
   });
   drill.event(`invariants checked through Postgres (${result.rows} rows, settled after ${result.settledMs} ms)`);
   drill.checks.push(...result.checks);

@@ -51,7 +51,7 @@ export const redisLoss: Scenario = {
       await checkReplays(drill, s, madeBefore.filter((id) => !unpersisted.has(id)).slice(0, 10));
       await checkLimits(drill, s);
       await checkExpiry(drill, s, madeBefore.filter((id) => !unpersisted.has(id)));
-      const result = await finish(drill, s);
+      const result = await finish(drill, s, 30_000, unpersisted);
       const lostOutsideWindow = result.missing.filter((id) => !unpersisted.has(id));
       drill.check(
         'every lost 201 was in the accepted-not-persisted window at the flush',
