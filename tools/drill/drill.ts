@@ -193,8 +193,25 @@ export async function finish(
   drill.checks.push(...result.checks);
   drill.accepted = rush.ledger.accepted.size;
   drill.lost = result.lost;
+  const errors = errorLines(stack.api.output());
+  drill.figures['API error log lines (of its last 200)'] = errors.length;
+  if (errors.length > 0) drill.figures['API errors, first'] = errors.slice(0, 3).join(' | ');
   drill.figures['replayed 201s (retries of cut requests)'] = rush.ledger.replayed;
   for (const [phase, ms] of Object.entries(rush.slowestByPhase())) drill.figures[`slowest answer, ${phase} (ms)`] = ms;
   drill.figures['Postgres settled after the rush (ms)'] = result.settledMs;
   return result;
+}
+
+/** The service's error-level (pino level ≥ 50) log lines, each as "msg: err.message". */
+function errorLines(output: string): string[] {
+  return output.split('\n').flatMap((line) => {
+    if (!line.startsWith('{')) return [];
+    try {
+      const entry = JSON.parse(line) as { level?: number; msg?: string; err?: { message?: string; type?: string } };
+      if ((entry.level ?? 0) < 50) return [];
+      return [`${entry.msg ?? ''}${entry.err === undefined ? '' : `: ${entry.err.type ?? ''} ${entry.err.message ?? ''}`}`.slice(0, 300)];
+    } catch {
+      return [];
+    }
+  });
 }
