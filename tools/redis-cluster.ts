@@ -193,6 +193,21 @@ export async function reshard(
   return { moved, elapsedMs: Math.round(performance.now() - started) };
 }
 
+/**
+ * Moves one given slot (keys included) to another master with `redis-cli --cluster reshard`. That
+ * tool picks no slot by number: it moves the source's lowest slots first, so this moves every slot
+ * of the source from its lowest up to `slot` — few when `slot` is near the start of a range.
+ */
+export async function reshardSlot(cluster: RedisCluster, slot: number, to: ClusterNode | number): Promise<ReshardResult & { from: ClusterNode }> {
+  const from = await masterForSlot(cluster, slot);
+  const target = member(cluster, portOf(to));
+  if (from.port === target.port) throw new Error(`slot ${slot} is already on ${target.address}`);
+  const count = expand(from.slots).filter((s) => s <= slot).length;
+  const result = await reshard(cluster, { from, to: target, slots: count });
+  if (!result.moved.includes(slot)) throw new Error(`redis-cli --cluster reshard moved ${result.moved.length} slots of ${from.address} but not ${slot}`);
+  return { ...result, from };
+}
+
 /** The master that serves `slot`, as every live node agrees now. */
 export async function masterForSlot(cluster: RedisCluster, slot: number): Promise<ClusterNode> {
   await cluster.refresh();
