@@ -19,7 +19,7 @@ import {
   waitForFailover,
   type ClusterNode,
   type RedisCluster,
-} from '../../tools/redis-cluster.ts';
+} from '../../../tools/redis-cluster.ts';
 
 let cluster: RedisCluster;
 // The cluster's node dirs live here, so the end can prove they are all gone.
