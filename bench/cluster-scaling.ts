@@ -317,6 +317,41 @@ async function persistRun(cluster: RedisCluster, options: Options, logDir: strin
   }
 }
 
+/** The issue's target: Alibaba's published 2020 peak, with one hot item taking 30 % of it. */
+const TARGET_ORDERS_PER_SECOND = 583_000;
+const HOT_SHARE = 0.3;
+/** Cores are planned to run at most this busy: headroom for bursts, GC pauses and failovers. */
+const UTILISATION = 0.7;
+
+export interface CapacityPlan {
+  /** Median CPU µs per order of each role over every reserve run (Redis: summed over the masters). */
+  readonly microsPerOrder: { readonly api: number; readonly worker: number; readonly redis: number; readonly postgres: number };
+  /** Orders/s one Redis core sustains at UTILISATION (each order's Redis work is on its shard's master). */
+  readonly ordersPerRedisCore: number;
+  readonly cores: { readonly api: number; readonly worker: number; readonly redis: number; readonly postgres: number };
+  /** Stock shards the hot item needs (its orders/s ÷ one Redis core's rate), each on a master of its own. */
+  readonly hotShards: number;
+}
+
+/** Cores per role for TARGET_ORDERS_PER_SECOND from the measured CPU per order (docs/capacity.md explains it). */
+export function capacityPlan(reserve: readonly ReserveRun[], redisNames: readonly string[]): CapacityPlan {
+  const med = (pick: (run: ReserveRun) => number) => median(reserve.map(pick));
+  const microsPerOrder = {
+    api: med((r) => r.microsPerOrder.api!),
+    worker: med((r) => r.microsPerOrder.worker!),
+    redis: med((r) => redisNames.reduce((sum, name) => sum + r.microsPerOrder[name]!, 0)),
+    postgres: med((r) => r.microsPerOrder.postgres!),
+  };
+  const cores = (micros: number) => Math.ceil((TARGET_ORDERS_PER_SECOND * micros) / 1e6 / UTILISATION);
+  const ordersPerRedisCore = (1e6 / microsPerOrder.redis) * UTILISATION;
+  return {
+    microsPerOrder,
+    ordersPerRedisCore,
+    cores: { api: cores(microsPerOrder.api), worker: cores(microsPerOrder.worker), redis: cores(microsPerOrder.redis), postgres: cores(microsPerOrder.postgres) },
+    hotShards: Math.ceil((TARGET_ORDERS_PER_SECOND * HOT_SHARE) / ordersPerRedisCore),
+  };
+}
+
 const int = (value: number) => (Number.isFinite(value) ? Math.round(value).toLocaleString('en-US') : '–');
 
 function markdown(reserve: readonly ReserveRun[], persist: readonly PersistRun[], redisNames: readonly string[], shardCounts: readonly number[]): string {
@@ -450,6 +485,7 @@ async function main(): Promise<void> {
     await cluster.stop();
   }
   const table = markdown(reserve, persist, redisNames, options.shardCounts);
+  const plan = reserve.length > 0 ? capacityPlan(reserve, redisNames) : undefined;
   const report = {
     generatedAt: new Date().toISOString(),
     settings: { ...options, postgresUrl: undefined },
@@ -458,10 +494,20 @@ async function main(): Promise<void> {
     reserve,
     persist,
     markdown: table,
+    capacityPlan: plan,
   };
   const file = join(options.outDir, 'report.json');
   await writeFile(file, `${JSON.stringify(report, null, 2)}\n`);
-  console.log(`\n${table}\n\nreport: ${file}`);
+  console.log(`\n${table}\n`);
+  if (plan) {
+    const m = plan.microsPerOrder;
+    console.log(
+      `capacity for ${int(TARGET_ORDERS_PER_SECOND)} orders/s at ${UTILISATION * 100} % busy: µs/order API ${int(m.api)}, worker ${int(m.worker)}, Redis ${int(m.redis)}, Postgres ${int(m.postgres)} → ` +
+        `cores API ${plan.cores.api}, worker ${plan.cores.worker}, Redis ${plan.cores.redis} (${int(plan.ordersPerRedisCore)} orders/s per Redis core), Postgres ${plan.cores.postgres}; ` +
+        `hot item (${HOT_SHARE * 100} %) needs ${plan.hotShards} shards\n`,
+    );
+  }
+  console.log(`report: ${file}`);
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
