@@ -84,6 +84,10 @@ const UNAVAILABLE_MESSAGES = [
   'Failed to refresh slots cache',
   // A pipeline's commands still awaiting replies when its connection dropped.
   'Command aborted due to connection close',
+  // An auto-pipeline holds commands of several slots that one master served; when a reshard or a
+  // failover answers it MOVED (every command refused, none ran), ioredis re-sends it whole, and
+  // refuses to once those slots sit on different masters. A keyed retry is then routed afresh.
+  'All keys in the pipeline should belong to the same slots allocation group',
 ];
 // Replies a server gives while it cannot serve: the cluster is failing over or lacks a slot's
 // master (CLUSTERDOWN, TRYAGAIN, MASTERDOWN), a demoted master (READONLY), a restart (LOADING),
