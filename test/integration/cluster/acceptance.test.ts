@@ -30,6 +30,7 @@ import {
   tally,
   tokenCache,
   until,
+  withRetries,
   type Attempt,
   type Outcome,
   type ServiceProcesses,
@@ -49,7 +50,7 @@ const WARM_STOCK = 800;
 const RESTOCK = 200;
 // Hot shoppers rarely repeat; warm ones (limit 2) come back often enough for the limit to bite.
 const HOT_USERS = 2_000;
-const WARM_USERS = 300;
+const WARM_USERS = 60;
 const CONCURRENCY = 48;
 const HOT_SHARE = 0.6;
 const LIMITS = new Map([
@@ -127,11 +128,11 @@ it(
       if (order === undefined) return;
       const dice = (followUps++ * 7) % 20; // deterministic: 30 % paid, 15 % cancelled (warm only)
       if (dice < 6) {
-        const paid = await shopper(order.userId, `/v1/orders/${order.id}/payment`, { paymentRef: `p-${order.id}` });
+        const paid = await withRetries(() => shopper(order.userId, `/v1/orders/${order.id}/payment`, { paymentRef: `p-${order.id}` }));
         if (paid.status === 200) settled.set(order.id, 'paid');
         else followUpFailures.push(`pay ${order.id}: ${paid.status} ${JSON.stringify(paid.json)}`);
       } else if (dice < 9 && order.sku === WARM) {
-        const cancelled = await shopper(order.userId, `/v1/orders/${order.id}/cancel`);
+        const cancelled = await withRetries(() => shopper(order.userId, `/v1/orders/${order.id}/cancel`));
         if (cancelled.status === 200) settled.set(order.id, 'cancelled');
         else followUpFailures.push(`cancel ${order.id}: ${cancelled.status} ${JSON.stringify(cancelled.json)}`);
       }

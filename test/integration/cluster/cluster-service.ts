@@ -247,6 +247,21 @@ export function tally(outcomes: readonly Outcome[]): Record<string, number> {
   return counts;
 }
 
+const RUSH_RETRIES = 3;
+
+/**
+ * A follow-up call (pay, cancel) as a client makes it: a 503 (failing over, slot moving) is sent
+ * again after a pause, up to 5 times; the last reply is returned.
+ */
+export async function withRetries(send: () => Promise<Reply>): Promise<Reply> {
+  let reply = await send();
+  for (let retry = 0; retry < 5 && reply.status === 503; retry++) {
+    await sleep(300);
+    reply = await send();
+  }
+  return reply;
+}
+
 export interface Rush {
   /** Every outcome so far, in the order answered. */
   readonly outcomes: Outcome[];
@@ -256,8 +271,9 @@ export interface Rush {
 
 /**
  * `concurrency` shopper loops, each on connections of its own, making attempts back to back:
- * `next(n)` says the n-th attempt (undefined: that loop stops), `then` runs after each answer
- * (paying or cancelling, say) before the loop's next attempt.
+ * `next(n)` says the n-th attempt (undefined: that loop stops), a 503 is retried with its key (up
+ * to 3 times, every answer recorded), `then` runs after the last answer (paying or cancelling,
+ * say) before the loop's next attempt.
  */
 export function startRush(options: {
   origin: string;
@@ -275,8 +291,14 @@ export function startRush(options: {
       while (rushing) {
         const attempt = options.next(started++);
         if (attempt === undefined) return;
-        const outcome = await orderAttempt(options.origin, options.auth, options.saleId, attempt);
+        let outcome = await orderAttempt(options.origin, options.auth, options.saleId, attempt);
         outcomes.push(outcome);
+        // As a client does: a 503 is retried with the same key after Retry-After (capped at 1 s here).
+        for (let retry = 0; retry < RUSH_RETRIES && outcome.reply.status === 503 && rushing; retry++) {
+          await sleep(Math.min(1_000, 1_000 * Number(outcome.reply.retryAfter ?? 1)));
+          outcome = await orderAttempt(options.origin, options.auth, options.saleId, attempt);
+          outcomes.push(outcome);
+        }
         await options.then?.(outcome);
       }
     }),
