@@ -10,7 +10,7 @@ import { createLogger } from '../../../src/logger.ts';
 import { startService, type RunningService } from '../../../src/service.ts';
 import { compareWithRows, type OrderFacts } from '../../../tools/exactly-once.ts';
 import { keyedAttempt, type Attempt, type Outcome } from '../../support/keyed-attempt.ts';
-import { killMaster, masterForSlot, slotOf, startRedisCluster, waitForFailover, type RedisCluster } from '../../../tools/redis-cluster.ts';
+import { killMaster, masterForSlot, startRedisCluster, waitForFailover, type RedisCluster } from '../../../tools/redis-cluster.ts';
 import { saleBody, tokens } from '../../support/api.ts';
 import { createTestContext, type TestContext } from '../../support/context.ts';
 import { shardSlot } from './cluster-service.ts';
@@ -50,7 +50,7 @@ it(
     const auth = tokens(ctx.config.jwtSecret);
     const body = saleBody([{ sku: 'f1', stock: STOCK, perUserLimit: 1 }], { id: `failover-${Date.now()}` });
     // Every key an order of the item touches carries its (only) stock shard's tag: that master is the one to kill.
-    const master = await masterForSlot(cluster, process.env.CLUSTER_TEST_LAYOUT === '1' ? slotOf(`{${body.id}}`) : shardSlot(body.id, 'f1', 0));
+    const master = await masterForSlot(cluster, shardSlot(body.id, 'f1', 0));
     expect((await app.inject({ method: 'POST', url: '/v1/admin/sales', headers: { authorization: auth.admin() }, payload: body })).statusCode).toBe(201);
 
     const order = (attempt: Attempt): Promise<Outcome> => keyedAttempt(app, auth, body.id, 'f1', attempt);
