@@ -61,8 +61,8 @@ interface Deployment {
   readonly databaseUrl: string;
   readonly api: Child;
   workers: Child[];
-  /** Starts `count` worker processes (they share the persistence partitions out). */
-  startWorkers(count: number): Promise<Child[]>;
+  /** Spawns `count` worker processes (they share the persistence partitions out); `ready` when all serve metrics. */
+  startWorkers(count: number): { children: Child[]; ready: Promise<void> };
   stopWorkers(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -88,22 +88,21 @@ async function deploy(cluster: RedisCluster, options: Options, logDir: string, e
   const api = spawnTs('api', 'src/main.ts', ['api'], { ...common, HOST: '127.0.0.1', PORT: String(port), METRICS_PORT: String(await findFreePort()), API_PROCESSES: String(options.apiProcesses) }, join(logDir, `api-${tag}.log`));
   const origin = `http://127.0.0.1:${port}`;
   await waitForHttp(api, `${origin}/health/ready`);
+  // Metrics ports for the workers this deployment may start (found now: spawning stays synchronous).
+  const metricsPorts = await Promise.all(Array.from({ length: 4 }, () => findFreePort()));
   const deployment: Deployment = {
     origin,
     databaseUrl,
     api,
     workers: [],
-    async startWorkers(count) {
-      const started = await Promise.all(
-        Array.from({ length: count }, async (_, i) => {
-          const metrics = await findFreePort();
-          const worker = spawnTs(`worker-${i + 1}`, 'src/main.ts', ['worker'], { ...common, METRICS_PORT: String(metrics) }, join(logDir, `worker-${tag}-${i + 1}.log`));
-          await waitForHttp(worker, `http://127.0.0.1:${metrics}/metrics`);
-          return worker;
-        }),
-      );
-      deployment.workers.push(...started);
-      return started;
+    startWorkers(count) {
+      const started = metricsPorts.splice(0, count).map((metrics, i) => ({
+        metrics,
+        child: spawnTs(`worker-${i + 1}`, 'src/main.ts', ['worker'], { ...common, METRICS_PORT: String(metrics) }, join(logDir, `worker-${tag}-${metrics}.log`)),
+      }));
+      deployment.workers.push(...started.map((w) => w.child));
+      const ready = Promise.all(started.map((w) => waitForHttp(w.child, `http://127.0.0.1:${w.metrics}/metrics`))).then(() => undefined);
+      return { children: started.map((w) => w.child), ready };
     },
     async stopWorkers() {
       await Promise.all(deployment.workers.map((worker) => worker.stop()));
@@ -115,7 +114,7 @@ async function deploy(cluster: RedisCluster, options: Options, logDir: string, e
       await dropDatabase(databaseUrl);
     },
   };
-  if (withWorker) await deployment.startWorkers(1);
+  if (withWorker) await deployment.startWorkers(1).ready;
   return deployment;
 }
 
@@ -185,13 +184,16 @@ async function caughtUp(databaseUrl: string, saleId: string, expected: number, s
 }
 
 /** Polls the sale's rows every 20 ms: from the first poll that sees rows to the one that sees all, rows and ms. */
-async function drainTimes(databaseUrl: string, saleId: string, expected: number): Promise<{ rows: number; ms: number } | undefined> {
+async function drainTimes(databaseUrl: string, saleId: string, expected: number, onFirstRows: () => void): Promise<{ rows: number; ms: number } | undefined> {
   const deadline = Date.now() + CATCH_UP_TIMEOUT_MS;
   let first: { rows: number; at: number } | undefined;
   for (;;) {
     const rows = await rowsOf(databaseUrl, saleId);
     const at = performance.now();
-    if (first === undefined && rows > 0) first = { rows, at };
+    if (first === undefined && rows > 0) {
+      first = { rows, at };
+      onFirstRows();
+    }
     if (rows >= expected && first !== undefined) return { rows: expected - first.rows, ms: at - first.at };
     if (Date.now() > deadline) return undefined;
     await sleep(20);
@@ -298,10 +300,13 @@ async function persistRun(cluster: RedisCluster, options: Options, logDir: strin
     const pgBefore = treeUsage(pgPid)!.ticks;
     // One worker process per partition: partitions are what workers share out. Timed from the
     // first rows seen to the last, so the processes' start-up is not counted as draining.
-    const starting = deployment.startWorkers(partitions);
-    const drain = await drainTimes(deployment.databaseUrl, sale.id, orders);
-    const workers = await starting;
-    const workerSpent = workers.reduce((sum, w) => sum + (treeUsage(w.process.pid!)?.ticks ?? 0), 0);
+    const { children, ready } = deployment.startWorkers(partitions);
+    const workerTicks = () => children.reduce((sum, w) => sum + (treeUsage(w.process.pid!)?.ticks ?? 0), 0);
+    // The workers' CPU from the first rows on: their start-up (loading, compiling) is not draining.
+    let workerAtFirstRows = 0;
+    const drain = await drainTimes(deployment.databaseUrl, sale.id, orders, () => (workerAtFirstRows = workerTicks()));
+    const workerSpent = workerTicks() - workerAtFirstRows;
+    await ready;
     const pgTicks = treeUsage(pgPid)!.ticks - pgBefore;
     return {
       rep,
@@ -324,7 +329,10 @@ const HOT_SHARE = 0.3;
 const UTILISATION = 0.7;
 
 export interface CapacityPlan {
-  /** Median CPU µs per order of each role over every reserve run (Redis: summed over the masters). */
+  /**
+   * Median CPU µs per order of each role over every reserve run; Redis: of the master holding the
+   * single shard in the K = 1 runs (the other masters' share there is idle polling, not orders).
+   */
   readonly microsPerOrder: { readonly api: number; readonly worker: number; readonly redis: number; readonly postgres: number };
   /** Orders/s one Redis core sustains at UTILISATION (each order's Redis work is on its shard's master). */
   readonly ordersPerRedisCore: number;
@@ -334,12 +342,12 @@ export interface CapacityPlan {
 }
 
 /** Cores per role for TARGET_ORDERS_PER_SECOND from the measured CPU per order (docs/capacity.md explains it). */
-export function capacityPlan(reserve: readonly ReserveRun[], redisNames: readonly string[]): CapacityPlan {
+export function capacityPlan(reserve: readonly ReserveRun[], hotMaster: string): CapacityPlan {
   const med = (pick: (run: ReserveRun) => number) => median(reserve.map(pick));
   const microsPerOrder = {
     api: med((r) => r.microsPerOrder.api!),
     worker: med((r) => r.microsPerOrder.worker!),
-    redis: med((r) => redisNames.reduce((sum, name) => sum + r.microsPerOrder[name]!, 0)),
+    redis: median(reserve.filter((r) => r.shards === 1).map((r) => r.microsPerOrder[hotMaster]!)),
     postgres: med((r) => r.microsPerOrder.postgres!),
   };
   const cores = (micros: number) => Math.ceil((TARGET_ORDERS_PER_SECOND * micros) / 1e6 / UTILISATION);
@@ -439,16 +447,18 @@ async function main(): Promise<void> {
   const masters = cluster.masters().sort((a, b) => a.slots[0]![0] - b.slots[0]![0]);
   const redisNames = masters.map((_, i) => `redis-${i + 1}`);
   const pgPid = await postmasterPid(options.postgresUrl);
+  let singleShardMaster = redisNames[0]!;
   try {
     const deployment = await deploy(cluster, options, logDir, {}, true);
     try {
-      const sales = [];
+      const sales: { id: string; shards: number; on: string[] }[] = [];
       for (const shards of options.shardCounts) {
         const placed = await placedSale(cluster, `hot-k${shards}`, shards);
         await createSale(deployment.origin, placed.id, shards);
-        const on = placed.masters.map((port) => redisNames[masters.findIndex((m) => m.port === port)]);
+        const on = placed.masters.map((port) => redisNames[masters.findIndex((m) => m.port === port)]!);
         console.log(`K=${shards}: sale ${placed.id}, shards on ${on.join(', ')}`);
         sales.push({ id: placed.id, shards, on });
+        if (shards === 1) singleShardMaster = on[0]!;
       }
       const probes: Probe[] = [
         { name: 'api', pid: deployment.api.process.pid! },
@@ -476,7 +486,7 @@ async function main(): Promise<void> {
         const run = await persistRun(cluster, options, logDir, partitions, rep, tokensFile, pgPid);
         persist.push(run);
         console.log(
-          `persist rep ${rep} partitions ${partitions}: ${run.orders} orders drained in ${run.drainMs ?? 'NO'} ms = ${int(run.rowsPerSecond)} rows/s ` +
+          `persist rep ${rep} partitions ${partitions}: ${run.orders} orders drained in ${run.drainMs === null ? 'NO' : Math.round(run.drainMs)} ms = ${int(run.rowsPerSecond)} rows/s ` +
             `(worker ${int(run.workerMicrosPerRow)} µs/row, Postgres ${int(run.postgresMicrosPerRow)} µs/row)`,
         );
       }
@@ -485,7 +495,7 @@ async function main(): Promise<void> {
     await cluster.stop();
   }
   const table = markdown(reserve, persist, redisNames, options.shardCounts);
-  const plan = reserve.length > 0 ? capacityPlan(reserve, redisNames) : undefined;
+  const plan = reserve.some((r) => r.shards === 1) ? capacityPlan(reserve, singleShardMaster) : undefined;
   const report = {
     generatedAt: new Date().toISOString(),
     settings: { ...options, postgresUrl: undefined },
