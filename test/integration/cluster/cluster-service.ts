@@ -9,7 +9,7 @@ import { shardTag, tagHex } from '../../../src/stock/keys.ts';
 import { compareWithRows, type ExactlyOnce, type OrderFacts } from '../../../tools/exactly-once.ts';
 import { findFreePort } from '../../../tools/free-port.ts';
 import { masterForSlot, slotOf, SLOT_COUNT, type ClusterNode, type RedisCluster } from '../../../tools/redis-cluster.ts';
-import { tokens, type Tokens } from '../../../tools/tokens.ts';
+import { tokens } from '../../../tools/tokens.ts';
 import type { TestContext } from '../../support/context.ts';
 import { hasExited, serviceEnvironment, spawnService, terminate, waitFor200 } from '../../support/service-process.ts';
 
@@ -86,7 +86,7 @@ export async function call(origin: string, method: string, path: string, options
 }
 
 /** Shopper and operator tokens, each shopper's signed once (signing per request would load the test process). */
-export function tokenCache(secret: string): { shopper(userId: string): string; admin(): string; raw: Tokens } {
+export function tokenCache(secret: string): { shopper(userId: string): string; admin(): string } {
   const raw = tokens(secret);
   const shoppers = new Map<string, string>();
   const admin = raw.admin();
@@ -97,7 +97,6 @@ export function tokenCache(secret: string): { shopper(userId: string): string; a
       return token;
     },
     admin: () => admin,
-    raw,
   };
 }
 
@@ -141,13 +140,13 @@ export async function shardMasters(cluster: RedisCluster, saleId: string, sku: s
 }
 
 /** The first slot of each master's range as `redis-cli --cluster create` splits 16384 slots (its rounding). */
-export function createdRangeStarts(masters: number): number[] {
+function createdRangeStarts(masters: number): number[] {
   const per = SLOT_COUNT / masters;
   return Array.from({ length: masters }, (_, i) => (i === 0 ? 0 : Math.round(per * i - 1) + 1));
 }
 
 /** Which master (0-based, in creation order) a fresh cluster gives `slot`, and how far into its range it is. */
-export function createdPlace(slot: number, masters: number): { master: number; offset: number } {
+function createdPlace(slot: number, masters: number): { master: number; offset: number } {
   const starts = createdRangeStarts(masters);
   const master = starts.findLastIndex((start) => slot >= start);
   return { master, offset: slot - starts[master]! };
