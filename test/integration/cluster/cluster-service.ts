@@ -17,13 +17,14 @@ export interface ServiceProcesses {
   /** http://127.0.0.1:PORT of the API process. */
   readonly origin: string;
   readonly api: ChildProcess;
-  readonly worker: ChildProcess;
+  /** Undefined when started without one (`withWorker: false`). */
+  readonly worker: ChildProcess | undefined;
   /** SIGTERM to both, waiting for their exits (SIGKILL after 15 s). */
   stop(): Promise<void>;
 }
 
-/** `src/main.ts api` and `src/main.ts worker` on the cluster, this file's database and namespace, `env` on top. */
-export async function startServiceProcesses(ctx: TestContext, cluster: RedisCluster, env: Record<string, string> = {}): Promise<ServiceProcesses> {
+/** `src/main.ts api` and (unless `withWorker` is false) `src/main.ts worker` on the cluster, this file's database and namespace, `env` on top. */
+export async function startServiceProcesses(ctx: TestContext, cluster: RedisCluster, env: Record<string, string> = {}, withWorker = true): Promise<ServiceProcesses> {
   const [port, apiMetrics, workerMetrics] = [await findFreePort(), await findFreePort(), await findFreePort()];
   const common = {
     REDIS_CLUSTER_NODES: cluster.seedNodes,
@@ -33,10 +34,12 @@ export async function startServiceProcesses(ctx: TestContext, cluster: RedisClus
     ...env,
   };
   const api = spawnService(['--import', 'tsx', 'src/main.ts', 'api'], serviceEnvironment(ctx, { ...common, PORT: String(port), METRICS_PORT: String(apiMetrics) }));
-  const worker = spawnService(['--import', 'tsx', 'src/main.ts', 'worker'], serviceEnvironment(ctx, { ...common, METRICS_PORT: String(workerMetrics) }));
+  const worker = withWorker
+    ? spawnService(['--import', 'tsx', 'src/main.ts', 'worker'], serviceEnvironment(ctx, { ...common, METRICS_PORT: String(workerMetrics) }))
+    : undefined;
   const stop = async () => {
     await Promise.all(
-      [api, worker].map(async (child) => {
+      [api, ...(worker ? [worker] : [])].map(async (child) => {
         if (hasExited(child)) return;
         const killer = setTimeout(() => child.kill('SIGKILL'), 15_000);
         await terminate(child);
@@ -46,7 +49,7 @@ export async function startServiceProcesses(ctx: TestContext, cluster: RedisClus
   };
   try {
     const origin = `http://127.0.0.1:${port}`;
-    await Promise.all([waitFor200(`${origin}/health/ready`, 40_000), waitFor200(`http://127.0.0.1:${workerMetrics}/metrics`, 40_000)]);
+    await Promise.all([waitFor200(`${origin}/health/ready`, 40_000), ...(withWorker ? [waitFor200(`http://127.0.0.1:${workerMetrics}/metrics`, 40_000)] : [])]);
     return { origin, api, worker, stop };
   } catch (err) {
     await stop();

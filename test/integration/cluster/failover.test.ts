@@ -4,7 +4,8 @@
 // retry — must still be there: its order record on the cluster, and exactly one Postgres row. No
 // 500s. An answer that is not a 201 (503 REDIS_UNAVAILABLE during the failover, 503 NOT_DURABLE
 // while the promoted master has no replica yet) is retried with its key once the old master has
-// come back as the new one's replica.
+// come back as the new one's replica. Also prints what replica mode costs: short rushes on the
+// healthy cluster through an API process in async mode and the one in replica mode, alternated.
 import { Cluster, Redis } from 'ioredis';
 import pg from 'pg';
 import { afterAll, beforeAll, expect, it, onTestFinished } from 'vitest';
@@ -37,10 +38,13 @@ const STOCK = 50_000;
 const CONCURRENCY = 24;
 const ANSWERED_BEFORE_KILL = 150;
 const ATTEMPTS_AFTER_FAILOVER = 150;
+const COST_RUSH_MS = 2_000;
+const WARM_UP_MS = 1_000;
 
 let ctx: TestContext;
 let cluster: RedisCluster;
 let service: ServiceProcesses;
+let fast: ServiceProcesses;
 let db: pg.Client;
 let reader: Cluster;
 let auth: ReturnType<typeof tokenCache>;
@@ -49,7 +53,10 @@ beforeAll(async () => {
   ctx = await createTestContext();
   auth = tokenCache(ctx.config.jwtSecret);
   cluster = await startRedisCluster();
-  service = await startServiceProcesses(ctx, cluster, { REDIS_DURABILITY: 'replica', REDIS_WAIT_REPLICAS: '1', REDIS_WAIT_TIMEOUT_MS: '100' });
+  [service, fast] = await Promise.all([
+    startServiceProcesses(ctx, cluster, { REDIS_DURABILITY: 'replica', REDIS_WAIT_REPLICAS: '1', REDIS_WAIT_TIMEOUT_MS: '100' }),
+    startServiceProcesses(ctx, cluster, { REDIS_DURABILITY: 'async' }, false),
+  ]);
   db = new pg.Client({ connectionString: ctx.databaseUrl });
   await db.connect();
   reader = new Cluster(cluster.nodes.map((n) => ({ host: '127.0.0.1', port: n.port })));
@@ -58,6 +65,7 @@ beforeAll(async () => {
 afterAll(async () => {
   reader?.disconnect();
   await db?.end();
+  await fast?.stop();
   await service?.stop();
   await cluster?.stop();
   await ctx?.cleanup();
@@ -74,6 +82,34 @@ async function replicaOnline(port: number): Promise<boolean> {
     client.disconnect();
   }
 }
+
+/** CONCURRENCY shoppers ordering for `ms` through `origin`: orders/s, mean latency, statuses seen. */
+async function timedRush(origin: string, saleId: string, tag: string, ms = COST_RUSH_MS): Promise<{ perSecond: number; meanMs: number; statuses: string[] }> {
+  const rush = startRush({ origin, auth, saleId, concurrency: CONCURRENCY, next: (n) => ({ userId: `${tag}${n}`, sku: HOT, quantity: 1, key: `${tag}k${n}` }) });
+  const started = performance.now();
+  await new Promise((resolve) => setTimeout(resolve, ms));
+  const outcomes = await rush.stop();
+  const elapsedMs = performance.now() - started;
+  const latency = outcomes.reduce((sum, o) => sum + (o.reply.answeredAt - o.reply.sentAt), 0) / Math.max(1, outcomes.length);
+  return { perSecond: Math.round((outcomes.length / elapsedMs) * 1000), meanMs: Math.round(latency * 10) / 10, statuses: Object.keys(tally(outcomes)) };
+}
+
+it('replica mode costs: the same rush on the healthy cluster through the async and the replica API process', async () => {
+  const body = saleBody([{ sku: HOT, stock: STOCK, perUserLimit: 1 }], { id: 'cost' });
+  const created = await call(service.origin, 'POST', '/v1/admin/sales', { auth: auth.admin(), body: { ...body, items: body.items.map((item) => ({ ...item, stockShards: SHARDS })) } });
+  expect(created.status, JSON.stringify(created.json)).toBe(201);
+  // A first round warms both up (JIT, connections, script caches); the second is measured.
+  await timedRush(fast.origin, 'cost', 'wa', WARM_UP_MS);
+  await timedRush(service.origin, 'cost', 'wr', WARM_UP_MS);
+  const asyncCost = await timedRush(fast.origin, 'cost', 'a');
+  const replicaCost = await timedRush(service.origin, 'cost', 'r');
+  console.info(
+    `[cluster/failover] cost of REDIS_DURABILITY=replica, ${CONCURRENCY} concurrent shoppers for ${COST_RUSH_MS} ms over HTTP, 4-shard item: ` +
+      `async ${asyncCost.perSecond} orders/s (mean ${asyncCost.meanMs} ms), replica ${replicaCost.perSecond} orders/s (mean ${replicaCost.meanMs} ms)`,
+  );
+  expect(asyncCost.statuses).toEqual(['201']);
+  expect(replicaCost.statuses).toEqual(['201']);
+});
 
 it(
   'in replica mode, when the master holding a hot shard is SIGKILLed mid-rush, then every 201 (before the kill, after it, ' +
