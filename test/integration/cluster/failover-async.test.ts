@@ -36,7 +36,10 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await db?.end();
-  await service?.stop();
+  // Known issue, not this test's subject: after a failover, stopping the service (its persist
+  // workers' BullMQ close) sometimes never returns; bounded so the file still ends and cleans up.
+  const stopped = await Promise.race([service?.stop().then(() => true), sleep(10_000).then(() => false)]);
+  if (!stopped) console.warn('[cluster/failover-async] service.stop() did not return within 10 s');
   await cluster?.stop();
   await ctx?.cleanup();
 }, 60_000);
