@@ -29,6 +29,7 @@ import { stockEventsChannel } from './stock/keys.ts';
 import { defineScripts, ensureScriptsLoaded } from './stock/scripts/registry.ts';
 import { anchoredItems, TransferRecovery } from './stock/transfer-recovery.ts';
 import { StockTransfers } from './stock/transfers.ts';
+import { boundedStep } from './bounded-step.ts';
 
 export interface RunningService {
   readonly app: App | undefined;
@@ -169,7 +170,7 @@ export async function startService(config: Config, logger: Logger, role: Role, o
     await app.listen({ host: config.http.host, port: config.http.port });
   }
   let persister: OutboxPersister | undefined;
-  const stopWorkers: (() => Promise<void>)[] = [];
+  const stopWorkers: [string, () => Promise<unknown>][] = [];
   if (role === 'worker' || role === 'all') {
     const batches = new BatchWriter(new OrderWriter(pool), redis, prefix, metrics, logger);
     // Each partition's refused-batch worker runs in the process holding the partition's lease.
@@ -195,9 +196,14 @@ export async function startService(config: Config, logger: Logger, role: Role, o
     sweeper.start();
     transferRecovery.start();
     // Stop taking new work first, then let in-flight batches finish, then close the producer.
-    stopWorkers.push(() => sweeper.stop(), () => transferRecovery.stop(), () => running.stop(), () => persistWorkers.close());
+    stopWorkers.push(
+      ['expiry sweeper', () => sweeper.stop()],
+      ['transfer recovery', () => transferRecovery.stop()],
+      ['outbox persister', () => running.stop()],
+      ['persist workers', () => persistWorkers.close()],
+    );
   }
-  stopWorkers.push(() => persistQueues.close());
+  stopWorkers.push(['persist queues', () => persistQueues.close()]);
   logger.info({ role, metricsPort: metricsServer?.port }, 'service started');
 
   return {
@@ -210,7 +216,7 @@ export async function startService(config: Config, logger: Logger, role: Role, o
     async stop() {
       stopping = true;
       if (app) await app.close();
-      for (const stopWorker of stopWorkers) await stopWorker();
+      for (const [name, stopWorker] of stopWorkers) await boundedStep(name, stopWorker, logger);
       await Promise.all([closeRedis(redis), subscriber && closeRedis(subscriber), durable && closeRedis(durable)]);
       await pool.end();
       await metricsServer?.close();
