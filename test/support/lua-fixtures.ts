@@ -194,6 +194,18 @@ export function luaFixture(options: LuaFixtureOptions) {
 
     scriptsFor,
 
+    /** Delists an item (phone-x unless told) at `now` the way production does: an operator's delist, or the low-stock rule's on every shard. */
+    async delist(saleId: string, reason: 'operator' | 'low_stock', sku = SKU): Promise<void> {
+      const { catalog } = the();
+      if (reason === 'operator') {
+        expect(await catalog.delist(saleId, sku, now)).toEqual({ ok: true });
+        return;
+      }
+      const item = (await state.itemsOf(saleId)).find((candidate) => candidate.sku === sku);
+      if (!item) throw new Error(`no item ${sku} in sale ${saleId}`);
+      await catalog.delistLowStock(saleId, sku, item.shards, now);
+    },
+
     /** payOrder's binding called directly, on `client` (the main connection by default). */
     pay: async (order: OrderRef, userId: string, paymentRef: string, at: number, client?: Redis): Promise<PayOrderReply> =>
       payOrder(scriptsFor(client), await orderKeys(order), { userId, paymentRef, now: at }),

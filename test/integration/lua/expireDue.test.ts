@@ -88,11 +88,11 @@ describe('expireDue: expiring', () => {
   it.each([
     { when: 'the low-stock rule delisted the item', reason: 'low_stock' },
     { when: 'an operator delisted the item', reason: 'operator' },
-  ])('when $when, then expired units are not reported reopened and the item stays delisted', async ({ reason }) => {
+  ] as const)('when $when, then expired units are not reported reopened and the item stays delisted', async ({ reason }) => {
     const saleId = newSaleId('stays-delisted');
     await loadSale(saleId, [item({ stock: 2, perUserLimit: 1 })]);
     const orders = [await place(saleId, 'u-1'), await place(saleId, 'u-2')];
-    await redis.hset(lua.shardKeys(saleId).item, 'delisted', reason, 'delistedAt', NOW);
+    await lua.delist(saleId, reason);
 
     expect(await expire(orders, DEADLINE)).toMatchObject({ units: 2, reopened: false });
 

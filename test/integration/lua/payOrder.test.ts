@@ -107,7 +107,7 @@ describe('payOrder: paying', () => {
     const delistedSale = newSaleId('late-delisted');
     await loadSale(delistedSale, [item({ stock: 2 })]);
     const delisted = await place(delistedSale, 'u-1', 2);
-    await redis.hset(lua.shardKeys(delistedSale).item, 'delisted', 'operator', 'delistedAt', NOW);
+    await lua.delist(delistedSale, 'operator');
     expect(await pay(delisted, 'u-1', 'ref', DEADLINE)).toEqual({ code: 'EXPIRED_NOW', reopened: false });
     expect(await redis.hmget(lua.shardKeys(delistedSale).item, 'available', 'delisted')).toEqual(['2', 'operator']);
   });

@@ -97,12 +97,11 @@ describe('releaseOrder: releasing', () => {
   it.each([
     { when: 'the low-stock rule delisted the item', reason: 'low_stock' },
     { when: 'an operator delisted the item', reason: 'operator' },
-  ])('when $when, then released stock is not reported reopened and the item stays delisted', async ({ reason }) => {
+  ] as const)('when $when, then released stock is not reported reopened and the item stays delisted', async ({ reason }) => {
     const saleId = newSaleId('stays-delisted');
     await loadSale(saleId, [item({ stock: 2 })]);
     const order = await place(saleId, 'u-1', 2);
-    // As the reserve's low-stock rule or an operator's delist leave the shard.
-    await redis.hset(lua.shardKeys(saleId).item, 'delisted', reason, 'delistedAt', NOW);
+    await lua.delist(saleId, reason);
     expect(await redis.hget(lua.shardKeys(saleId).item, 'delisted')).toBe(reason);
 
     expect(await release(order, 'u-1', NOW)).toEqual({ code: 'RELEASED', status: 'cancelled', reopened: false });
@@ -303,12 +302,12 @@ describe('releaseOrder: cancel against payment', () => {
 });
 
 describe('releaseOrder: delisted items stay delisted (invariant 6)', () => {
-  it.each(['low_stock', 'operator'])('when released stock lifts an item delisted (%s) far above its level, then it stays delisted: only an operator relists or restocks', async (reason) => {
+  it.each(['low_stock', 'operator'] as const)('when released stock lifts an item delisted (%s) far above its level, then it stays delisted: only an operator relists or restocks', async (reason) => {
     const saleId = newSaleId('delisted-holds');
     await loadSale(saleId, [item({ stock: 10, perUserLimit: 3 })]);
     const keys = lua.shardKeys(saleId);
     const orders = [await place(saleId, 'u-1', 3), await place(saleId, 'u-2', 3), await place(saleId, 'u-3', 1)];
-    await redis.hset(keys.item, 'delisted', reason, 'delistedAt', NOW);
+    await lua.delist(saleId, reason);
 
     expect(await release(orders[0]!, 'u-1', NOW)).toEqual({ code: 'RELEASED', status: 'cancelled', reopened: false });
     expect(await release(orders[1]!, 'u-2', DEADLINE)).toEqual({ code: 'RELEASED', status: 'expired', reopened: false });
