@@ -60,8 +60,13 @@ export function createMetrics(options: { process?: string } = {}) {
     }),
     persistFailures: new Counter({
       name: 'flashsale_persist_failures_total',
-      help: 'Batches that failed to persist, by reason (guard: would oversell; malformed; error: retried)',
+      help: 'Batches that failed to persist, by reason (malformed; error: retried)',
       labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
+    ordersRejectedOversell: new Counter({
+      name: 'flashsale_orders_rejected_oversell_total',
+      help: 'Orders Redis accepted that Postgres\'s oversell guard refused (Redis had lost writes), recorded as rejected_oversell rows to compensate',
       registers: [registry],
     }),
     outboxSaleFailures: new Counter({

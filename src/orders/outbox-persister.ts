@@ -3,8 +3,9 @@
 // is the record of batches in flight, so each order crosses Redis once on its way to Postgres.
 // Killed at any point it loses nothing: entries read and not acknowledged stay pending and are
 // claimed by another persister once idle for `claimIdleMs`; writing them again is harmless (the
-// writer is idempotent). A batch Postgres refuses (the oversell guard, a value it cannot store)
-// is handed to BullMQ, whose worker writes it order by order and keeps the refusals visible.
+// writer is idempotent). A batch Postgres refuses as data (a value it cannot store) is handed to
+// BullMQ, whose worker writes it order by order and keeps the refusals visible. (The oversell
+// guard's refusals are recorded by the writer itself, as rejected_oversell rows.)
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../logger.ts';
@@ -15,7 +16,6 @@ import { ackOutbox } from '../stock/scripts/ack-outbox.ts';
 import type { Scripts } from '../stock/scripts/registry.ts';
 import type { BatchWriter } from './batch-writer.ts';
 import { isDataError, type DeadLetters } from './dead-letters.ts';
-import { GuardViolation } from './order-writer.ts';
 import { latestPerOrder, parseStreamEntries, type OutboxEntry, type RawStreamEntries } from './outbox.ts';
 import { PERSIST_JOB, persistBackoff, type PersistQueue } from './queue.ts';
 
@@ -209,7 +209,7 @@ export class OutboxPersister {
         await this.batches.write(saleId, orders);
         return;
       } catch (error) {
-        if (error instanceof GuardViolation || isDataError(error)) {
+        if (isDataError(error)) {
           // Refused, not failed: retrying the batch cannot help; BullMQ's worker sorts it order by order.
           await this.refusedBatches.add(PERSIST_JOB, { saleId, entries }, { jobId: handOverJobId(saleId, entries) });
           return;

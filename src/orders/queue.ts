@@ -1,7 +1,6 @@
 // The BullMQ queue of refused batches: those the outbox persister could not write as a whole
-// because Postgres refused one of their orders (the oversell guard, a value it cannot store). Its
-// worker writes them order by order; a batch with an order that would oversell stays in the failed
-// set for an operator. Its keys share one hash tag so the queue works on Redis Cluster; producers
+// because Postgres refused one of their orders as data (a value it cannot store). Its
+// worker writes them order by order, setting aside the orders Postgres refuses. Its keys share one hash tag so the queue works on Redis Cluster; producers
 // and workers use separate connections.
 import { Queue, type ConnectionOptions } from 'bullmq';
 import type { Config } from '../config.ts';

@@ -194,7 +194,7 @@ it(
     expect(replicaBack).toBe(true);
     expect(pending).toEqual([]);
     expect(missingInRedis).toEqual([]);
-    expect(compareWithRows(accepted, persisted)).toEqual({ missing: [], duplicated: [], mismatched: [], extra: [] });
+    expect(compareWithRows(accepted, persisted)).toEqual({ missing: [], duplicated: [], mismatched: [], extra: [], rejected: [] });
   },
   120_000,
 );

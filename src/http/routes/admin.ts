@@ -64,6 +64,19 @@ const ReportBody = Type.Object({
       delistedAt: Ms,
     }),
   ),
+  ordersRejectedOversell: Type.Integer(),
+  rejectedOversell: Type.Array(
+    Type.Object({
+      orderId: Type.String(),
+      userId: Type.String(),
+      sku: Type.String(),
+      quantity: Type.Integer(),
+      amount: Type.Integer(),
+      createdAt: Timestamp,
+      rejectedAt: Timestamp,
+      paymentRef: Type.Union([Type.String(), Type.Null()]),
+    }),
+  ),
 });
 
 export interface AdminRouteOptions {
@@ -147,6 +160,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox<AdminRouteOptions> = async (
       return {
         ...report,
         items: report.items.map((item) => ({ ...item, soldOutAt: optionalIso(item.soldOutAt), delistedAt: optionalIso(item.delistedAt) })),
+        rejectedOversell: report.rejectedOversell.map((order) => ({ ...order, createdAt: iso(order.createdAt), rejectedAt: iso(order.rejectedAt) })),
       };
     },
   );
