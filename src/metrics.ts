@@ -69,6 +69,11 @@ export function createMetrics(options: { process?: string } = {}) {
       help: 'Orders Redis accepted that Postgres\'s oversell guard refused (Redis had lost writes), recorded as rejected_oversell rows to compensate',
       registers: [registry],
     }),
+    outageDeadlinesStretched: new Counter({
+      name: 'flashsale_payment_outage_stretched_orders_total',
+      help: 'Pending orders whose payment deadline moved on by a payment outage\'s length when it ended',
+      registers: [registry],
+    }),
     outboxSaleFailures: new Counter({
       name: 'flashsale_outbox_sale_failures_total',
       help: 'Rounds over one sale\'s outbox that failed; the persister went on with the next sale and retries it next round',
@@ -108,6 +113,24 @@ export function createMetrics(options: { process?: string } = {}) {
   for (const status of ['paid', 'cancelled', 'expired']) metrics.ordersFinalised.inc({ status }, 0);
   for (const result of PAYMENT_RESULTS) metrics.paymentAttempts.inc({ result }, 0);
   return metrics;
+}
+
+/**
+ * `flashsale_payment_outage_active`: 1 while an operator's payment outage holds deadlines (on, or
+ * its deadlines still being moved), read from Redis at scrape time; every process reads the same
+ * switch, so a cluster's aggregate is the largest.
+ */
+export function registerPaymentOutageGauge(metrics: Metrics, paused: () => Promise<boolean>): void {
+  new Gauge({
+    name: 'flashsale_payment_outage_active',
+    help: 'Whether a payment outage holds payment deadlines (1) or not (0), read from Redis at scrape time',
+    aggregator: 'max',
+    registers: [metrics.registry],
+    async collect() {
+      const on = await paused().catch(() => undefined);
+      if (on !== undefined) this.set(on ? 1 : 0);
+    },
+  });
 }
 
 /** `flashsale_queue_jobs{state}`, read from BullMQ at scrape time. */

@@ -2,11 +2,12 @@
 // readiness fails first, in-flight requests finish, then workers, Redis and Postgres close.
 import type { Config, Role } from './config.ts';
 import type { Logger } from './logger.ts';
-import { createMetrics, initialiseItemSeries, registerQueueGauge, registerStockGauge, startMetricsServer, type Metrics, type MetricsServer } from './metrics.ts';
+import { createMetrics, initialiseItemSeries, registerPaymentOutageGauge, registerQueueGauge, registerStockGauge, startMetricsServer, type Metrics, type MetricsServer } from './metrics.ts';
 import { BatchWriter } from './orders/batch-writer.ts';
 import { DeadLetters } from './orders/dead-letters.ts';
 import { OrderWriter } from './orders/order-writer.ts';
 import { OutboxPersister } from './orders/outbox-persister.ts';
+import { PaymentOutage } from './orders/payment-outage.ts';
 import { createPersistWorker } from './orders/persist-worker.ts';
 import { createPersistQueue } from './orders/queue.ts';
 import { closeRedis, createRedis, type RedisClient } from './redis/connection.ts';
@@ -21,6 +22,7 @@ import { Reservations } from './orders/reservations.ts';
 import { SaleReporter } from './sales/report.ts';
 import { SaleCatalog } from './sales/catalog.ts';
 import { SaleRepository } from './sales/repository.ts';
+import { shardRefsOf } from './sales/sale.ts';
 import { SalesService, type SaleEvents } from './sales/sales-service.ts';
 import { AttemptWindow } from './stock/attempt-window.ts';
 import { ClosedItems } from './stock/closed-items.ts';
@@ -124,6 +126,13 @@ export async function startService(config: Config, logger: Logger, role: Role, o
   const lifecycle = new OrderLifecycle(scripts, orders, lifecycleEvents(metrics, catalog, closedItems));
   const persistQueue = createPersistQueue(config, logger);
   const reporter = new SaleReporter(sales, pool, redis, prefix, () => persistQueue.queue);
+  // Every shard of every sale that may still hold pending orders: where an outage's deadlines are moved.
+  const liveShards = async () => {
+    const views = await Promise.all((await sales.liveSaleIds({ fresh: true })).map((saleId) => sales.view(saleId)));
+    return views.flatMap((view) => (view ? shardRefsOf(view.sale) : []));
+  };
+  const paymentOutage = new PaymentOutage(redis, prefix, liveShards, { onChanged: () => undefined, onStretched: (n) => metrics.outageDeadlinesStretched.inc(n) }, logger);
+  registerPaymentOutageGauge(metrics, () => paymentOutage.paused());
 
   let stopping = false;
   const readiness = async (): Promise<ReadinessReport> => {
@@ -133,7 +142,10 @@ export async function startService(config: Config, logger: Logger, role: Role, o
       probe(() => ensureScriptsLoaded(redis)),
     ]);
     const checks = { redis: redisOk, postgres: postgresOk, scripts: scriptsOk, accepting: !stopping };
-    return { ready: Object.values(checks).every(Boolean), checks };
+    // Detail, not a check: an instance is as ready during a payment outage as outside one.
+    const outage = await paymentOutage.status().catch(() => undefined);
+    const paymentOutageDetail = outage && outage.state !== 'none' ? { paymentOutage: { state: outage.state, startedAt: new Date(outage.startedAt!).toISOString() } } : {};
+    return { ready: Object.values(checks).every(Boolean), checks, ...paymentOutageDetail };
   };
 
   const metricsServer =
@@ -144,7 +156,7 @@ export async function startService(config: Config, logger: Logger, role: Role, o
       logger.warn({ err }, 'stock events subscription failed; sold-out marks expire on their own'),
     );
     await sales.announceKnownSales().catch((err: unknown) => logger.warn({ err }, 'could not list sales at start-up'));
-    app = await buildApp({ config, logger, metrics, readiness, sales, reservations, orders, lifecycle, reporter });
+    app = await buildApp({ config, logger, metrics, readiness, sales, reservations, orders, lifecycle, reporter, paymentOutage });
     await app.listen({ host: config.http.host, port: config.http.port });
   }
   let persister: OutboxPersister | undefined;
@@ -159,7 +171,9 @@ export async function startService(config: Config, logger: Logger, role: Role, o
     registerQueueGauge(metrics, () => persistQueue.queue.getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed'));
     // One reader per deployment's worker, not every API process: see registerStockGauge.
     registerStockGauge(metrics, () => sales.stockLevels());
-    const sweeper = new ExpirySweeper(redis, lifecycle, prefix, () => sales.liveSaleIds(), logger);
+    // While a payment outage holds deadlines the sweeper finds nothing to sweep (read each round).
+    const sweepable = async () => ((await paymentOutage.paused()) ? [] : sales.liveSaleIds());
+    const sweeper = new ExpirySweeper(redis, lifecycle, prefix, sweepable, logger);
     const running = persister;
     running.start();
     sweeper.start();
