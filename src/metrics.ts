@@ -11,7 +11,7 @@ export const RESERVATION_RESULTS = ['ok', 'replayed', ...RESERVE_REFUSALS.map((c
 // Sub-millisecond buckets: a reservation answered from memory takes ~100 µs.
 const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
 
-export const PAYMENT_RESULTS = ['paid', 'already_paid', 'order_not_found', 'order_already_paid', 'order_cancelled', 'order_expired'];
+export const PAYMENT_RESULTS = ['paid', 'already_paid', 'order_not_found', 'order_already_paid', 'order_cancelled', 'order_expired', 'order_rejected'];
 
 /**
  * `process` names this process when it is one of a cluster's (src/cluster/): its process metrics (CPU, memory,

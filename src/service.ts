@@ -123,9 +123,6 @@ export async function startService(config: Config, logger: Logger, role: Role, o
   const catalog = new SaleCatalog(scripts);
   const sales = new SalesService(new SaleRepository(pool), catalog, metricEvents(metrics), logger);
   const orders = new OrderStore(redis, prefix, new OrderRepository(pool), (options) => sales.liveSaleIds(options));
-  const lifecycle = new OrderLifecycle(scripts, orders, lifecycleEvents(metrics, catalog, closedItems));
-  const persistQueue = createPersistQueue(config, logger);
-  const reporter = new SaleReporter(sales, pool, redis, prefix, () => persistQueue.queue);
   // Every shard of every sale that may still hold pending orders: where an outage's deadlines are moved.
   const liveShards = async () => {
     const views = await Promise.all((await sales.liveSaleIds({ fresh: true })).map((saleId) => sales.view(saleId)));
@@ -133,6 +130,9 @@ export async function startService(config: Config, logger: Logger, role: Role, o
   };
   const paymentOutage = new PaymentOutage(redis, prefix, liveShards, { onChanged: () => undefined, onStretched: (n) => metrics.outageDeadlinesStretched.inc(n) }, logger);
   registerPaymentOutageGauge(metrics, () => paymentOutage.paused());
+  const lifecycle = new OrderLifecycle(scripts, orders, lifecycleEvents(metrics, catalog, closedItems), paymentOutage);
+  const persistQueue = createPersistQueue(config, logger);
+  const reporter = new SaleReporter(sales, pool, redis, prefix, () => persistQueue.queue);
 
   let stopping = false;
   const readiness = async (): Promise<ReadinessReport> => {

@@ -28,6 +28,8 @@ export class OrderStore {
   async locate(orderId: string): Promise<{ order: Order; inRedis: boolean } | undefined> {
     if (!isOrderId(orderId)) return undefined;
     const persisted = await this.repository.find(orderId);
+    // Postgres's oversell guard refused it: whatever its Redis record still says, that is the truth.
+    if (persisted?.status === 'rejected_oversell') return { order: persisted, inRedis: false };
     if (persisted) {
       const live = await this.fromRedis(persisted.saleId, orderId);
       return live ? { order: live, inRedis: true } : { order: persisted, inRedis: false };

@@ -10,6 +10,7 @@ import type { SaleCatalog } from '../../../src/sales/catalog.ts';
 import { saleKeys } from '../../../src/stock/keys.ts';
 import { Reservations } from '../../../src/orders/reservations.ts';
 import type { PayOrderReply } from '../../../src/stock/scripts/pay-order.ts';
+import { releaseOrder } from '../../../src/stock/scripts/release-order.ts';
 import type { Scripts } from '../../../src/stock/scripts/registry.ts';
 import { luaFixture, saleItem as item, type Accepted } from '../../support/lua-fixtures.ts';
 
@@ -429,5 +430,27 @@ describe('releaseOrder: through OrderLifecycle', () => {
 
     expect(released).toEqual([`${order.id}:cancelled`]);
     expect(await available(saleId)).toBe(10);
+  });
+});
+
+describe('releaseOrder: payment outages and oversell rejections', () => {
+  it('when a payment outage holds deadlines, then a cancel past the deadline cancels (not expires) and gives the units back once', async () => {
+    const saleId = newSaleId('outage');
+    await loadSale(saleId);
+    const order = await place(saleId, 'u-1', 2);
+    const reply = await releaseOrder(scripts, { saleId, orderId: order.id, sku: order.sku }, { userId: 'u-1', now: DEADLINE + 5_000, outage: true });
+    expect(reply).toEqual({ code: 'RELEASED', status: 'cancelled', reopened: false });
+    expect(await redis.hget(saleKeys(prefix, saleId).order(order.id), 'status')).toBe('cancelled');
+    expect(await available(saleId)).toBe(10);
+  });
+
+  it('when the order was rejected by the oversell guard, then a cancel is refused ORDER_REJECTED and writes nothing', async () => {
+    const saleId = newSaleId('rejected');
+    await loadSale(saleId);
+    const order = await place(saleId);
+    await redis.hset(saleKeys(prefix, saleId).order(order.id), 'status', 'rejected_oversell');
+    const before = await snapshot(saleId);
+    expect(await release(order, 'u-1', NOW)).toEqual({ code: 'ORDER_REJECTED' });
+    expect(await snapshot(saleId)).toEqual(before);
   });
 });

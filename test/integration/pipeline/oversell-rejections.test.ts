@@ -117,6 +117,18 @@ describe('oversell rejections', () => {
     const shown = await app.inject({ method: 'GET', url: `/v1/orders/${accepted[3]!.orderId}`, headers: { authorization: tk.shopper('r3') } });
     expect(shown.statusCode).toBe(200);
     expect(shown.json()).toMatchObject({ orderId: accepted[3]!.orderId, status: 'rejected_oversell', rejectedAt: expect.any(String) });
+    // It cannot be paid nor cancelled: it is void.
+    for (const action of ['payment', 'cancel']) {
+      const refused = await app.inject({ method: 'POST', url: `/v1/orders/${accepted[3]!.orderId}/${action}`, headers: { authorization: tk.shopper('r3') }, payload: action === 'payment' ? { paymentRef: 'late' } : undefined });
+      expect([refused.statusCode, refused.json().code]).toEqual([409, 'ORDER_REJECTED']);
+    }
+    // Postgres is the truth even where the Redis record still says pending (its marking lost).
+    const [orderKey] = rejectionKeys(ctx.prefix, { ...accepted[3]!, id: accepted[3]!.orderId, saleId });
+    await redis.hset(orderKey, 'status', 'pending_payment');
+    const truth = await app.inject({ method: 'GET', url: `/v1/orders/${accepted[3]!.orderId}`, headers: { authorization: tk.shopper('r3') } });
+    expect(truth.json()).toMatchObject({ status: 'rejected_oversell' });
+    const unpaid = await app.inject({ method: 'POST', url: `/v1/orders/${accepted[3]!.orderId}/payment`, headers: { authorization: tk.shopper('r3') }, payload: { paymentRef: 'late' } });
+    expect([unpaid.statusCode, unpaid.json().code]).toEqual([409, 'ORDER_REJECTED']);
 
     // The operator's report lists whom to compensate.
     const report = await app.inject({ method: 'GET', url: `/v1/admin/sales/${saleId}/report`, headers: { authorization: tk.admin() } });
