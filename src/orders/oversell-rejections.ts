@@ -11,7 +11,7 @@
 // order, only after Redis lost writes.
 import type { Logger } from '../logger.ts';
 import type { RedisClient } from '../redis/connection.ts';
-import { saleKeys } from '../stock/keys.ts';
+import { orderKeyOf, shardKeys } from '../stock/keys.ts';
 import type { RejectedOrder } from './order-writer.ts';
 
 /** How long a rejected order stays readable from Redis (Postgres answers after). */
@@ -28,10 +28,14 @@ if redis.call('HINCRBY', KEYS[3], order[3], -tonumber(order[4])) <= 0 then redis
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 'REJECTED'`;
 
-/** The keys the script touches for one order. */
-export function rejectionKeys(prefix: string, order: RejectedOrder): [order: string, deadlines: string, users: string] {
-  const keys = saleKeys(prefix, order.saleId);
-  return [keys.order(order.id), keys.deadlines, keys.users(order.sku)];
+/** The keys the script touches for one order: its record (named by its id), and its shard's
+ *  deadlines and users (the shard its record names); undefined when the record is gone. */
+export async function rejectionKeys(redis: RedisClient, prefix: string, order: RejectedOrder): Promise<[order: string, deadlines: string, users: string] | undefined> {
+  const orderKey = orderKeyOf(prefix, order.id);
+  const shard = orderKey === undefined ? null : await redis.hget(orderKey, 'shard');
+  if (orderKey === undefined || shard === null) return undefined;
+  const keys = shardKeys(prefix, order.saleId, order.sku, Number(shard));
+  return [orderKey, keys.deadlines, keys.users];
 }
 
 /**
@@ -41,7 +45,11 @@ export function rejectionKeys(prefix: string, order: RejectedOrder): [order: str
  */
 export async function takeOffLiveBooks(redis: RedisClient, prefix: string, rejected: readonly RejectedOrder[], logger: Logger, now = Date.now()): Promise<void> {
   const results = await Promise.allSettled(
-    rejected.map((order) => redis.eval(TAKE_OFF_LIVE_BOOKS, 3, ...rejectionKeys(prefix, order), now, REJECTED_RETENTION_MS)),
+    rejected.map(async (order) => {
+      const keys = await rejectionKeys(redis, prefix, order);
+      // No record left (expired): nothing acts on it any more, and Postgres answers for it.
+      if (keys) await redis.eval(TAKE_OFF_LIVE_BOOKS, 3, ...keys, now, REJECTED_RETENTION_MS);
+    }),
   );
   const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed.length > 0) {

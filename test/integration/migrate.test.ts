@@ -12,7 +12,7 @@ import { withDatabase } from '../../tools/databases.ts';
 
 const services = inject('services');
 let counter = 0;
-const ALL = ['0001_init.sql', '0002_limits_and_dead_letters.sql', '0005_rejected_oversell.sql'];
+const ALL = ['0001_init.sql', '0002_limits_and_dead_letters.sql', '0003_stock_shards.sql', '0005_rejected_oversell.sql'];
 const freshDatabaseUrl = () => withDatabase(services.postgresUrl, `${services.runId}_migrate_${process.pid}_${counter++}`);
 
 async function query<T extends pg.QueryResultRow>(url: string, sql: string, params: unknown[] = []): Promise<T[]> {

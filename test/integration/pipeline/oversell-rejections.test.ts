@@ -104,7 +104,7 @@ describe('oversell rejections', () => {
 
     // Redis: the rejected records say so, hold no deadline and no live quantity; stock is not given back.
     for (const order of [accepted[3]!, accepted[4]!]) {
-      const [orderKey, deadlines, users] = rejectionKeys(ctx.prefix, { ...order, id: order.orderId, saleId });
+      const [orderKey, deadlines, users] = (await rejectionKeys(redis, ctx.prefix, { ...order, id: order.orderId, saleId }))!;
       expect(await redis.hget(orderKey, 'status')).toBe('rejected_oversell');
       expect(await redis.zscore(deadlines, order.orderId)).toBeNull();
       expect(await redis.hget(users, order.userId)).toBeNull();
@@ -123,7 +123,7 @@ describe('oversell rejections', () => {
       expect([refused.statusCode, refused.json().code]).toEqual([409, 'ORDER_REJECTED']);
     }
     // Postgres is the truth even where the Redis record still says pending (its marking lost).
-    const [orderKey] = rejectionKeys(ctx.prefix, { ...accepted[3]!, id: accepted[3]!.orderId, saleId });
+    const [orderKey] = (await rejectionKeys(redis, ctx.prefix, { ...accepted[3]!, id: accepted[3]!.orderId, saleId }))!;
     await redis.hset(orderKey, 'status', 'pending_payment');
     const truth = await app.inject({ method: 'GET', url: `/v1/orders/${accepted[3]!.orderId}`, headers: { authorization: tk.shopper('r3') } });
     expect(truth.json()).toMatchObject({ status: 'rejected_oversell' });
