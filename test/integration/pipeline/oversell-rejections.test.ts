@@ -153,6 +153,35 @@ describe('oversell rejections', () => {
     expect(await sold(saleId)).toBe(3);
   });
 
+  it('when the oversold item has 4 stock shards, then each rejected order is taken off its own shard\'s books', async () => {
+    const { id: saleId } = await api.createSale([{ sku: 'k', stock: 12, perUserLimit: 1, unitPrice: 700, stockShards: 4 }]);
+    await db.query('UPDATE sale_items SET initial_stock = 3 WHERE sale_id = $1', [saleId]);
+    const accepted: Accepted[] = [];
+    for (let i = 0; i < 8; i++) {
+      const response = await app.inject({ method: 'POST', url: `/v1/sales/${saleId}/orders`, headers: { authorization: tk.shopper(`k${i}`) }, payload: { sku: 'k', quantity: 1 } });
+      expect(response.statusCode).toBe(201);
+      accepted.push(response.json<Accepted>());
+    }
+    const metrics = createMetrics();
+    await persisters.persister([saleId], { metrics }).runOnce();
+    const rows = await rowsOf(saleId);
+    const rejected = rows.filter((row) => row.status === 'rejected_oversell');
+    expect(rows).toHaveLength(8);
+    expect(rejected).toHaveLength(5);
+    expect(await sold(saleId)).toBe(3);
+    expect((await metrics.ordersRejectedOversell.get()).values[0]?.value).toBe(5);
+    const shards = new Set<string>();
+    for (const row of rejected) {
+      const [orderKey, deadlines, users] = (await rejectionKeys(redis, ctx.prefix, { ...row, saleId }))!;
+      shards.add(deadlines);
+      expect(await redis.hget(orderKey, 'status')).toBe('rejected_oversell');
+      expect(await redis.zscore(deadlines, row.id)).toBeNull();
+      expect(await redis.hget(users, row.userId)).toBeNull();
+    }
+    // The shoppers' home shards differ: the marking found each order's own.
+    expect(shards.size).toBeGreaterThan(1);
+  });
+
   it('when three writers race over the same orders beyond the stock, then each order is one row, the stock is sold exactly, and each rejection is counted once', async () => {
     const saleId = await oversoldSale('h', 40, 8);
     const t0 = Date.now();
