@@ -12,6 +12,7 @@ import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
 import type { OrderLifecycle } from '../orders/lifecycle.ts';
 import type { OrderStore } from '../orders/order-store.ts';
+import type { PaymentOutage } from '../orders/payment-outage.ts';
 import type { Reservations } from '../orders/reservations.ts';
 import type { SaleReporter } from '../sales/report.ts';
 import type { SalesService } from '../sales/sales-service.ts';
@@ -21,6 +22,7 @@ import { OverloadedError, ShuttingDownError, apiErrorBody, installErrorHandling 
 import { adminRoutes } from './routes/admin.ts';
 import { healthRoutes, type ReadinessCheck } from './routes/health.ts';
 import { orderRoutes } from './routes/orders.ts';
+import { paymentAdminRoutes } from './routes/payments-admin.ts';
 import { saleRoutes } from './routes/sales.ts';
 
 export interface AppDeps {
@@ -33,6 +35,7 @@ export interface AppDeps {
   readonly orders: OrderStore;
   readonly lifecycle: OrderLifecycle;
   readonly reporter: SaleReporter;
+  readonly paymentOutage: PaymentOutage;
 }
 
 export type App = FastifyInstance<Server, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxTypeProvider>;
@@ -139,5 +142,6 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     logger: deps.logger,
   });
   await app.register(adminRoutes, { auth, sales: deps.sales, reporter: deps.reporter });
+  await app.register(paymentAdminRoutes, { auth, outage: deps.paymentOutage });
   return app;
 }

@@ -30,6 +30,7 @@ export const API_ERRORS = {
   ORDER_EXPIRED: [409, 'The order expired before payment'],
   ORDER_CANCELLED: [409, 'The order was cancelled'],
   ORDER_ALREADY_PAID: [409, 'The order is already paid'],
+  ORDER_REJECTED: [409, 'The order could not be honoured (sold twice after a data loss); it is void and will be compensated'],
   STOCK_LIMIT_EXCEEDED: [409, "The restock would take the item past its maximum total stock (1,000,000,000 units, and stock × unitPrice ≤ 9,007,199,254,740,991)"],
   PAYLOAD_TOO_LARGE: [413, 'Request body is larger than 16 KiB'],
   URI_TOO_LONG: [414, 'A path segment is longer than 100 characters'],

@@ -6,6 +6,8 @@ import { Type } from 'typebox';
 export interface ReadinessReport {
   readonly ready: boolean;
   readonly checks: Readonly<Record<string, boolean>>;
+  /** Set while an operator's payment outage holds deadlines (no effect on readiness). */
+  readonly paymentOutage?: { readonly state: 'active' | 'ending'; readonly startedAt: string };
 }
 
 export type ReadinessCheck = () => Promise<ReadinessReport>;
@@ -13,6 +15,7 @@ export type ReadinessCheck = () => Promise<ReadinessReport>;
 const HealthBody = Type.Object({
   status: Type.Union([Type.Literal('ok'), Type.Literal('unavailable')]),
   checks: Type.Optional(Type.Record(Type.String(), Type.Boolean())),
+  paymentOutage: Type.Optional(Type.Object({ state: Type.Union([Type.Literal('active'), Type.Literal('ending')]), startedAt: Type.String() })),
 });
 
 export const healthRoutes: FastifyPluginAsync<{ readiness: ReadinessCheck }> = async (app, { readiness }) => {
@@ -22,6 +25,8 @@ export const healthRoutes: FastifyPluginAsync<{ readiness: ReadinessCheck }> = a
 
   app.get('/health/ready', { schema: { tags: ['health'], response: { 200: HealthBody, 503: HealthBody } } }, async (_request, reply) => {
     const report = await readiness();
-    return reply.code(report.ready ? 200 : 503).send({ status: report.ready ? 'ok' : 'unavailable', checks: report.checks });
+    return reply
+      .code(report.ready ? 200 : 503)
+      .send({ status: report.ready ? 'ok' : 'unavailable', checks: report.checks, ...(report.paymentOutage && { paymentOutage: report.paymentOutage }) });
   });
 };

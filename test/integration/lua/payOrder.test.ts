@@ -9,6 +9,7 @@ import type { LifecycleEvents } from '../../../src/orders/lifecycle.ts';
 import type { Order } from '../../../src/orders/order.ts';
 import { parseStreamEntries } from '../../../src/orders/outbox.ts';
 import { shardRefsOf } from '../../../src/sales/sale.ts';
+import { payOrder } from '../../../src/stock/scripts/pay-order.ts';
 import type { ReleaseOrderReply } from '../../../src/stock/scripts/release-order.ts';
 import type { TestContext } from '../../support/context.ts';
 import { luaFixture, saleItem as item } from '../../support/lua-fixtures.ts';
@@ -353,5 +354,28 @@ describe('payOrder: payment against expiry at the deadline', () => {
     // The sold-out item became available again once, if anything expired at all.
     expect(reopenings).toBe(paid === 30 ? 0 : 1);
     expect(await redis.zcard(keys.deadlines)).toBe(0);
+  });
+});
+
+describe('payOrder: payment outages and oversell rejections', () => {
+  it('when a payment outage holds deadlines, then a payment past the deadline pays the order instead of expiring it', async () => {
+    const saleId = newSaleId('outage');
+    await loadSale(saleId);
+    const order = await place(saleId, 'u-1', 2);
+    const keys = lua.shardKeys(saleId);
+    const reply = await payOrder(lua.scripts, { saleId, orderId: order.id, sku: order.sku, shard: 0 }, { userId: 'u-1', paymentRef: 'psp-late', now: DEADLINE + 5_000, outage: true });
+    expect(reply).toEqual({ code: 'PAID' });
+    expect(await redis.hmget(keys.order(order.id), 'status', 'paymentRef')).toEqual(['paid', 'psp-late']);
+    expect(await available(saleId)).toBe(8);
+  });
+
+  it('when the order was rejected by the oversell guard, then a payment is refused ORDER_REJECTED and writes nothing', async () => {
+    const saleId = newSaleId('rejected');
+    await loadSale(saleId);
+    const order = await place(saleId);
+    await redis.hset(lua.shardKeys(saleId).order(order.id), 'status', 'rejected_oversell');
+    const before = await snapshot(saleId);
+    expect(await pay(order, 'u-1', 'psp-1', NOW)).toEqual({ code: 'ORDER_REJECTED' });
+    expect(await snapshot(saleId)).toEqual(before);
   });
 });

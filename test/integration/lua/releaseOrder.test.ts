@@ -7,6 +7,7 @@ import type { LifecycleEvents, OrderLifecycle } from '../../../src/orders/lifecy
 import type { Order } from '../../../src/orders/order.ts';
 import { parseStreamEntries } from '../../../src/orders/outbox.ts';
 import type { PayOrderReply } from '../../../src/stock/scripts/pay-order.ts';
+import { releaseOrder } from '../../../src/stock/scripts/release-order.ts';
 import { luaFixture, saleItem as item } from '../../support/lua-fixtures.ts';
 
 // Near the real clock: order records expire at an absolute time derived from `now`.
@@ -387,5 +388,27 @@ describe('releaseOrder: through OrderLifecycle', () => {
 
     expect(released).toEqual([`${order.id}:cancelled`]);
     expect(await available(saleId)).toBe(10);
+  });
+});
+
+describe('releaseOrder: payment outages and oversell rejections', () => {
+  it('when a payment outage holds deadlines, then a cancel past the deadline cancels (not expires) and gives the units back once', async () => {
+    const saleId = newSaleId('outage');
+    await loadSale(saleId);
+    const order = await place(saleId, 'u-1', 2);
+    const reply = await releaseOrder(lua.scripts, { saleId, orderId: order.id, sku: order.sku, shard: 0 }, { userId: 'u-1', now: DEADLINE + 5_000, outage: true });
+    expect(reply).toEqual({ code: 'RELEASED', status: 'cancelled', reopened: false });
+    expect(await redis.hget(lua.shardKeys(saleId).order(order.id), 'status')).toBe('cancelled');
+    expect(await available(saleId)).toBe(10);
+  });
+
+  it('when the order was rejected by the oversell guard, then a cancel is refused ORDER_REJECTED and writes nothing', async () => {
+    const saleId = newSaleId('rejected');
+    await loadSale(saleId);
+    const order = await place(saleId);
+    await redis.hset(lua.shardKeys(saleId).order(order.id), 'status', 'rejected_oversell');
+    const before = await snapshot(saleId);
+    expect(await release(order, 'u-1', NOW)).toEqual({ code: 'ORDER_REJECTED' });
+    expect(await snapshot(saleId)).toEqual(before);
   });
 });
