@@ -26,6 +26,8 @@ import { AttemptWindow } from './stock/attempt-window.ts';
 import { ClosedItems } from './stock/closed-items.ts';
 import { stockEventsChannel } from './stock/keys.ts';
 import { defineScripts, ensureScriptsLoaded } from './stock/scripts/registry.ts';
+import { SaleRebuilder } from './recovery/rebuild.ts';
+import { SaleRecovery, createRecoveryMetrics } from './recovery/recovery.ts';
 
 export interface RunningService {
   readonly app: App | undefined;
@@ -124,6 +126,8 @@ export async function startService(config: Config, logger: Logger, role: Role, o
   const lifecycle = new OrderLifecycle(scripts, orders, lifecycleEvents(metrics, catalog, closedItems));
   const persistQueue = createPersistQueue(config, logger);
   const reporter = new SaleReporter(sales, pool, redis, prefix, () => persistQueue.queue);
+  // Every role watches for lost sale state and rebuilds it from Postgres (racing processes are serialised).
+  const recovery = new SaleRecovery(redis, prefix, pool, new SaleRebuilder(redis, prefix, pool, new SaleRepository(pool), logger), createRecoveryMetrics(metrics.registry), logger);
 
   let stopping = false;
   const readiness = async (): Promise<ReadinessReport> => {
@@ -133,7 +137,7 @@ export async function startService(config: Config, logger: Logger, role: Role, o
       probe(() => ensureScriptsLoaded(redis)),
     ]);
     const checks = { redis: redisOk, postgres: postgresOk, scripts: scriptsOk, accepting: !stopping };
-    return { ready: Object.values(checks).every(Boolean), checks };
+    return { ready: Object.values(checks).every(Boolean), checks, degraded: recovery.degraded() };
   };
 
   const metricsServer =
@@ -144,7 +148,7 @@ export async function startService(config: Config, logger: Logger, role: Role, o
       logger.warn({ err }, 'stock events subscription failed; sold-out marks expire on their own'),
     );
     await sales.announceKnownSales().catch((err: unknown) => logger.warn({ err }, 'could not list sales at start-up'));
-    app = await buildApp({ config, logger, metrics, readiness, sales, reservations, orders, lifecycle, reporter });
+    app = await buildApp({ config, logger, metrics, readiness, sales, reservations, orders, lifecycle, reporter, recovery });
     await app.listen({ host: config.http.host, port: config.http.port });
   }
   let persister: OutboxPersister | undefined;
@@ -166,6 +170,8 @@ export async function startService(config: Config, logger: Logger, role: Role, o
     // Stop taking new work first, then let in-flight batches finish, then close the producer.
     stopWorkers.push(() => sweeper.stop(), () => running.stop(), () => persistWorker.close());
   }
+  recovery.start();
+  stopWorkers.unshift(() => recovery.stop());
   stopWorkers.push(() => persistQueue.close());
   logger.info({ role, metricsPort: metricsServer?.port }, 'service started');
 

@@ -22,6 +22,7 @@ import { adminRoutes } from './routes/admin.ts';
 import { healthRoutes, type ReadinessCheck } from './routes/health.ts';
 import { orderRoutes } from './routes/orders.ts';
 import { saleRoutes } from './routes/sales.ts';
+import { installRecoveringAnswers, type RecoveringSales } from '../recovery/storefront.ts';
 
 export interface AppDeps {
   readonly config: Config;
@@ -33,6 +34,8 @@ export interface AppDeps {
   readonly orders: OrderStore;
   readonly lifecycle: OrderLifecycle;
   readonly reporter: SaleReporter;
+  /** Lost sales being rebuilt (src/recovery/): their storefront answers 503 SALE_RECOVERING. */
+  readonly recovery?: RecoveringSales | undefined;
 }
 
 export type App = FastifyInstance<Server, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxTypeProvider>;
@@ -70,6 +73,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   app.removeContentTypeParser('text/plain');
   installErrorHandling(app);
   decoratePrincipal(app);
+  if (deps.recovery) installRecoveringAnswers(app, deps.recovery);
 
   let closing = false;
   app.addHook('preClose', async () => {

@@ -1,0 +1,35 @@
+// The storefront's answer while a sale is rebuilt: a route about to say SALE_NOT_FOUND or
+// ITEM_NOT_FOUND for a sale Postgres has live (and an item it lists) answers 503 SALE_RECOVERING
+// with Retry-After instead, and thereby starts the rebuild if no check has yet. One hook on the
+// answer, so the routes themselves stay as they are.
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { apiErrorBody } from '../http/errors.ts';
+
+/** What the hook asks: is this "not found" the sale being rebuilt? */
+export interface RecoveringSales {
+  recovering(saleId: string, sku?: string): Promise<boolean>;
+}
+
+/** Seconds a shopper is told to wait: a rebuild takes well under a second per thousand live orders. */
+export const RECOVERING_RETRY_AFTER_SECONDS = 1;
+
+const STOREFRONT_ROUTES = new Set(['/v1/sales/:saleId', '/v1/sales/:saleId/orders']);
+const NOT_FOUND = new Set(['SALE_NOT_FOUND', 'ITEM_NOT_FOUND']);
+
+function notFoundCode(payload: unknown): string | undefined {
+  const code = (payload as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && NOT_FOUND.has(code) ? code : undefined;
+}
+
+export function installRecoveringAnswers(app: FastifyInstance, sales: RecoveringSales): void {
+  app.addHook('preSerialization', async (request: FastifyRequest, reply: FastifyReply, payload: unknown) => {
+    if (reply.statusCode !== 404 || !STOREFRONT_ROUTES.has(request.routeOptions.url ?? '')) return payload;
+    const code = notFoundCode(payload);
+    const saleId = (request.params as { saleId?: unknown }).saleId;
+    if (!code || typeof saleId !== 'string') return payload;
+    const sku = code === 'ITEM_NOT_FOUND' ? (request.body as { sku?: unknown } | undefined)?.sku : undefined;
+    if (!(await sales.recovering(saleId, typeof sku === 'string' ? sku : undefined))) return payload;
+    reply.code(503).header('retry-after', RECOVERING_RETRY_AFTER_SECONDS);
+    return apiErrorBody('SALE_RECOVERING');
+  });
+}
