@@ -27,6 +27,9 @@ import { ORDER_RETENTION_MS } from '../stock/scripts/reserve-order.ts';
 import { effectiveLiveOrders, planAnchor, planItem, shardOfOrder, type RecordedSale, type ShardPlan } from './plan.ts';
 import { damage, inspectSale, survivingShard, type SaleInRedis } from './redis-state.ts';
 
+/** A pool or one of its clients (inside the rebuild's transaction). */
+export type Queryable = Pick<Pool, 'query'>;
+
 /** The shopper index's lifetime (layout2.md: 48 h, refreshed on each add). */
 const USER_ORDERS_TTL_MS = 48 * 60 * 60 * 1000;
 
@@ -125,13 +128,7 @@ export class SaleRebuilder {
       const legacy = migrated ? layout1Keys(this.prefix, saleId, sale.items.map((item) => item.sku)) : undefined;
       const legacyOutbox = legacy ? await this.readOutbox(saleId, legacy.outbox) : [];
 
-      const { rows } = await client.query<OrderRow>(`SELECT * FROM orders WHERE sale_id = $1 AND status IN ('pending_payment', 'paid')`, [saleId]);
-      const postgresLive = rows.map(orderFromRow);
-      // Every shard's outbox (the lost ones hold nothing): orders Redis decided that Postgres does not have yet.
-      const outboxes = await Promise.all(allShards.map((ref) => this.readOutbox(saleId, shardKeys(this.prefix, ref.saleId, ref.sku, ref.shard).outbox)));
-      const waiting = latestPerOrder([...outboxes.flat(), ...legacyOutbox].map((order, index) => ({ streamId: String(index), order })));
-      const persistedFinal = await this.persistedFinal(client, waiting, new Set(postgresLive.map((order) => order.id)));
-      const live = effectiveLiveOrders(postgresLive, waiting, persistedFinal);
+      const live = await this.liveOrders(client, saleId, allShards, legacyOutbox);
       const accepted = await this.acceptedPerShard(client, sale);
       const closedAt = this.closedAt(state, sale.closedAt);
 
@@ -182,6 +179,19 @@ export class SaleRebuilder {
     }
   }
 
+  /**
+   * The sale's live orders now: Postgres's, overlaid with every order still waiting in a shard's
+   * outbox (the lost shards' hold nothing) — decided by Redis, not yet in Postgres.
+   */
+  async liveOrders(client: Queryable, saleId: string, shards: readonly ShardRef[], extra: readonly Order[] = []): Promise<Order[]> {
+    const { rows } = await client.query<OrderRow>(`SELECT * FROM orders WHERE sale_id = $1 AND status IN ('pending_payment', 'paid')`, [saleId]);
+    const postgresLive = rows.map(orderFromRow);
+    const outboxes = await Promise.all(shards.map((ref) => this.readOutbox(saleId, shardKeys(this.prefix, ref.saleId, ref.sku, ref.shard).outbox)));
+    const waiting = latestPerOrder([...outboxes.flat(), ...extra].map((order, index) => ({ streamId: String(index), order })));
+    const persistedFinal = await this.persistedFinal(client, waiting, new Set(postgresLive.map((order) => order.id)));
+    return effectiveLiveOrders(postgresLive, waiting, persistedFinal);
+  }
+
   /** The first close wins everywhere: the anchor's, else a surviving shard's, else Postgres's. */
   private closedAt(state: SaleInRedis, recorded: number | null): number | null {
     const candidates = [state.anchor?.closedAt, ...state.shards.map((shard) => shard.sale.closedAt)];
@@ -195,7 +205,7 @@ export class SaleRebuilder {
   }
 
   /** Outbox orders Postgres already holds in a final status (no entry revives them). */
-  private async persistedFinal(client: { query: Pool['query'] }, waiting: readonly Order[], live: ReadonlySet<string>): Promise<Set<string>> {
+  private async persistedFinal(client: Queryable, waiting: readonly Order[], live: ReadonlySet<string>): Promise<Set<string>> {
     const ids = waiting.filter((order) => !live.has(order.id)).map((order) => order.id);
     if (ids.length === 0) return new Set();
     const { rows } = await client.query<{ id: string }>('SELECT id::text FROM orders WHERE id = ANY($1::uuid[])', [ids]);
@@ -203,7 +213,7 @@ export class SaleRebuilder {
   }
 
   /** Orders ever accepted per item and shard (by the tag their id carries; older ids count on their home shard's item at K = 1). */
-  private async acceptedPerShard(client: { query: Pool['query'] }, sale: RecordedSale): Promise<Map<string, Map<number, number>>> {
+  private async acceptedPerShard(client: Queryable, sale: RecordedSale): Promise<Map<string, Map<number, number>>> {
     const { rows } = await client.query<{ sku: string; tag: string; n: string }>(
       'SELECT sku, right(id::text, 8) AS tag, count(*) AS n FROM orders WHERE sale_id = $1 GROUP BY 1, 2',
       [sale.id],

@@ -42,12 +42,22 @@ export interface RecoveryOptions {
   readonly loadingGraceMs?: number;
 }
 
-interface LiveSale {
+export interface LiveSale {
   readonly id: string;
   readonly createdAt: number;
 }
 
 const LIVE_CACHE_MS = 1_000;
+
+/** Sales not past their payment windows (not closed or ended a payment window ago or more): the ones Redis must hold. */
+export async function liveSales(pool: Pool, now = Date.now()): Promise<LiveSale[]> {
+  const { rows } = await pool.query<{ id: string; created_at: Date }>(
+    `SELECT id, created_at FROM sales
+     WHERE COALESCE(closed_at, ends_at) + payment_window_seconds * interval '1 second' > $1 ORDER BY id`,
+    [new Date(now)],
+  );
+  return rows.map((row) => ({ id: row.id, createdAt: row.created_at.getTime() }));
+}
 
 export class SaleRecovery {
   private readonly lost = new Map<string, { since: number }>();
@@ -187,15 +197,10 @@ export class SaleRecovery {
     return shape;
   }
 
-  /** Sales not past their payment windows (closed or ended less than a payment window ago), cached a second. */
+  /** Live sales (liveSales), cached a second. */
   private async liveSales(now: number, fresh: boolean): Promise<Map<string, LiveSale>> {
     if (this.live && !fresh && this.live.until > now) return this.live.sales;
-    const { rows } = await this.pool.query<{ id: string; created_at: Date }>(
-      `SELECT id, created_at FROM sales
-       WHERE COALESCE(closed_at, ends_at) + payment_window_seconds * interval '1 second' > $1`,
-      [new Date(now)],
-    );
-    const sales = new Map(rows.map((row) => [row.id, { id: row.id, createdAt: row.created_at.getTime() }]));
+    const sales = new Map((await liveSales(this.pool, now)).map((sale) => [sale.id, sale]));
     for (const saleId of this.shapes.keys()) if (!sales.has(saleId)) this.shapes.delete(saleId);
     this.live = { sales, until: now + LIVE_CACHE_MS };
     return sales;
