@@ -125,16 +125,17 @@ export class SaleRecovery {
    * too, so the first shopper to notice starts it.
    */
   async recovering(saleId: string, sku?: string, now = Date.now()): Promise<boolean> {
-    if (this.lost.has(saleId)) {
+    const lost = this.lost.has(saleId);
+    const sale = lost ? undefined : (await this.liveSales(now, false)).get(saleId);
+    if (!lost && !sale) return false;
+    const shape = await this.shape(saleId);
+    if (!shape || (sku !== undefined && !shape.items.some((item) => item.sku === sku))) return false;
+    if (lost) {
       void this.kick(saleId);
       return true;
     }
-    const sale = (await this.liveSales(now, false)).get(saleId);
-    if (!sale) return false;
-    const shape = await this.shape(saleId);
-    if (!shape || (sku !== undefined && !shape.items.some((item) => item.sku === sku))) return false;
     // Still being created (Postgres first, then Redis): briefly unavailable, not lost.
-    if (now - sale.createdAt < this.loadingGraceMs) return true;
+    if (sale && now - sale.createdAt < this.loadingGraceMs) return true;
     if (await this.check(saleId, now)) void this.kick(saleId);
     // Found whole now: a rebuild finished between the route's read and this one; a retry succeeds.
     return true;
