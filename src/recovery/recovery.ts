@@ -79,7 +79,7 @@ export class SaleRecovery {
     options: RecoveryOptions = {},
   ) {
     this.intervalMs = options.intervalMs ?? 1_000;
-    this.loadingGraceMs = options.loadingGraceMs ?? 10_000;
+    this.loadingGraceMs = options.loadingGraceMs ?? 2_000;
   }
 
   start(): void {
