@@ -168,7 +168,8 @@ export function planItem(input: PlanInput): ShardPlan[] {
       outPending: 0,
     };
     if (delistedAt !== '') itemHash.delistedAt = delistedAt;
-    if (available === 0) itemHash.soldOutAt = now;
+    // As loading marks it: the item sold out when nothing is left of it at all.
+    if (remaining === 0) itemHash.soldOutAt = now;
     if (k === 0) {
       itemHash.total = item.total;
       if (item.lowStock && 'units' in item.lowStock) itemHash.lowUnits = item.lowStock.units;

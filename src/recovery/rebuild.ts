@@ -22,7 +22,7 @@ import { orderFromRow, type OrderRow } from '../orders/repository.ts';
 import type { RedisClient } from '../redis/connection.ts';
 import type { SaleRepository } from '../sales/repository.ts';
 import { stockShardsOf } from '../sales/sale.ts';
-import { anchorKey, encodeKeyPart, shardKeys, tagHex, userOrdersKey, type ShardRef } from '../stock/keys.ts';
+import { anchorKey, encodeKeyPart, shardKeys, stockEventsChannel, tagHex, userOrdersKey, type ShardRef } from '../stock/keys.ts';
 import { ORDER_RETENTION_MS } from '../stock/scripts/reserve-order.ts';
 import { effectiveLiveOrders, planAnchor, planItem, shardOfOrder, type RecordedSale, type ShardPlan } from './plan.ts';
 import { damage, inspectSale, survivingShard, type SaleInRedis } from './redis-state.ts';
@@ -162,6 +162,8 @@ export class SaleRebuilder {
       await this.writeShopperIndex(plans.flatMap((plan) => plan.live));
       if (writeAnchor || plans.length > 0) await this.writeAnchor(saleId, planAnchor(sale, closedAt), legacy ? [legacy.outbox, ...legacy.others] : []);
       await client.query('COMMIT');
+      // Sold-out marks API processes took while the sale was missing (or before) are forgotten.
+      await Promise.all(sale.items.map((item) => this.redis.publish(stockEventsChannel(this.prefix), JSON.stringify({ saleId, sku: item.sku }))));
       return {
         kind: 'rebuilt',
         shards: plans.length,
