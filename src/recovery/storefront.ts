@@ -27,7 +27,8 @@ export function installRecoveringAnswers(app: FastifyInstance, sales: Recovering
     const code = notFoundCode(payload);
     const saleId = (request.params as { saleId?: unknown }).saleId;
     if (!code || typeof saleId !== 'string') return payload;
-    const sku = code === 'ITEM_NOT_FOUND' ? (request.body as { sku?: unknown } | undefined)?.sku : undefined;
+    // An order attempt names its SKU: one the sale never had stays a 404 even while the sale is rebuilt.
+    const sku = (request.body as { sku?: unknown } | undefined)?.sku;
     if (!(await sales.recovering(saleId, typeof sku === 'string' ? sku : undefined))) return payload;
     reply.code(503).header('retry-after', RECOVERING_RETRY_AFTER_SECONDS);
     return apiErrorBody('SALE_RECOVERING');
