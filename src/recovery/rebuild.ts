@@ -124,6 +124,9 @@ export class SaleRebuilder {
         await client.query('COMMIT');
         return { kind: 'intact' };
       }
+      // A forced rebuild (reconcile --fix) fences the sale first: with no shard `sale` hash, reserves
+      // are refused (503 SALE_RECOVERING) while the record is read and the shards rewritten.
+      if (options.force) await Promise.all(allShards.map((ref) => this.redis.del(shardKeys(this.prefix, ref.saleId, ref.sku, ref.shard).sale)));
       const migrated = state.anchor !== undefined && !state.layout2;
       const legacy = migrated ? layout1Keys(this.prefix, saleId, sale.items.map((item) => item.sku)) : undefined;
       const legacyOutbox = legacy ? await this.readOutbox(saleId, legacy.outbox) : [];
