@@ -163,14 +163,14 @@ export class SaleRebuilder {
       }
       for (const plan of plans) await this.writeShard(plan, moved.get(shardId(plan.ref)) ?? [], now);
       await this.writeShopperIndex(plans.flatMap((plan) => plan.live));
-      if (writeAnchor || plans.length > 0) await this.writeAnchor(saleId, planAnchor(sale, closedAt), legacy ? [legacy.outbox, ...legacy.others] : []);
+      if (writeAnchor) await this.writeAnchor(saleId, planAnchor(sale, closedAt), legacy ? [legacy.outbox, ...legacy.others] : []);
       await client.query('COMMIT');
       // Sold-out marks API processes took while the sale was missing (or before) are forgotten.
       await Promise.all(sale.items.map((item) => this.redis.publish(stockEventsChannel(this.prefix), JSON.stringify({ saleId, sku: item.sku }))));
       return {
         kind: 'rebuilt',
         shards: plans.length,
-        anchor: true,
+        anchor: writeAnchor,
         liveOrders: plans.reduce((sum, plan) => sum + plan.live.length, 0),
         pendingOrders: plans.reduce((sum, plan) => sum + plan.pending.length, 0),
         migrated,
