@@ -65,6 +65,11 @@ function layout1Keys(prefix: string, saleId: string, skus: readonly string[]): {
   };
 }
 
+/** The advisory lock a rebuild of the sale holds (pg_advisory_xact_lock(hashtextextended(name, 0))). */
+export function rebuildLockName(prefix: string, saleId: string): string {
+  return `flashsale:rebuild:${prefix}:${saleId}`;
+}
+
 function shardId(ref: ShardRef): string {
   return `${ref.sku}\u0000${ref.shard}`;
 }
@@ -107,7 +112,7 @@ export class SaleRebuilder {
     try {
       await client.query('BEGIN');
       // One rebuilder per (namespace, sale) at a time, across every process.
-      await client.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`flashsale:rebuild:${this.prefix}:${saleId}`]);
+      await client.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [rebuildLockName(this.prefix, saleId)]);
       // Order batches of this sale being written now are committed before we read; later ones wait for us.
       await client.query('SELECT 1 FROM sale_items WHERE sale_id = $1 FOR SHARE', [saleId]);
       const sale = await this.recorded(saleId);

@@ -9,7 +9,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deleteServiceKeys } from '../../../tools/redis-keys.ts';
 import type { OrderJson, SaleJson } from '../../support/api-json.ts';
 import { testApi, type OpenApi } from '../../support/api.ts';
-import type pg from 'pg';
+import pg from 'pg';
+import { rebuildLockName } from '../../../src/recovery/rebuild.ts';
+
 
 const api = testApi({ role: 'all', db: true });
 let opened: OpenApi<pg.Client>;
@@ -141,5 +143,40 @@ describe('Redis state lost mid-sale', () => {
       [saleId],
     );
     for (const row of guard) expect(row.sold).toBe(Number(row.live));
+  });
+
+  it('while the rebuild waits (another process holds the sale), readiness says degraded, the gauge counts it and the storefront answers 503', async () => {
+    const { app, ctx, service } = opened;
+    const body = await api.createSale([{ sku: 'phone', stock: 5 }]);
+    await sleep(2_100);
+    const locker = new pg.Client({ connectionString: ctx.databaseUrl });
+    await locker.connect();
+    const lock = rebuildLockName(ctx.prefix, body.id);
+    await locker.query('SELECT pg_advisory_lock(hashtextextended($1, 0))', [lock]);
+    try {
+      await deleteServiceKeys(ctx.redisUrl, ctx.prefix);
+      const refused = await app.inject({ method: 'GET', url: `/v1/sales/${body.id}` });
+      expect(refused.statusCode).toBe(503);
+      expect(refused.json()).toMatchObject({ code: 'SALE_RECOVERING' });
+      expect(refused.headers['retry-after']).toBe('1');
+      const ready = await app.inject({ method: 'GET', url: '/health/ready' });
+      expect(ready.statusCode).toBe(200);
+      expect(ready.json()).toMatchObject({ status: 'degraded', degraded: [expect.objectContaining({ saleId: body.id })] });
+      expect(await service.metrics.registry.getSingleMetricAsString('flashsale_sales_recovering')).toMatch(/flashsale_sales_recovering [1-9]/);
+    } finally {
+      await locker.query('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [lock]);
+      await locker.end();
+    }
+    const view = await until(
+      async () => {
+        const response = await app.inject({ method: 'GET', url: `/v1/sales/${body.id}` });
+        return response.statusCode === 200 ? response.json<SaleJson>() : undefined;
+      },
+      10_000,
+      'the sale to come back',
+    );
+    expect(view.items[0]!.available).toBe(5);
+    expect((await app.inject({ method: 'GET', url: '/health/ready' })).json()).toMatchObject({ status: 'ok' });
+    expect(await service.metrics.registry.getSingleMetricAsString('flashsale_sale_rebuilds_total')).toMatch(/outcome="rebuilt"} [1-9]/);
   });
 });
