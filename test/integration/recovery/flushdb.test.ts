@@ -8,7 +8,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deleteServiceKeys } from '../../../tools/redis-keys.ts';
 import type { OrderJson, SaleJson } from '../../support/api-json.ts';
-import { testApi, type OpenApi } from '../../support/api.ts';
+import { testApi, type OpenApi, type SaleItemInput } from '../../support/api.ts';
+import { anchorKey } from '../../../src/stock/keys.ts';
 import pg from 'pg';
 import { rebuildLockName } from '../../../src/recovery/rebuild.ts';
 
@@ -42,7 +43,7 @@ describe('Redis state lost mid-sale', () => {
     const body = await api.createSale(
       [
         { sku: 'phone', stock: 20, perUserLimit: 2 },
-        { sku: 'tv', stock: 12, perUserLimit: 2, stockShards: 4 } as never,
+        { sku: 'tv', stock: 12, perUserLimit: 2, stockShards: 4 } as SaleItemInput,
       ],
       { paymentWindowSeconds: PAY_WINDOW_S },
     );
@@ -96,10 +97,13 @@ describe('Redis state lost mid-sale', () => {
       'the sale to come back',
     );
     const recoveredMs = Date.now() - lostAt;
+    console.info(`redis loss: sale back ${recoveredMs} ms after the flush; ${answers.length} answer(s) meanwhile, all 503 SALE_RECOVERING`);
     expect(answers.length).toBeGreaterThan(0);
     for (const answer of answers) expect(answer).toEqual({ status: 503, code: 'SALE_RECOVERING', retryAfter: '1' });
     expect(recoveredMs).toBeLessThan(5_000);
 
+    // tv was rebuilt on its four shards.
+    expect(await opened.redis.hget(anchorKey(ctx.prefix, saleId), `shards:tv`)).toBe('4');
     // The right stock: phone 20 − (2 + 1 + 1) live, the cancelled unit back; tv 12 − 10.
     const available = Object.fromEntries(view.items.map((item) => [item.sku, item.available]));
     expect(available).toEqual({ phone: 16, tv: 2 });
