@@ -115,7 +115,10 @@ export class SaleRecovery {
       .map(async (sale) => {
         if (await this.check(sale.id, now)) await this.kick(sale.id);
       });
-    await Promise.all(checks);
+    // One sale that cannot be read (a key of the wrong type, say) must not hide the others.
+    for (const result of await Promise.allSettled(checks)) {
+      if (result.status === 'rejected') this.logger.warn({ err: result.reason as unknown }, 'checking a sale for lost Redis state failed');
+    }
     this.metrics.recovering.set(this.lost.size);
   }
 

@@ -29,7 +29,12 @@ export function installRecoveringAnswers(app: FastifyInstance, sales: Recovering
     if (!code || typeof saleId !== 'string') return payload;
     // An order attempt names its SKU: one the sale never had stays a 404 even while the sale is rebuilt.
     const sku = (request.body as { sku?: unknown } | undefined)?.sku;
-    if (!(await sales.recovering(saleId, typeof sku === 'string' ? sku : undefined))) return payload;
+    // Should the check itself fail (Redis or Postgres away), the route's own answer stands.
+    const recovering = await sales.recovering(saleId, typeof sku === 'string' ? sku : undefined).catch((err: unknown) => {
+      request.log.warn({ err, saleId }, 'could not tell whether the sale is being rebuilt');
+      return false;
+    });
+    if (!recovering) return payload;
     reply.code(503).header('retry-after', RECOVERING_RETRY_AFTER_SECONDS);
     return apiErrorBody('SALE_RECOVERING');
   });
