@@ -4,7 +4,7 @@
 //
 // Safe when processes race: a rebuild runs under a Postgres advisory lock per (namespace, sale)
 // and looks at Redis again once it holds it, so the second of two racing rebuilds finds the sale
-// whole and writes nothing. Each lost shard is written in one MULTI (its keys share a slot) whose
+// whole and writes nothing. Each lost shard is written by one script (its keys share a slot) whose
 // last command creates the shard's `sale` hash, and the anchor is written after every shard: a
 // reserve finds either nothing (SALE_NOT_FOUND, answered 503 SALE_RECOVERING) or the whole shard.
 //
@@ -23,9 +23,9 @@ import type { RedisClient } from '../redis/connection.ts';
 import type { SaleRepository } from '../sales/repository.ts';
 import { stockShardsOf } from '../sales/sale.ts';
 import { anchorKey, encodeKeyPart, shardKeys, stockEventsChannel, tagHex, userOrdersKey, type ShardRef } from '../stock/keys.ts';
-import { ORDER_RETENTION_MS } from '../stock/scripts/reserve-order.ts';
 import { effectiveLiveOrders, planAnchor, planItem, shardOfOrder, type RecordedSale, type ShardPlan } from './plan.ts';
 import { damage, inspectSale, survivingShard, type SaleInRedis } from './redis-state.ts';
+import { writeShard } from './write-shard.ts';
 
 /** A pool or one of its clients (inside the rebuild's transaction). */
 export type Queryable = Pick<Pool, 'query'>;
@@ -166,10 +166,15 @@ export class SaleRebuilder {
         const id = shardId({ saleId, sku: order.sku, shard: shardOfOrder(order, item.shards), shards: item.shards });
         moved.set(id, [...(moved.get(id) ?? []), order]);
       }
-      for (const plan of plans) await this.writeShard(plan, moved.get(shardId(plan.ref)) ?? [], now);
-      await this.writeShopperIndex(plans.flatMap((plan) => plan.live));
+      for (const plan of plans) await this.writeShard(plan, moved.get(shardId(plan.ref)) ?? []);
       if (writeAnchor) await this.writeAnchor(saleId, planAnchor(sale, closedAt), legacy ? [legacy.outbox, ...legacy.others] : []);
       await client.query('COMMIT');
+      // The sale serves again from here: that is the time its storefront was refused for.
+      const ms = Date.now() - started;
+      // The shoppers' index is no part of the sale's state (idempotent, best effort): written after.
+      await this.writeShopperIndex(plans.flatMap((plan) => plan.live)).catch((err: unknown) =>
+        this.logger.warn({ err, saleId }, 'could not restore the shoppers\' order index of a rebuilt sale; their lists fall back to Postgres'),
+      );
       // Sold-out marks API processes took while the sale was missing (or before) are forgotten.
       await Promise.all(sale.items.map((item) => this.redis.publish(stockEventsChannel(this.prefix), JSON.stringify({ saleId, sku: item.sku }))));
       return {
@@ -179,7 +184,7 @@ export class SaleRebuilder {
         liveOrders: plans.reduce((sum, plan) => sum + plan.live.length, 0),
         pendingOrders: plans.reduce((sum, plan) => sum + plan.pending.length, 0),
         migrated,
-        ms: Date.now() - started,
+        ms,
       };
     } catch (error) {
       await client.query('ROLLBACK').catch(() => {});
@@ -241,44 +246,29 @@ export class SaleRebuilder {
     return counts;
   }
 
-  /** One MULTI per shard (one slot): stock, allowances, records, deadlines, keys, then the `sale` hash last. */
-  private async writeShard(plan: ShardPlan, moved: readonly Order[], now: number): Promise<void> {
+  /** One script per shard (writeShard), then the outbox's consumer group. */
+  private async writeShard(plan: ShardPlan, moved: readonly Order[]): Promise<void> {
     const { ref } = plan;
-    const keys = shardKeys(this.prefix, ref.saleId, ref.sku, ref.shard);
-    const multi = this.redis.multi();
-    multi.del(keys.sale, keys.item, keys.users, keys.deadlines);
-    multi.hset(keys.item, plan.item);
-    if (plan.users.size > 0) multi.hset(keys.users, Object.fromEntries(plan.users));
-    for (const order of plan.pending) {
-      const key = keys.order(order.id);
-      multi.del(key);
-      multi.hset(key, orderRecord(order, ref.shard));
-      multi.pexpireat(key, order.expiresAt + ORDER_RETENTION_MS);
-      multi.zadd(keys.deadlines, order.expiresAt, order.id);
-    }
-    for (const { userId, key, value, ttlSeconds } of plan.idempotency) multi.set(keys.idempotency(userId, key), value, 'EX', ttlSeconds);
-    for (const order of moved) multi.xadd(keys.outbox, '*', ...Object.entries(orderRecord(order, ref.shard)).flat().map(String));
-    multi.hset(keys.sale, plan.sale);
-    const results = await multi.exec();
-    const failed = results?.find(([error]) => error);
-    if (!results || failed) throw new Error(`rebuilding shard ${ref.sku}/${ref.shard} of sale ${ref.saleId} failed: ${String(failed?.[0] ?? 'aborted')}`);
+    await writeShard(this.redis, this.prefix, plan, moved);
     // The persister reads each shard's outbox through its group; it makes it when missing, and so do we.
-    await this.redis.xgroup('CREATE', keys.outbox, OUTBOX_GROUP, '0', 'MKSTREAM').catch((error: unknown) => {
+    await this.redis.xgroup('CREATE', shardKeys(this.prefix, ref.saleId, ref.sku, ref.shard).outbox, OUTBOX_GROUP, '0', 'MKSTREAM').catch((error: unknown) => {
       if (!String((error as Error).message).includes('BUSYGROUP')) throw error;
     });
-    this.logger.debug({ saleId: ref.saleId, sku: ref.sku, shard: ref.shard, available: plan.item.available, now }, 'shard rebuilt');
   }
 
   /** The shoppers' index of recent orders (each in the shopper's own slot), so GET /v1/users/me/orders still lists them. */
   private async writeShopperIndex(orders: readonly Order[]): Promise<void> {
+    const byUser = new Map<string, (string | number)[]>();
+    for (const order of orders) byUser.set(order.userId, [...(byUser.get(order.userId) ?? []), order.createdAt, order.id]);
     await Promise.all(
-      orders.map(async (order) => {
-        const key = userOrdersKey(this.prefix, order.userId);
-        await this.redis.zadd(key, order.createdAt, order.id);
+      [...byUser].map(async ([userId, members]) => {
+        const key = userOrdersKey(this.prefix, userId);
+        await this.redis.zadd(key, ...members);
         await this.redis.pexpire(key, USER_ORDERS_TTL_MS);
       }),
     );
   }
+
 
   /** The anchor, last: from now on the sale counts as loaded. A migrated sale's layout-1 keys go with it (same slot). */
   private async writeAnchor(saleId: string, anchor: Record<string, string | number>, legacy: readonly string[]): Promise<void> {
@@ -291,27 +281,3 @@ export class SaleRebuilder {
     if (!results || failed) throw new Error(`writing the anchor of sale ${saleId} failed: ${String(failed?.[0] ?? 'aborted')}`);
   }
 }
-
-/** The order hash as reserveOrder writes it (layout2.md), optional fields only when set. */
-function orderRecord(order: Order, shard: number): Record<string, string | number> {
-  const record: Record<string, string | number> = {
-    id: order.id,
-    saleId: order.saleId,
-    sku: order.sku,
-    shard,
-    userId: order.userId,
-    quantity: order.quantity,
-    unitPrice: order.unitPrice,
-    amount: order.amount,
-    status: order.status,
-    createdAt: order.createdAt,
-    expiresAt: order.expiresAt,
-    idempotencyKey: order.idempotencyKey ?? '',
-  };
-  if (order.paidAt !== undefined) record.paidAt = order.paidAt;
-  if (order.paymentRef !== undefined) record.paymentRef = order.paymentRef;
-  if (order.cancelledAt !== undefined) record.cancelledAt = order.cancelledAt;
-  if (order.expiredAt !== undefined) record.expiredAt = order.expiredAt;
-  return record;
-}
-

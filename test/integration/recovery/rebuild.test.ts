@@ -108,6 +108,22 @@ describe('a sale lost whole', () => {
   });
 });
 
+describe('a large sale', () => {
+  it('is written whole: thousands of shoppers, pending orders and keys (more than one chunk of each)', async () => {
+    const sale = saleDefinition([{ sku: 'phone', stock: 10_000, perUserLimit: 2 }]);
+    const shoppers = Array.from({ length: 2_500 }, (_, i) => ({ sku: 'phone', userId: `s${i}`, quantity: 1 + (i % 2), idempotencyKey: `key-${i}` }));
+    await fx.record(sale, shoppers);
+    const outcome = await fx.rebuilder.rebuild(sale.id);
+    expect(outcome).toMatchObject({ kind: 'rebuilt', liveOrders: 2_500, pendingOrders: 2_500 });
+    const phone = shardOf(redis, ctx.prefix, sale.id, 'phone');
+    expect(await phone.item()).toMatchObject({ available: String(10_000 - 3_750) });
+    expect(await redis.hlen(phone.keys.users)).toBe(2_500);
+    expect(await redis.hget(phone.keys.users, 's2499')).toBe('2');
+    expect(await redis.zcard(phone.keys.deadlines)).toBe(2_500);
+    expect(await redis.exists(phone.keys.idempotency('s1234', 'key-1234'))).toBe(1);
+  });
+});
+
 describe('a sale lost in part', () => {
   it('rewrites only the missing shard, counting the orders its surviving outbox still holds', async () => {
     const { sale } = await midRush();
