@@ -48,6 +48,7 @@ export interface LiveSale {
 }
 
 const LIVE_CACHE_MS = 1_000;
+const FAILURE_LOG_EVERY_MS = 30_000;
 
 /** Sales not past their payment windows (not closed or ended a payment window ago or more): the ones Redis must hold. */
 export async function liveSales(pool: Pool, now = Date.now()): Promise<LiveSale[]> {
@@ -65,6 +66,7 @@ export class SaleRecovery {
   private readonly shapes = new Map<string, SaleShape>();
   private live: { sales: Map<string, LiveSale>; until: number } | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private lastFailureLogAt = 0;
   private ticking: Promise<void> | undefined;
   private readonly intervalMs: number;
   private readonly loadingGraceMs: number;
@@ -87,7 +89,12 @@ export class SaleRecovery {
     this.timer = setInterval(() => {
       if (this.ticking) return;
       this.ticking = this.tick()
-        .catch((err: unknown) => this.logger.warn({ err }, 'checking sales for lost Redis state failed; retrying'))
+        .catch((err: unknown) => {
+          // Redis or Postgres away: said once per outage-ish, not every second (readiness says the rest).
+          if (Date.now() - this.lastFailureLogAt < FAILURE_LOG_EVERY_MS) return;
+          this.lastFailureLogAt = Date.now();
+          this.logger.warn({ err }, 'checking sales for lost Redis state failed; retrying every check');
+        })
         .finally(() => (this.ticking = undefined));
     }, this.intervalMs);
     this.timer.unref();
