@@ -29,7 +29,7 @@ import { Reservations } from '../src/orders/reservations.ts';
 import { SaleCatalog } from '../src/sales/catalog.ts';
 import { SaleRepository } from '../src/sales/repository.ts';
 import { SalesService } from '../src/sales/sales-service.ts';
-import { saleKeys } from '../src/stock/keys.ts';
+import { shardKeys } from '../src/stock/keys.ts';
 import { defineScripts } from '../src/stock/scripts/registry.ts';
 import { dropDatabase, withDatabase } from '../tools/databases.ts';
 import { expiryLag, type StockSample } from '../tools/expiry-lag.ts';
@@ -166,7 +166,7 @@ export async function runExpiryStorm(options: ExpiryStormOptions): Promise<Expir
     const cpuBefore = cpuMicros(worker);
     const baseline = await footprint(redis, prefix);
 
-    const itemKey = saleKeys(prefix, saleId).item('hot');
+    const itemKey = shardKeys(prefix, saleId, 'hot', 0).item;
     const reservations = new Reservations(scripts);
     const deadlines: number[] = [];
     const samples: StockSample[] = [];

@@ -2,6 +2,11 @@
 // the API accepts orders, on a private Redis and Postgres so that their CPU is ours alone.
 //
 //   npx tsx bench/pipeline.ts [--seconds 5] [--connections 64] [--runs 1] [--cpu-prof]
+//   npx tsx bench/pipeline.ts --partitions 1,3 [--runs 3] [--orders 60000] [--streams 12] [--cluster]
+//
+// --partitions: persistence alone, P partitions and P worker processes per run, the counts
+// alternated run by run (bench/persist-partitions.ts). --cluster: on a 3-master Redis Cluster
+// (tools/redis-cluster.ts) instead of one Redis.
 //
 // Each run has two phases on the same servers:
 // - drain: an API-only process takes a rush over real HTTP (autocannon) with no worker running, so
@@ -27,9 +32,12 @@ import { withDatabase } from '../tools/databases.ts';
 import { findFreePort } from '../tools/free-port.ts';
 import { startLocalPostgres, startLocalRedis, type LocalServer } from '../tools/local-servers.ts';
 import { REPO_ROOT, spawnTs, waitForHttp, type Child } from '../tools/processes.ts';
-import { scanPages } from '../tools/redis-keys.ts';
+import { scanPages, servicePatterns } from '../tools/redis-keys.ts';
+import { shardKeys } from '../src/stock/keys.ts';
 import { saleBody } from '../tools/sale-body.ts';
+import { startRedisCluster } from '../tools/redis-cluster.ts';
 import { tokens as tokenMinter } from '../tools/tokens.ts';
+import { benchPartitions } from './persist-partitions.ts';
 
 const { values } = parseArgs({
   options: {
@@ -37,6 +45,10 @@ const { values } = parseArgs({
     connections: { type: 'string', default: '64' },
     runs: { type: 'string', default: '1' },
     'cpu-prof': { type: 'boolean', default: false },
+    partitions: { type: 'string' },
+    orders: { type: 'string', default: '60000' },
+    streams: { type: 'string', default: '12' },
+    cluster: { type: 'boolean', default: false },
   },
 });
 const SECONDS = Number(values.seconds);
@@ -136,7 +148,7 @@ async function countRows(db: pg.Client, saleId: string): Promise<number> {
 /** MEMORY USAGE of every key of the service's namespaces, summed by kind (the part after the sale's tag). */
 async function bytesByKind(redis: Redis, prefix: string, orders: number): Promise<string> {
   const kinds = new Map<string, number>();
-  for (const pattern of [`${prefix}:*`, `{${prefix}:bull}:*`]) {
+  for (const pattern of servicePatterns(prefix)) {
     for await (const keys of scanPages(redis, pattern)) {
       const pipeline = redis.pipeline();
       for (const key of keys) pipeline.memory('USAGE', key, 'SAMPLES', 0);
@@ -150,10 +162,23 @@ async function bytesByKind(redis: Redis, prefix: string, orders: number): Promis
   return [...kinds].sort((a, b) => b[1] - a[1]).map(([kind, bytes]) => `${kind} ${(bytes / orders).toFixed(0)}`).join(', ');
 }
 
+// The bench's sale has one item, 'hot', of one stock shard.
+const hotShard = (prefix: string, saleId: string) => shardKeys(prefix, saleId, 'hot', 0);
+
+async function acceptedIn(redis: Redis, prefix: string, saleId: string): Promise<number> {
+  return Number((await redis.hget(hotShard(prefix, saleId).sale, 'ordersAccepted')) ?? 0);
+}
+
+async function outboxLengthOf(redis: Redis, prefix: string, saleId: string): Promise<number> {
+  return redis.xlen(hotShard(prefix, saleId).outbox);
+}
+
 /** Bytes the order records and the deadline set hold: what expires or leaves once orders are final. */
 async function recordBytes(redis: Redis, prefix: string, saleId: string): Promise<number> {
-  let bytes = Number(await redis.memory('USAGE', `${prefix}:{${saleId}}:deadlines`, 'SAMPLES', 0));
-  for await (const keys of scanPages(redis, `${prefix}:{${saleId}}:order:*`)) {
+  const shard = hotShard(prefix, saleId);
+  let bytes = Number((await redis.memory('USAGE', shard.deadlines, 'SAMPLES', 0)) ?? 0);
+  // Order records: `…:order:<id>` under the shard's tag.
+  for await (const keys of scanPages(redis, `${shard.order('')}*`)) {
     const pipeline = redis.pipeline();
     for (const key of keys) pipeline.memory('USAGE', key, 'SAMPLES', 0);
     for (const [, value] of (await pipeline.exec()) ?? []) bytes += Number(value);
@@ -211,7 +236,7 @@ async function run(servers: Servers, index: number): Promise<RunResult> {
     const requests = await rush(base, drainSale);
     // Requests still in flight when the rush ends may yet be accepted: count once the API is gone.
     await api.stop();
-    const accepted = Number((await redis.hget(`${prefix}:{${drainSale}}:sale`, 'ordersAccepted')) ?? 0);
+    const accepted = await acceptedIn(redis, prefix, drainSale);
     const bytesPending = ((await usedMemory(redis)) - memoryBefore) / accepted;
     console.log(`drain: Redis bytes per order by key kind while pending: ${await bytesByKind(redis, prefix, accepted)}`);
 
@@ -236,7 +261,7 @@ async function run(servers: Servers, index: number): Promise<RunResult> {
     };
     // Let the outbox acknowledgements and queue bookkeeping settle before measuring what is left.
     await new Promise((resolve) => setTimeout(resolve, 1_000));
-    const outboxLength = await redis.xlen(`${prefix}:{${drainSale}}:outbox`);
+    const outboxLength = await outboxLengthOf(redis, prefix, drainSale);
     if (outboxLength !== 0) throw new Error(`outbox still holds ${outboxLength} entries`);
     const memoryAfterPersist = await usedMemory(redis);
     const bytesAfterPersist = (memoryAfterPersist - memoryBefore) / accepted;
@@ -258,7 +283,7 @@ async function run(servers: Servers, index: number): Promise<RunResult> {
     const rushEnded = Date.now();
     // Requests in flight at the end are answered within milliseconds; count after them.
     await new Promise((resolve) => setTimeout(resolve, 100));
-    const liveAccepted = Number((await redis.hget(`${prefix}:{${liveSale}}:sale`, 'ordersAccepted')) ?? 0);
+    const liveAccepted = await acceptedIn(redis, prefix, liveSale);
     while ((await countRows(db, liveSale)) < liveAccepted && Date.now() < deadline + 60_000) await new Promise((resolve) => setTimeout(resolve, 10));
     const liveLagMs = Date.now() - rushEnded;
     const liveCpu = {
@@ -284,6 +309,30 @@ async function run(servers: Servers, index: number): Promise<RunResult> {
     await db.end();
     redis.disconnect();
   }
+}
+
+if (values.partitions !== undefined) {
+  const postgres = await startLocalPostgres();
+  const single = values.cluster ? undefined : await startLocalRedis();
+  const cluster = values.cluster ? await startRedisCluster({ masters: 3, replicasPerMaster: 0 }) : undefined;
+  try {
+    await benchPartitions({
+      redisUrl: single?.url ?? `redis://${cluster!.masters()[0]!.address}`,
+      clusterNodes: cluster?.seedNodes,
+      redisPids: single ? [single.pid] : cluster!.nodes.map((node) => node.pid),
+      postgresUrl: postgres.url,
+      postgresPid: postgres.pid,
+      partitionCounts: values.partitions.split(',').map(Number),
+      reps: RUNS,
+      orders: Number(values.orders),
+      streams: Number(values.streams),
+      env: { NODE_ENV: 'production', LOG_LEVEL: 'warn', JWT_SECRET: SECRET },
+      logDir: LOG_DIR,
+    });
+  } finally {
+    await Promise.all([single?.stop(), cluster?.stop(), postgres.stop()]);
+  }
+  process.exit(0);
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;

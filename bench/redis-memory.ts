@@ -13,12 +13,16 @@ export interface MemoryFootprint {
   readonly usedMemory: number;
 }
 
-/** Collapses ids so keys group by what they are: order:<id>, user-orders:<user>, bull jobs, … */
+/**
+ * Collapses ids so keys group by what they are: order:<id>, a shard's outbox, the shopper index,
+ * bull jobs, … Layout 2 tags collapse by kind: a stock shard's `{s<T>}` to `{shard}`, a
+ * shopper's `{u:<user>}` to `{user}`, any other (a sale's anchor, layout 1) to `{sale}`.
+ */
 export function keyFamily(key: string, prefix: string): string {
   return key
     .replace(`{${prefix}:bull}`, '{bull}')
     .replace(`${prefix}:`, '')
-    .replace(/\{[^}]*\}/, (tag) => (tag === '{bull}' ? tag : '{sale}'))
+    .replace(/\{[^}]*\}/, (tag) => (tag === '{bull}' ? tag : /^\{s[0-9a-f]{8}\}$/.test(tag) ? '{shard}' : tag.startsWith('{u:') ? '{user}' : '{sale}'))
     .replace(/:[^:]*\|[^:]*(?=:|$)/g, ':<job>') // BullMQ job ids: sale|first entry|last entry|count
     .replace(/shopper-\d+/g, '<user>')
     .replace(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi, '<id>')
@@ -60,7 +64,7 @@ export interface PerOrder {
 export function perOrder(baseline: MemoryFootprint, measured: MemoryFootprint, orders: number): PerOrder {
   const count = Math.max(1, orders);
   const byFamily = Object.entries(measured.byFamily)
-    .map(([family, entry]) => [family.replace('{sale}:', ''), (entry.bytes - (baseline.byFamily[family]?.bytes ?? 0)) / count] as const)
+    .map(([family, entry]) => [family.replace(/^\{(?:sale|shard|user)\}:/, ''), (entry.bytes - (baseline.byFamily[family]?.bytes ?? 0)) / count] as const)
     .filter(([, bytes]) => bytes >= 1)
     .sort(([, a], [, b]) => b - a);
   return { footprint: measured, bytes: (measured.bytes - baseline.bytes) / count, byFamily: Object.fromEntries(byFamily) };

@@ -3,7 +3,7 @@
   the consumer group's pending list and the stream in one step, so Redis memory stays bounded and
   an entry is never deleted while still unacknowledged.
 
-  KEYS[1] outbox stream fs:{d11}:outbox
+  KEYS[1] outbox stream (a stock shard's), e.g. fs:{s1a2b3c4d}:d11:phone:0:outbox
   ARGV[1] consumer group name (the outbox's one group)
   ARGV[2..n] stream entry ids (at most a few thousand: they are passed to XACK at once)
 

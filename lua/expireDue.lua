@@ -1,64 +1,63 @@
 --[[
-  expireDue: the sweeper's batch expiry. In one atomic step, expires every given order that is
-  still pending at or after its deadline: its units back to its item's stock and its user's
-  allowance, status expired, off the deadlines, its new state in the outbox (endUnpaid, as a
-  late payment or a late cancel would). Orders paid, cancelled or expired meanwhile, or not yet
-  due, are left as they are, so a payment or cancel racing the sweeper has one winner and several
-  sweepers expire each order once. Released stock never relists a delisted item.
+  expireDue: the sweeper's batch expiry on one stock shard. In one atomic step, expires every
+  given order that is still pending at or after its deadline: its units back to the shard's stock
+  and its user's allowance there, status expired, off the shard's deadlines, its new state in the
+  shard's outbox (endUnpaid, as a late payment or a late cancel would). Orders paid, cancelled or
+  expired meanwhile, or not yet due, are left as they are, so a payment or cancel racing the
+  sweeper has one winner and several sweepers expire each order once. Released stock never
+  relists a delisted item.
 
-  KEYS[1] outbox stream   fs:{d11}:outbox
-  KEYS[2] deadlines zset  fs:{d11}:deadlines
-  KEYS[3..n] first, for each of the ARGV[2] items, its item hash (fs:{d11}:item:phone-x) and its
-             live qty/user hash (fs:{d11}:users:phone-x); then one order hash
-             (fs:{d11}:order:<orderId>) per order to expire
+  Every key is in the shard's slot {s<T>} (layout 2):
+  KEYS[1] outbox stream   fs:{s<T>}:d11:phone-x:<k>:outbox
+  KEYS[2] deadlines zset  fs:{s<T>}:d11:phone-x:<k>:deadlines
+  KEYS[3] item hash       fs:{s<T>}:d11:phone-x:<k>:item
+  KEYS[4] live qty/user   fs:{s<T>}:d11:phone-x:<k>:users
+  KEYS[5..n] one order hash per order to expire (fs:{s<T>}:order:<orderId>)
 
   ARGV[1] nowMs
-  ARGV[2] how many items the keys name (m)
-  ARGV[3..n] the m items' SKUs, then per order (in the order of its key) the index, 1..m, of its
-             item
+  ARGV[2] the shard's SKU
+  ARGV[3] the shard's number k
+  ARGV[4..n] the orders' ids, in the order of their keys (ARGV[k - 1] is the id of KEYS[k])
 
-  Every order is read before anything is written: an order whose SKU is not its item's is a
-  caller's bug, refused with nothing written.
+  Every order is read before anything is written: an order whose SKU or shard is not the
+  shard's is a caller's bug, refused with nothing written (its units must go back to the shard
+  that sold them, never to another).
+
+  An id whose record is gone (it outlived every use and its TTL ran out) is dropped from the
+  deadlines: nothing is left to give back, and it must not come due again every round.
 
   Returns
-    {'EXPIRED', {itemIndex, units, reopened (0|1), orderId...}...}
-        one entry per item that got units back: how many, whether it went from sold out to
-        available (listed) in this batch, and the ids of the orders expired now
-    {'WRONG_ITEM', orderId}  an order's key was given with another item's: nothing written
+    {'EXPIRED', units, reopened (0|1), {orderId...}, {goneId...}}
+        the units given back, whether the shard went from no stock to available (listed) in
+        this batch, the ids of the orders expired now, and those dropped for want of a record
+    {'WRONG_SHARD', orderId}  an order of another item or shard was given: nothing written
 ]]
 --- @include "includes/giveBack"
 --- @include "includes/endUnpaid"
 
-local now, itemCount = tonumber(ARGV[1]), tonumber(ARGV[2])
-local firstOrderKey = 3 + 2 * itemCount
+local now = tonumber(ARGV[1])
 
--- Read every order first: the due pending ones, each with its item's index.
-local due = {}
-for k = firstOrderKey, #KEYS do
-  local item = tonumber(ARGV[2 + itemCount + (k - firstOrderKey) + 1])
-  local order = redis.call('HMGET', KEYS[k], 'id', 'userId', 'status', 'quantity', 'expiresAt', 'sku')
-  if order[1] then
-    if order[6] ~= ARGV[2 + item] then return {'WRONG_ITEM', order[1]} end
+-- Read every order first: the due pending ones.
+local due, gone = {}, {}
+for k = 5, #KEYS do
+  local order = redis.call('HMGET', KEYS[k], 'id', 'userId', 'status', 'quantity', 'expiresAt', 'sku', 'shard')
+  if not order[1] then
+    gone[#gone + 1] = ARGV[k - 1]
+  else
+    if order[6] ~= ARGV[2] or order[7] ~= ARGV[3] then return {'WRONG_SHARD', order[1]} end
     if order[3] == 'pending_payment' and now >= tonumber(order[5]) then
-      due[#due + 1] = {k, item, order}
+      due[#due + 1] = {k, order}
     end
   end
 end
 
-local byItem = {}
-local replies = {}
+local units, reopened, expired = 0, 0, {}
 for _, entry in ipairs(due) do
-  local k, item, order = entry[1], entry[2], entry[3]
+  local k, order = entry[1], entry[2]
   local quantity = tonumber(order[4])
-  local reopened = endUnpaid(KEYS[k], KEYS[1 + 2 * item], KEYS[2 + 2 * item], KEYS[1], KEYS[2], order[1], order[2], quantity, 'expired', now)
-  local reply = byItem[item]
-  if not reply then
-    reply = {item, 0, 0}
-    byItem[item] = reply
-    replies[#replies + 1] = reply
-  end
-  reply[2] = reply[2] + quantity
-  if reopened == 1 then reply[3] = 1 end
-  reply[#reply + 1] = order[1]
+  if endUnpaid(KEYS[k], KEYS[3], KEYS[4], KEYS[1], KEYS[2], order[1], order[2], quantity, 'expired', now) == 1 then reopened = 1 end
+  units = units + quantity
+  expired[#expired + 1] = order[1]
 end
-return {'EXPIRED', unpack(replies)}
+if #gone > 0 then redis.call('ZREM', KEYS[2], unpack(gone)) end
+return {'EXPIRED', units, reopened, expired, gone}

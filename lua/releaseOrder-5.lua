@@ -4,11 +4,13 @@
   instead (the sweeper's expiries are expireDue's). An item that is delisted stays delisted:
   released stock never relists it (only an operator's relist or restock does).
 
-  KEYS[1] order hash      fs:{d11}:order:<orderId>
-  KEYS[2] item hash       fs:{d11}:item:phone-x     (the order's item)
-  KEYS[3] live qty/user   fs:{d11}:users:phone-x
-  KEYS[4] outbox stream   fs:{d11}:outbox
-  KEYS[5] deadlines zset  fs:{d11}:deadlines
+  Every key is in the order's own stock shard slot {s<T>} (layout 2; T is the order id's last
+  8 hex digits), the shard named by the order's `shard` field:
+  KEYS[1] order hash      fs:{s<T>}:order:<orderId>
+  KEYS[2] item hash       fs:{s<T>}:d11:phone-x:<k>:item       (the order's shard of its item)
+  KEYS[3] live qty/user   fs:{s<T>}:d11:phone-x:<k>:users
+  KEYS[4] outbox stream   fs:{s<T>}:d11:phone-x:<k>:outbox
+  KEYS[5] deadlines zset  fs:{s<T>}:d11:phone-x:<k>:deadlines
 
   ARGV[1] userId of the caller ('' = any: operators)
   ARGV[2] nowMs

@@ -41,6 +41,10 @@ const EnvSchema = Type.Object({
   // persister's claim idle time: outbox entries read by a persister that was killed wait this long
   // before another persister claims them.
   QUEUE_LOCK_DURATION_MS: Type.Integer({ minimum: 1_000, default: 30_000 }),
+  // Persistence partitions: a shard's outbox and refused batches belong to partition tag % this,
+  // each with its own BullMQ queue and lease. Fixed per deployment: changing it moves shards
+  // between partitions (safe, as entries are persisted exactly once, but drain first).
+  PERSIST_PARTITIONS: Type.Integer({ minimum: 1, maximum: 64, default: 4 }),
 });
 
 type Env = Static<typeof EnvSchema>;
@@ -73,6 +77,7 @@ export interface Config {
   readonly logLevel: string;
   readonly shutdownTimeoutMs: number;
   readonly queueLockDurationMs: number;
+  readonly persistPartitions: number;
   readonly shedEventLoopDelayMs: number;
 }
 
@@ -145,6 +150,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     logLevel: env.LOG_LEVEL,
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
     queueLockDurationMs: env.QUEUE_LOCK_DURATION_MS,
+    persistPartitions: env.PERSIST_PARTITIONS,
     shedEventLoopDelayMs: env.SHED_EVENT_LOOP_DELAY_MS,
   };
   return deepFreeze(config);

@@ -93,6 +93,11 @@ export function createMetrics(options: { process?: string } = {}) {
       labelNames: ['sale', 'sku', 'reason'] as const,
       registers: [registry],
     }),
+    userOrdersIndexFailures: new Counter({
+      name: 'flashsale_user_orders_index_failures_total',
+      help: "Accepted orders that could not be added to the shopper's index (listed once persisted)",
+      registers: [registry],
+    }),
     itemsSoldOut: new Counter({
       name: 'flashsale_items_sold_out_total',
       help: 'Items whose available stock reached zero',
@@ -121,7 +126,8 @@ export function registerQueueGauge(metrics: Metrics, jobCounts: () => Promise<Re
 
 /**
  * `flashsale_stock_available{sale,sku}`, read from Redis at scrape time (`levels`: the live sales'
- * items). Registered by the worker role only: stock rises as well as falls (restocks, cancels,
+ * items): an item's total left over all its stock shards (Σ available + units in transfer + the
+ * low-stock level's held units). Registered by the worker role only: stock rises as well as falls (restocks, cancels,
  * expiries), so no API process's last sighting can speak for the cluster, and one reader at scrape
  * time is both right and cheap. In a cluster only the worker process has the series, so the
  * primary's aggregate is that one value ('first').
@@ -129,7 +135,7 @@ export function registerQueueGauge(metrics: Metrics, jobCounts: () => Promise<Re
 export function registerStockGauge(metrics: Metrics, levels: () => Promise<readonly { saleId: string; sku: string; available: number }[]>): void {
   new Gauge({
     name: 'flashsale_stock_available',
-    help: 'Units available for sale, read from Redis at scrape time (live sales only)',
+    help: "Units left of each item (its total over all stock shards), read from Redis at scrape time (live sales only)",
     labelNames: ['sale', 'sku'] as const,
     aggregator: 'first',
     registers: [metrics.registry],

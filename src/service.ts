@@ -7,8 +7,9 @@ import { BatchWriter } from './orders/batch-writer.ts';
 import { DeadLetters } from './orders/dead-letters.ts';
 import { OrderWriter } from './orders/order-writer.ts';
 import { OutboxPersister } from './orders/outbox-persister.ts';
-import { createPersistWorker } from './orders/persist-worker.ts';
-import { createPersistQueue } from './orders/queue.ts';
+import { LiveOutboxStreams } from './orders/outbox-streams.ts';
+import { PartitionWorkers } from './orders/persist-worker.ts';
+import { createPersistQueues } from './orders/queue.ts';
 import { closeRedis, createRedis, type RedisClient } from './redis/connection.ts';
 import { createPool, type Pool } from './db/pool.ts';
 import { buildApp, type App } from './http/app.ts';
@@ -17,7 +18,7 @@ import { OrderRepository } from './orders/repository.ts';
 import { OrderStore } from './orders/order-store.ts';
 import { ExpirySweeper } from './orders/expiry-sweeper.ts';
 import { OrderLifecycle, type LifecycleEvents } from './orders/lifecycle.ts';
-import { Reservations } from './orders/reservations.ts';
+import { Reservations, type ReservationEvents } from './orders/reservations.ts';
 import { SaleReporter } from './sales/report.ts';
 import { SaleCatalog } from './sales/catalog.ts';
 import { SaleRepository } from './sales/repository.ts';
@@ -26,6 +27,8 @@ import { AttemptWindow } from './stock/attempt-window.ts';
 import { ClosedItems } from './stock/closed-items.ts';
 import { stockEventsChannel } from './stock/keys.ts';
 import { defineScripts, ensureScriptsLoaded } from './stock/scripts/registry.ts';
+import { anchoredItems, TransferRecovery } from './stock/transfer-recovery.ts';
+import { StockTransfers } from './stock/transfers.ts';
 import { SaleRebuilder } from './recovery/rebuild.ts';
 import { SaleRecovery, createRecoveryMetrics } from './recovery/recovery.ts';
 
@@ -63,6 +66,14 @@ function metricEvents(metrics: Metrics): SaleEvents {
   return {
     onDelisted: (saleId, sku, reason) => metrics.itemsDelisted.inc({ sale: saleId, sku, reason }),
     onSaleKnown: (sale) => initialiseItemSeries(metrics, sale.id, sale.items.map((item) => item.sku)),
+  };
+}
+
+function reservationEvents(metrics: Metrics): Partial<ReservationEvents> {
+  return {
+    onLowStockDelisted: (saleId, sku) => metrics.itemsDelisted.inc({ sale: saleId, sku, reason: 'low_stock' }),
+    onSoldOut: (saleId, sku) => metrics.itemsSoldOut.inc({ sale: saleId, sku }),
+    onIndexWriteFailed: () => metrics.userOrdersIndexFailures.inc(),
   };
 }
 
@@ -116,18 +127,28 @@ export async function startService(config: Config, logger: Logger, role: Role, o
   const scripts = defineScripts(redis, prefix);
   const closedItems = new ClosedItems();
   const attempts = new AttemptWindow(config.rateLimit.userPerSecond);
-  const reservations =
-    durable && durability.mode === 'replica'
-      ? new Reservations(defineScripts(durable, prefix), closedItems, attempts, { replicas: durability.replicas, timeoutMs: durability.timeoutMs })
-      : new Reservations(scripts, closedItems, attempts);
   const catalog = new SaleCatalog(scripts);
-  const sales = new SalesService(new SaleRepository(pool), catalog, metricEvents(metrics), logger);
-  const orders = new OrderStore(redis, prefix, new OrderRepository(pool), (options) => sales.liveSaleIds(options));
+  const replicaAck = durable && durability.mode === 'replica' ? { replicas: durability.replicas, timeoutMs: durability.timeoutMs } : undefined;
+  const reserveScripts = durable && replicaAck ? defineScripts(durable, prefix) : scripts;
+  // K > 1: a dry home shard pulls stock from the item's other shards (on the reserve connection,
+  // with the same replica acks), and an item out of stock above its level is delisted by the catalog.
+  const pulls = new StockTransfers(reserveScripts, { ack: replicaAck, onReopened: (saleId, sku) => catalog.announceReopened(saleId, sku) });
+  const reservations = new Reservations(reserveScripts, {
+    closedItems,
+    attempts,
+    replicaAck,
+    sharded: { transfers: pulls, delistLowStock: (saleId, sku, shards, now) => catalog.delistLowStock(saleId, sku, shards, now) },
+    events: reservationEvents(metrics),
+    logger,
+  });
+  const saleRepository = new SaleRepository(pool);
+  const sales = new SalesService(saleRepository, catalog, metricEvents(metrics), logger);
+  const orders = new OrderStore(redis, prefix, new OrderRepository(pool));
   const lifecycle = new OrderLifecycle(scripts, orders, lifecycleEvents(metrics, catalog, closedItems));
-  const persistQueue = createPersistQueue(config, logger);
-  const reporter = new SaleReporter(sales, pool, redis, prefix, () => persistQueue.queue);
+  const persistQueues = createPersistQueues(config, logger);
+  const reporter = new SaleReporter(sales, pool, catalog, () => persistQueues.queues);
   // Every role watches for lost sale state and rebuilds it from Postgres (racing processes are serialised).
-  const recovery = new SaleRecovery(redis, prefix, pool, new SaleRebuilder(redis, prefix, pool, new SaleRepository(pool), logger), createRecoveryMetrics(metrics.registry), logger);
+  const recovery = new SaleRecovery(redis, prefix, pool, new SaleRebuilder(redis, prefix, pool, saleRepository, logger), createRecoveryMetrics(metrics.registry), logger);
 
   let stopping = false;
   const readiness = async (): Promise<ReadinessReport> => {
@@ -155,24 +176,34 @@ export async function startService(config: Config, logger: Logger, role: Role, o
   const stopWorkers: (() => Promise<void>)[] = [];
   if (role === 'worker' || role === 'all') {
     const batches = new BatchWriter(new OrderWriter(pool), redis, prefix, metrics, logger);
-    const persistWorker = createPersistWorker({ config, pool, batches, redis, metrics, logger });
-    persister = new OutboxPersister(scripts, batches, persistQueue.queue, () => sales.liveSaleIds(), metrics, logger, {
+    // Each partition's refused-batch worker runs in the process holding the partition's lease.
+    const persistWorkers = new PartitionWorkers({ config, pool, batches, redis, metrics, logger });
+    const streams = new LiveOutboxStreams(prefix, () => sales.liveSaleIds(), (saleId) => saleRepository.find(saleId));
+    persister = new OutboxPersister(scripts, batches, persistQueues.queues, () => streams.list(), metrics, logger, {
       claimIdleMs: config.queueLockDurationMs,
       deadLetters: new DeadLetters(pool),
+      onPartitions: (held) => void persistWorkers.hold(held).catch((err: unknown) => logger.warn({ err }, 'could not start or stop a persist worker')),
     });
-    registerQueueGauge(metrics, () => persistQueue.queue.getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed'));
+    registerQueueGauge(metrics, () => persistQueues.getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed'));
     // One reader per deployment's worker, not every API process: see registerStockGauge.
     registerStockGauge(metrics, () => sales.stockLevels());
-    const sweeper = new ExpirySweeper(redis, lifecycle, prefix, () => sales.liveSaleIds(), logger);
+    const sweeper = new ExpirySweeper(redis, lifecycle, prefix, () => sales.liveShards(), logger);
+    // Finishes stock transfers whose driver died between a shard's debit and the other's credit.
+    const transferRecovery = new TransferRecovery(
+      new StockTransfers(scripts, { onReopened: (saleId, sku) => catalog.announceReopened(saleId, sku) }),
+      anchoredItems(redis, prefix, () => sales.liveSaleIds()),
+      logger,
+    );
     const running = persister;
     running.start();
     sweeper.start();
+    transferRecovery.start();
     // Stop taking new work first, then let in-flight batches finish, then close the producer.
-    stopWorkers.push(() => sweeper.stop(), () => running.stop(), () => persistWorker.close());
+    stopWorkers.push(() => sweeper.stop(), () => transferRecovery.stop(), () => running.stop(), () => persistWorkers.close());
   }
   recovery.start();
   stopWorkers.unshift(() => recovery.stop());
-  stopWorkers.push(() => persistQueue.close());
+  stopWorkers.push(() => persistQueues.close());
   logger.info({ role, metricsPort: metricsServer?.port }, 'service started');
 
   return {

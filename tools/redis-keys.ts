@@ -1,10 +1,11 @@
-// Removes what one service namespace left in Redis: its own keys (`<prefix>:…`) and its BullMQ
-// queue's (`{<prefix>:bull}:…`, src/orders/queue.ts), for tests, the load kit and the benchmark.
+// Removes what one service namespace left in Redis: its own keys (`<prefix>:…`) and its
+// persistence partitions' (`{<prefix>:persist:<i>}:…` BullMQ queues and leases, `{<prefix>:persist}:members`,
+// src/orders/queue.ts and partition-leases.ts), for tests, the load kit and the benchmark.
 import { Redis } from 'ioredis';
 
 /** The key patterns of everything a service run with REDIS_PREFIX=prefix writes. */
 export function servicePatterns(prefix: string): string[] {
-  return [`${prefix}:*`, `{${prefix}:bull}:*`];
+  return [`${prefix}:*`, `{${prefix}:persist*`];
 }
 
 /** The keys matching `pattern`, a SCAN page at a time (never KEYS: other runs share the server). */

@@ -8,6 +8,8 @@ export interface SaleItemInput {
   readonly perUserLimit?: number;
   readonly unitPrice?: number;
   readonly lowStock?: { readonly percent: number } | { readonly units: number } | undefined;
+  /** K: the item's stock shards (absent: the API's default, 1). */
+  readonly stockShards?: number;
 }
 
 export function saleBody(items: readonly SaleItemInput[], overrides: Record<string, unknown> = {}) {
@@ -26,6 +28,7 @@ export function saleBody(items: readonly SaleItemInput[], overrides: Record<stri
       stock: item.stock,
       perUserLimit: item.perUserLimit ?? 2,
       ...(item.lowStock && { lowStock: item.lowStock }),
+      ...(item.stockShards !== undefined && { stockShards: item.stockShards }),
     })),
     ...overrides,
   };

@@ -1,8 +1,8 @@
 --[[
-  giveBack: the one way an unpaid order's units come back (cancel or expiry): to its item's stock
-  and off its user's live quantity (the field is dropped at zero, so the hash stays small).
-  Returns 1 when the item reopened, i.e. it was sold out and is listed, so API processes must
-  forget their sold-out mark; else 0. Callers make sure it runs once per order.
+  giveBack: the one way an unpaid order's units come back (cancel or expiry): to the stock of the
+  shard that sold them and off its user's live quantity there (the field is dropped at zero, so
+  the hash stays small). Returns 1 when the shard reopened, i.e. it had no units and is listed, so
+  API processes must forget their sold-out mark; else 0. Callers make sure it runs once per order.
 ]]
 local function giveBack(itemKey, usersKey, userId, quantity)
   local available = redis.call('HINCRBY', itemKey, 'available', quantity)

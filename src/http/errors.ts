@@ -47,6 +47,10 @@ export const API_ERRORS = {
     'The order store is briefly unavailable (failing over); the request may or may not have taken effect. ' +
       'Retry after Retry-After: an order retried with the same Idempotency-Key is replayed, never made twice',
   ],
+  CLOSE_INCOMPLETE: [
+    503,
+    'The sale is closed, but not every stock shard could be reached to carry the close yet; retry the close (it keeps the first close time)',
+  ],
   NOT_DURABLE: [
     503,
     'The order was recorded but not yet copied to enough Redis replicas, so a failover could lose it: it may or may not exist. ' +

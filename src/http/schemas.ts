@@ -1,6 +1,6 @@
 // TypeBox schemas of the HTTP contract (API.md): request bodies, params and every response.
 import { Type, type Static } from 'typebox';
-import { MAX_ITEM_STOCK, MAX_ORDER_QUANTITY, MAX_UNIT_PRICE } from '../sales/sale.ts';
+import { MAX_ITEM_STOCK, MAX_ORDER_QUANTITY, MAX_STOCK_SHARDS, MAX_UNIT_PRICE } from '../sales/sale.ts';
 import { SAFE_TEXT_PATTERN } from '../text.ts';
 
 const IDENTIFIER = '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$';
@@ -95,6 +95,9 @@ const CreateSaleItem = Type.Object(
     stock: StockUnits,
     perUserLimit: Type.Integer({ minimum: 1, maximum: MAX_ORDER_QUANTITY }),
     lowStock: Type.Optional(LowStock),
+    stockShards: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: MAX_STOCK_SHARDS, description: 'K: stock shards, each in its own Redis slot, for a hot item (fixed at creation; default 1)' }),
+    ),
   },
   { additionalProperties: false },
 );

@@ -4,7 +4,7 @@
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
 import type { RedisClient } from '../redis/connection.ts';
-import { saleKeys } from '../stock/keys.ts';
+import { orderKeyOf } from '../stock/keys.ts';
 import type { Order } from './order.ts';
 import type { OrderWriter, WriteResult } from './order-writer.ts';
 
@@ -36,8 +36,9 @@ export class BatchWriter {
    *  failure must not make its caller retry it (nor count it failed). A record left without its
    *  TTL costs Redis memory, not correctness. */
   private async shortenRetention(saleId: string, finalised: WriteResult['finalised']): Promise<void> {
-    const keys = saleKeys(this.prefix, saleId);
-    const results = await Promise.allSettled(finalised.map(({ id }) => this.redis.expire(keys.order(id), FINAL_ORDER_RETENTION_SECONDS)));
+    // Each record in its own shard's slot (named by the id): one command each, never multi-key.
+    const keys = finalised.flatMap(({ id }) => orderKeyOf(this.prefix, id) ?? []);
+    const results = await Promise.allSettled(keys.map((key) => this.redis.expire(key, FINAL_ORDER_RETENTION_SECONDS)));
     const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed.length > 0) {
       this.logger.warn({ saleId, failed: failed.length, err: (failed[0]!.reason as Error)?.message }, 'could not shorten the Redis life of finished orders; they stay until deleted');

@@ -1,12 +1,14 @@
 // Payment, cancellation and expiry of orders: each one Lua script that changes the order,
 // gives back its stock exactly once when it ends unpaid, and appends the new state to the outbox.
-import { expireDue, type DueOrder } from '../stock/scripts/expire-due.ts';
+// Each runs on the order's own stock shard (the `shard` its record names), found from the order
+// id alone: no scan of live sales, and units go back to the shard that sold them.
+import { expireDue, type ExpiryShard } from '../stock/scripts/expire-due.ts';
 import { payOrder } from '../stock/scripts/pay-order.ts';
 import type { OrderChangeRefusal } from '../stock/scripts/refusals.ts';
 import type { Scripts } from '../stock/scripts/registry.ts';
 import { releaseOrder } from '../stock/scripts/release-order.ts';
-import type { Order } from './order.ts';
-import type { OrderStore } from './order-store.ts';
+import type { LiveOrder, Order } from './order.ts';
+import type { LocatedOrder, OrderStore } from './order-store.ts';
 
 export type LifecycleRefusal = OrderChangeRefusal;
 
@@ -41,6 +43,9 @@ function decideOnFinalOrder(order: Order, action: 'pay' | 'cancel', paymentRef?:
   throw new Error(`pending order ${order.id} is missing from Redis`);
 }
 
+/** The keys of the order's own shard: the one its record names. */
+const orderKeysOf = (order: LiveOrder) => ({ saleId: order.saleId, orderId: order.id, sku: order.sku, shard: order.shard });
+
 export class OrderLifecycle {
   constructor(
     private readonly scripts: Scripts,
@@ -49,14 +54,14 @@ export class OrderLifecycle {
   ) {}
 
   /** The order as its owner (or an operator, userId '') may act on it. */
-  private async load(orderId: string, userId: string): Promise<{ order: Order; inRedis: boolean } | undefined> {
+  private async load(orderId: string, userId: string): Promise<LocatedOrder | undefined> {
     const located = await this.orders.locate(orderId);
     if (!located || (userId !== '' && located.order.userId !== userId)) return undefined;
     return located;
   }
 
-  private async after(order: Order, changed: boolean): Promise<LifecycleOutcome> {
-    const fresh = (await this.orders.fromRedis(order.saleId, order.id)) ?? order;
+  private async after(order: LiveOrder, changed: boolean): Promise<LifecycleOutcome> {
+    const fresh = (await this.orders.fromRedis(order.id)) ?? order;
     return { kind: 'done', order: fresh, changed };
   }
 
@@ -65,7 +70,7 @@ export class OrderLifecycle {
     if (!loaded) return { kind: 'refused', code: 'ORDER_NOT_FOUND' };
     if (!loaded.inRedis) return decideOnFinalOrder(loaded.order, 'pay', paymentRef);
     const { order } = loaded;
-    const reply = await payOrder(this.scripts, { saleId: order.saleId, orderId: order.id, sku: order.sku }, { userId, paymentRef, now });
+    const reply = await payOrder(this.scripts, orderKeysOf(order), { userId, paymentRef, now });
     switch (reply.code) {
       case 'PAID':
       case 'ALREADY_PAID': {
@@ -98,23 +103,20 @@ export class OrderLifecycle {
   }
 
   /**
-   * The sweeper's expiry of a batch of one sale's orders: those still pending at or after their
-   * deadline expire in one script call; the rest are left alone. Releases are reported per item,
-   * and an item that reopened is announced once per batch. Returns how many orders expired.
+   * The sweeper's expiry of a batch of one stock shard's orders: those still pending at or after
+   * their deadline expire in one script call; the rest are left alone. The release is reported
+   * once, and a shard that reopened is announced. Returns the ids expired now, and those the
+   * script dropped from the deadlines because their record was gone.
    */
-  async expireDue(saleId: string, orders: readonly DueOrder[], now = Date.now()): Promise<number> {
-    const { items } = await expireDue(this.scripts, saleId, orders, now);
-    let expired = 0;
-    for (const item of items) {
-      expired += item.orderIds.length;
-      this.events.onReleased({ saleId, sku: item.sku, units: item.units, orderIds: item.orderIds }, 'expired');
-    }
-    await Promise.all(items.filter((item) => item.reopened).map((item) => this.events.onReopened(saleId, item.sku)));
-    return expired;
+  async expireDue(shard: ExpiryShard, orderIds: readonly string[], now = Date.now()): Promise<{ expired: readonly string[]; gone: readonly string[] }> {
+    const { units, reopened, orderIds: expired, gone } = await expireDue(this.scripts, shard, orderIds, now);
+    if (expired.length > 0) this.events.onReleased({ saleId: shard.saleId, sku: shard.sku, units, orderIds: expired }, 'expired');
+    if (reopened) await this.events.onReopened(shard.saleId, shard.sku);
+    return { expired, gone };
   }
 
-  private async release(order: Order, userId: string, now: number): Promise<LifecycleOutcome> {
-    const reply = await releaseOrder(this.scripts, { saleId: order.saleId, orderId: order.id, sku: order.sku }, { userId, now });
+  private async release(order: LiveOrder, userId: string, now: number): Promise<LifecycleOutcome> {
+    const reply = await releaseOrder(this.scripts, orderKeysOf(order), { userId, now });
     switch (reply.code) {
       case 'ALREADY':
         return this.after(order, false);

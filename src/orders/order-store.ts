@@ -1,23 +1,29 @@
 // Reading orders with read-your-writes: Redis holds the live record (its status changes land
 // there first) until it expires after reaching Postgres; Postgres answers for the rest.
+// No read scans the live sales (layout 2): an order id carries its shard's hash tag, so its
+// record is one HGETALL on its own slot (orderKeyOf), and a shopper's recent orders are listed by
+// the shopper index userOrdersKey that the API writes after each accepted reserve.
 import type { RedisClient } from '../redis/connection.ts';
-import { saleKeys } from '../stock/keys.ts';
-import { isOrderId, orderFromHash, type Order } from './order.ts';
+import { orderKeyOf, userOrdersKey } from '../stock/keys.ts';
+import { isOrderId, liveOrderFromHash, type LiveOrder, type Order } from './order.ts';
 import type { OrderRepository } from './repository.ts';
 
 const HISTORY_LIMIT = 200;
+
+/** Where an order was found: its live Redis record (with its shard), or only Postgres. */
+export type LocatedOrder = { readonly order: LiveOrder; readonly inRedis: true } | { readonly order: Order; readonly inRedis: false };
 
 export class OrderStore {
   constructor(
     private readonly redis: RedisClient,
     private readonly prefix: string,
     private readonly repository: OrderRepository,
-    /** Sales whose orders may still be only in Redis; `fresh` skips any cache. */
-    private readonly liveSaleIds: (options?: { fresh?: boolean }) => Promise<readonly string[]>,
   ) {}
 
-  async fromRedis(saleId: string, orderId: string): Promise<Order | undefined> {
-    return orderFromHash(await this.redis.hgetall(saleKeys(this.prefix, saleId).order(orderId)));
+  /** The order's live record: one read of the key its id names, undefined when Redis has none. */
+  async fromRedis(orderId: string): Promise<LiveOrder | undefined> {
+    const key = orderKeyOf(this.prefix, orderId);
+    return key === undefined ? undefined : liveOrderFromHash(await this.redis.hgetall(key));
   }
 
   async find(orderId: string): Promise<Order | undefined> {
@@ -25,38 +31,31 @@ export class OrderStore {
   }
 
   /** The order, and whether it came from Redis (its live record) or only from Postgres. */
-  async locate(orderId: string): Promise<{ order: Order; inRedis: boolean } | undefined> {
+  async locate(orderId: string): Promise<LocatedOrder | undefined> {
     if (!isOrderId(orderId)) return undefined;
+    // Redis first: a live record is at least as new as its row (its changes land there first).
+    const live = await this.fromRedis(orderId);
+    if (live) return { order: live, inRedis: true };
     const persisted = await this.repository.find(orderId);
-    if (persisted) {
-      const live = await this.fromRedis(persisted.saleId, orderId);
-      return live ? { order: live, inRedis: true } : { order: persisted, inRedis: false };
-    }
-    // Not in Postgres yet: it can only be a recent order of a live sale, perhaps one created
-    // (by another process) since this process last listed them.
-    const cached = await this.liveSaleIds();
-    const fresh = async () => (await this.liveSaleIds({ fresh: true })).filter((saleId) => !cached.includes(saleId));
-    const found = (await this.findInSales(cached, orderId)) ?? (await this.findInSales(await fresh(), orderId));
-    return found && { order: found, inRedis: true };
+    return persisted && { order: persisted, inRedis: false };
   }
 
-  private async findInSales(saleIds: readonly string[], orderId: string): Promise<Order | undefined> {
-    const candidates = await Promise.all(saleIds.map((saleId) => this.fromRedis(saleId, orderId)));
-    return candidates.find((order) => order !== undefined);
-  }
-
-  /** The user's orders, newest first: those still in Redis merged over those in Postgres. */
+  /**
+   * The user's orders, newest first: the shopper index's orders still in Redis merged over
+   * those in Postgres. The index is written after the reserve (not atomically with it): an
+   * order whose index write failed is listed once Postgres has it.
+   */
   async listByUser(userId: string, saleId?: string): Promise<Order[]> {
-    const saleIds = saleId ? [saleId] : await this.liveSaleIds();
-    const [persisted, ...recentIds] = await Promise.all([
+    const [persisted, recentIds] = await Promise.all([
       this.repository.listByUser(userId, saleId, HISTORY_LIMIT),
-      ...saleIds.map((id) => this.redis.zrevrange(saleKeys(this.prefix, id).userOrders(userId), 0, HISTORY_LIMIT - 1)),
+      this.redis.zrevrange(userOrdersKey(this.prefix, userId), 0, HISTORY_LIMIT - 1),
     ]);
-    const byId = new Map(persisted.map((order) => [order.id, order]));
-    const recent = await Promise.all(
-      saleIds.flatMap((id, index) => (recentIds[index] ?? []).map((orderId) => this.fromRedis(id, orderId))),
-    );
-    for (const order of recent) if (order) byId.set(order.id, order);
+    const byId = new Map<string, Order>(persisted.map((order) => [order.id, order]));
+    const recent = await Promise.all(recentIds.map((orderId) => this.fromRedis(orderId)));
+    for (const order of recent) {
+      // The index is the user's own, but trust only records that say so.
+      if (order && order.userId === userId && (saleId === undefined || order.saleId === saleId)) byId.set(order.id, order);
+    }
     return [...byId.values()].sort((a, b) => b.createdAt - a.createdAt || (a.id < b.id ? 1 : -1)).slice(0, HISTORY_LIMIT);
   }
 }

@@ -31,6 +31,24 @@ function isStatus(value: string | undefined): value is OrderStatus {
   return (ORDER_STATUSES as readonly (string | undefined)[]).includes(value);
 }
 
+/**
+ * An order as its Redis record holds it: also the stock shard that made it (layout 2), where
+ * paying or cancelling it must run. Postgres does not keep the shard: an order found only there
+ * reached its final state, and no script runs on it again.
+ */
+export interface LiveOrder extends Order {
+  readonly shard: number;
+}
+
+const SHARD = /^(?:0|[1-9]\d{0,5})$/;
+
+/** Parses HGETALL of an order hash; undefined for a missing or malformed record (a shard included). */
+export function liveOrderFromHash(hash: Record<string, string>): LiveOrder | undefined {
+  const order = orderFromHash(hash);
+  if (!order || hash.shard === undefined || !SHARD.test(hash.shard)) return undefined;
+  return { ...order, shard: Number(hash.shard) };
+}
+
 /** Parses HGETALL of an order hash; undefined for a missing or malformed record. */
 export function orderFromHash(hash: Record<string, string>): Order | undefined {
   const { id, saleId, sku, userId, status } = hash;

@@ -1,22 +1,31 @@
-// The outbox persister: reads each live sale's outbox stream through a consumer group, writes each
-// batch to Postgres, and only then acknowledges and deletes its entries. The stream's pending list
-// is the record of batches in flight, so each order crosses Redis once on its way to Postgres.
-// Killed at any point it loses nothing: entries read and not acknowledged stay pending and are
-// claimed by another persister once idle for `claimIdleMs`; writing them again is harmless (the
-// writer is idempotent). A batch Postgres refuses (the oversell guard, a value it cannot store)
-// is handed to BullMQ, whose worker writes it order by order and keeps the refusals visible.
+// The outbox persister: reads the outbox streams (one per stock shard of every live sale) through
+// a consumer group, writes each batch to Postgres, and only then acknowledges and deletes its
+// entries. The stream's pending list is the record of batches in flight, so each order crosses
+// Redis once on its way to Postgres. Killed at any point it loses nothing: entries read and not
+// acknowledged stay pending and are claimed by another persister once idle for `claimIdleMs`;
+// writing them again is harmless (the writer is idempotent). A batch Postgres refuses (the
+// oversell guard, a value it cannot store) is handed to its partition's BullMQ queue, whose worker
+// writes it order by order and keeps the refusals visible.
+//
+// Streams belong to persistence partitions (tag % partitions). With leases on (the service), a
+// process works only the partitions it holds the lease of (partition-leases.ts), so all of a
+// partition's Redis commands go to its shards' slots and its queue's. Busy streams are read every
+// round; a stream found empty is polled less and less often (up to maxIdlePollMs), so many idle
+// shards cost little.
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
 import type { RedisClient } from '../redis/connection.ts';
-import { saleKeys } from '../stock/keys.ts';
+import { tagHex } from '../stock/keys.ts';
 import { ackOutbox } from '../stock/scripts/ack-outbox.ts';
 import type { Scripts } from '../stock/scripts/registry.ts';
 import type { BatchWriter } from './batch-writer.ts';
 import { isDataError, type DeadLetters } from './dead-letters.ts';
 import { GuardViolation } from './order-writer.ts';
 import { latestPerOrder, parseStreamEntries, type OutboxEntry, type RawStreamEntries } from './outbox.ts';
+import { partitionOf, type OutboxStream } from './outbox-streams.ts';
+import { PartitionLeases } from './partition-leases.ts';
 import { PERSIST_JOB, persistBackoff, type PersistQueue } from './queue.ts';
 
 export const OUTBOX_GROUP = 'persist';
@@ -35,18 +44,32 @@ export interface OutboxPersisterOptions {
   readonly consumer?: string;
   /** Where entries no order can be read from are set aside, so they leave the stream. */
   readonly deadLetters: DeadLetters;
+  /** How long a partition lease lasts unrenewed (a crashed holder's partitions are taken over after
+   *  it); 0: no leases, every partition is read (tests that put two readers on one stream). */
+  readonly leaseMs?: number;
+  /** The longest pause between two reads of a stream found empty. */
+  readonly maxIdlePollMs?: number;
+  /** Told the partitions held after each change (their refused-batch workers follow). */
+  readonly onPartitions?: (held: ReadonlySet<number>) => void;
 }
 
-/** The job id of a handed-over batch: the same entries give the same id, so a hand-over repeated
- *  after a crash is one job. */
-function handOverJobId(saleId: string, entries: readonly OutboxEntry[]): string {
-  return `${saleId}|${entries[0]!.streamId}|${entries[entries.length - 1]!.streamId}|${entries.length}`;
+/** The job id of a handed-over batch: the same entries of the same stream give the same id, so a
+ *  hand-over repeated after a crash is one job (streams of two shards may hold equal entry ids). */
+function handOverJobId(stream: OutboxStream, entries: readonly OutboxEntry[]): string {
+  return `${stream.saleId}|${tagHex(stream.tag)}|${entries[0]!.streamId}|${entries[entries.length - 1]!.streamId}|${entries.length}`;
+}
+
+/** When a stream is read next: at once while busy, later and later while found empty. */
+interface PollState {
+  misses: number;
+  nextAt: number;
 }
 
 export class OutboxPersister {
   /** Its name in the consumer group (its pending entries are listed under it). */
   readonly consumer: string;
   private readonly groups = new Set<string>();
+  private readonly polls = new Map<string, PollState>();
   /** Per stream, where the next XAUTOCLAIM scan starts, so each round claims further along the
    *  pending list instead of the same oldest entries again. */
   private readonly claimCursors = new Map<string, string>();
@@ -62,12 +85,22 @@ export class OutboxPersister {
   private readonly idleDelayMs: number;
   private readonly concurrency: number;
   private readonly deadLetters: DeadLetters;
+  private readonly maxIdlePollMs: number;
+  private readonly partitions: number;
+  private readonly leases: PartitionLeases | undefined;
+  /** When each partition held was taken (leases only). */
+  private readonly takenAt = new Map<number, number>();
+  /** Entries pending this long in a partition just taken over belong to its last holder, gone:
+   *  its lease ran out (or it handed it back), so they need not wait out claimIdleMs. For twice
+   *  this long after taking a partition, each round claims them. */
+  private readonly takeoverIdleMs: number;
 
   constructor(
     private readonly scripts: Scripts,
     private readonly batches: BatchWriter,
-    private readonly refusedBatches: PersistQueue,
-    private readonly liveSaleIds: () => Promise<readonly string[]>,
+    /** Partition i's queue of refused batches at index i: as many partitions as queues. */
+    private readonly refusedBatches: readonly PersistQueue[],
+    private readonly streams: () => Promise<readonly OutboxStream[]>,
     private readonly metrics: Metrics,
     private readonly logger: Logger,
     options: OutboxPersisterOptions,
@@ -80,6 +113,21 @@ export class OutboxPersister {
     this.concurrency = options.concurrency ?? 2;
     this.consumer = options.consumer ?? `${hostname()}-${process.pid}`;
     this.deadLetters = options.deadLetters;
+    this.maxIdlePollMs = options.maxIdlePollMs ?? 1_000;
+    this.partitions = refusedBatches.length;
+    if (this.partitions < 1) throw new Error('the persister needs one refused-batch queue per partition');
+    const leaseMs = options.leaseMs ?? 3_000;
+    const changed = (held: ReadonlySet<number>) => {
+      logger.info({ event: 'persist_partitions', consumer: this.consumer, partitions: [...held].sort((a, b) => a - b).join(',') }, 'persist partitions held');
+      options.onPartitions?.(held);
+    };
+    this.leases = leaseMs > 0 ? new PartitionLeases(this.redis, this.prefix, this.partitions, this.consumer, leaseMs, changed) : undefined;
+    this.takeoverIdleMs = Math.min(this.claimIdleMs, leaseMs > 0 ? leaseMs : this.claimIdleMs);
+  }
+
+  /** The partitions this persister works now. */
+  heldPartitions(): ReadonlySet<number> {
+    return this.leases ? this.leases.current() : new Set(Array.from({ length: this.partitions }, (_, i) => i));
   }
 
   start(): void {
@@ -87,6 +135,7 @@ export class OutboxPersister {
     this.stopping = false;
     this.stopped = new AbortController();
     this.running = Promise.all(Array.from({ length: this.concurrency }, () => this.loop()));
+    this.leases?.start();
   }
 
   /** Finishes the batches in hand (a write failing meanwhile leaves them pending) and stops. */
@@ -95,6 +144,7 @@ export class OutboxPersister {
     this.stopped.abort();
     await this.running;
     this.running = undefined;
+    await this.leases?.stop().catch((err: unknown) => this.logger.warn({ err }, 'could not hand back the persist leases; they run out on their own'));
   }
 
   private async loop(): Promise<void> {
@@ -110,38 +160,58 @@ export class OutboxPersister {
     }
   }
 
-  /** One round over every live sale: how many entries it persisted, and whether some sale had a
-   *  full batch waiting (so more may follow at once). */
+  /** One round over the streams of the partitions held: how many entries it persisted, and
+   *  whether some stream had a full batch waiting (so more may follow at once). */
   async runOnce(now = Date.now()): Promise<{ persisted: number; full: boolean }> {
+    const held = this.leases ? await this.leases.renewIfDue(now) : this.heldPartitions();
+    if (this.leases) {
+      for (const partition of this.takenAt.keys()) if (!held.has(partition)) this.takenAt.delete(partition);
+      for (const partition of held) if (!this.takenAt.has(partition)) this.takenAt.set(partition, now);
+    }
+    const takingOver = (partition: number) => (this.takenAt.get(partition) ?? -Infinity) + 2 * this.takeoverIdleMs > now;
     const claim = now - this.lastClaimAt >= this.claimIdleMs / 2;
     if (claim) this.lastClaimAt = now;
     let persisted = 0;
     let full = false;
-    for (const saleId of await this.liveSaleIds()) {
+    for (const stream of await this.streams()) {
       if (this.stopping) break;
-      const stream = saleKeys(this.prefix, saleId).outbox;
-      // One sale's failure (its key lost or of the wrong type, a hand-over refused) must not keep
-      // the sales after it from being persisted: it is logged and retried next round.
+      const partition = partitionOf(stream.tag, this.partitions);
+      if (!held.has(partition)) continue;
+      const poll = this.polls.get(stream.key) ?? { misses: 0, nextAt: 0 };
+      const takeover = takingOver(partition);
+      if (!claim && !takeover && poll.nextAt > now) continue;
+      // One stream's failure (its key lost or of the wrong type, a hand-over refused) must not keep
+      // the streams after it from being persisted: it is logged and retried next round.
       try {
-        await this.ensureGroup(stream);
-        if (claim) persisted += await this.persist(saleId, stream, await this.claimStale(stream));
-        const read = await this.readNew(stream);
-        persisted += await this.persist(saleId, stream, read);
+        await this.ensureGroup(stream.key);
+        if (takeover) persisted += await this.persist(stream, await this.claimTakenOver(stream.key));
+        if (claim) persisted += await this.persist(stream, await this.claimStale(stream.key));
+        const read = await this.readNew(stream.key);
+        persisted += await this.persist(stream, read);
         full ||= read.length === this.batchSize;
+        this.polled(stream.key, poll, read.length > 0, now);
       } catch (err) {
         if (this.stopping) throw err;
         // The stream was deleted and made again without the group: create it next round.
-        if (String((err as Error).message).includes('NOGROUP')) this.forgetStream(stream);
+        if (String((err as Error).message).includes('NOGROUP')) this.forgetStream(stream.key);
         this.metrics.outboxSaleFailures.inc();
-        this.logger.error({ saleId, err: (err as Error).message }, 'persisting a sale\'s outbox failed; going on with the next sale');
+        this.logger.error({ saleId: stream.saleId, stream: stream.key, err: (err as Error).message }, 'persisting an outbox stream failed; going on with the next');
       }
     }
     return { persisted, full };
   }
 
+  /** Busy: read again next round. Empty: wait idleDelayMs, doubled per empty read, up to maxIdlePollMs. */
+  private polled(key: string, poll: PollState, busy: boolean, now: number): void {
+    poll.misses = busy ? 0 : poll.misses + 1;
+    poll.nextAt = busy ? 0 : now + Math.min(this.maxIdlePollMs, this.idleDelayMs * 2 ** Math.min(poll.misses - 1, 16));
+    this.polls.set(key, poll);
+  }
+
   private forgetStream(stream: string): void {
     this.groups.delete(stream);
     this.claimCursors.delete(stream);
+    this.polls.delete(stream);
   }
 
   private async ensureGroup(stream: string): Promise<void> {
@@ -177,14 +247,20 @@ export class OutboxPersister {
     return reply[1].filter(([, fields]) => Array.isArray(fields));
   }
 
+  /** The oldest batch its last holder left pending in a stream of a partition just taken over. */
+  private async claimTakenOver(stream: string): Promise<RawStreamEntries> {
+    const reply = (await this.redis.xautoclaim(stream, OUTBOX_GROUP, this.consumer, this.takeoverIdleMs, '0-0', 'COUNT', this.batchSize)) as [string, RawStreamEntries, ...unknown[]];
+    return reply[1].filter(([, fields]) => Array.isArray(fields));
+  }
+
   /** Writes the entries and then acknowledges them; returns how many it acknowledged. */
-  private async persist(saleId: string, stream: string, raw: RawStreamEntries): Promise<number> {
+  private async persist(stream: OutboxStream, raw: RawStreamEntries): Promise<number> {
     if (raw.length === 0) return 0;
-    const { entries, malformed } = parseStreamEntries(saleId, raw);
+    const { entries, malformed } = parseStreamEntries(stream.saleId, raw);
     const ids = entries.map((entry) => entry.streamId);
-    if (entries.length > 0) await this.holding(stream, ids, () => this.write(saleId, entries));
-    if (malformed.length > 0) await this.setAside(saleId, raw, malformed);
-    await ackOutbox(this.scripts, { saleId }, { group: OUTBOX_GROUP, entryIds: [...ids, ...malformed] });
+    if (entries.length > 0) await this.holding(stream.key, ids, () => this.write(stream, entries));
+    if (malformed.length > 0) await this.setAside(stream.saleId, raw, malformed);
+    await ackOutbox(this.scripts, { outbox: stream.key }, { group: OUTBOX_GROUP, entryIds: [...ids, ...malformed] });
     return ids.length;
   }
 
@@ -201,7 +277,8 @@ export class OutboxPersister {
   }
 
   /** Writes the batch, retrying transient failures (Postgres away) until it lands or the persister stops. */
-  private async write(saleId: string, entries: readonly OutboxEntry[]): Promise<void> {
+  private async write(stream: OutboxStream, entries: readonly OutboxEntry[]): Promise<void> {
+    const { saleId } = stream;
     const orders = latestPerOrder(entries);
     this.metrics.persistBatchSize.observe(orders.length);
     for (let attempt = 0; ; attempt++) {
@@ -211,7 +288,8 @@ export class OutboxPersister {
       } catch (error) {
         if (error instanceof GuardViolation || isDataError(error)) {
           // Refused, not failed: retrying the batch cannot help; BullMQ's worker sorts it order by order.
-          await this.refusedBatches.add(PERSIST_JOB, { saleId, entries }, { jobId: handOverJobId(saleId, entries) });
+          const queue = this.refusedBatches[partitionOf(stream.tag, this.partitions)]!;
+          await queue.add(PERSIST_JOB, { saleId, entries }, { jobId: handOverJobId(stream, entries) });
           return;
         }
         this.metrics.persistFailures.inc({ reason: 'error' });

@@ -10,7 +10,7 @@ import type { Pool } from '../db/pool.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
 import { closeRedis, createRedis, type RedisClient } from '../redis/connection.ts';
-import { saleKeys } from '../stock/keys.ts';
+import { orderKeyOf } from '../stock/keys.ts';
 import { escapeUnsafe } from '../text.ts';
 import type { BatchWriter } from './batch-writer.ts';
 import { DeadLetters, isDataError } from './dead-letters.ts';
@@ -46,7 +46,8 @@ async function writeEachAlone(batches: BatchWriter, saleId: string, orders: read
   return { refused, poisoned };
 }
 
-export function createPersistWorker(deps: PersistWorkerDeps): { worker: Worker<PersistBatch>; close(): Promise<void> } {
+/** The worker of partition `partition`'s queue. */
+export function createPersistWorker(deps: PersistWorkerDeps, partition = 0): { worker: Worker<PersistBatch>; close(): Promise<void> } {
   const { config, metrics, logger, redis, batches } = deps;
   const deadLetters = new DeadLetters(deps.pool);
 
@@ -55,7 +56,8 @@ export function createPersistWorker(deps: PersistWorkerDeps): { worker: Worker<P
   const setAside = async (saleId: string, order: Order, error: unknown, jobId: string | undefined) => {
     const sqlstate = String((error as { code?: unknown }).code);
     if (await deadLetters.record({ saleId, order, error })) metrics.persistDeadLetters.inc({ sqlstate });
-    await redis.persist(saleKeys(config.redis.prefix, saleId).order(order.id));
+    const key = orderKeyOf(config.redis.prefix, order.id);
+    if (key) await redis.persist(key);
     logger.error(
       { event: 'persist_dead_letter', saleId: escapeUnsafe(saleId), orderId: escapeUnsafe(order.id), status: escapeUnsafe(String(order.status)), sqlstate, jobId, err: (error as Error).message },
       'Postgres refused an order state as data; set aside in order_dead_letters',
@@ -91,7 +93,7 @@ export function createPersistWorker(deps: PersistWorkerDeps): { worker: Worker<P
   connection.on('error', (err: Error) => logger.warn({ err: err.message }, 'persist worker connection error'));
   const worker = new Worker<PersistBatch>(PERSIST_QUEUE, processor, {
     connection: connection as unknown as ConnectionOptions,
-    prefix: queuePrefix(config),
+    prefix: queuePrefix(config, partition),
     // Only refused batches come this way: rare, and written order by order anyway.
     concurrency: 1,
     lockDuration: config.queueLockDurationMs,
@@ -112,4 +114,36 @@ export function createPersistWorker(deps: PersistWorkerDeps): { worker: Worker<P
       await closeRedis(connection);
     },
   };
+}
+
+/** The workers of the partitions this process holds the leases of: started as a partition is
+ *  taken, closed (its job in hand finished first) as it is handed back. */
+export class PartitionWorkers {
+  private readonly running = new Map<number, ReturnType<typeof createPersistWorker>>();
+  /** Changes one after the other, so a close and a start of one partition never overlap. */
+  private changes: Promise<void> = Promise.resolve();
+
+  constructor(private readonly deps: PersistWorkerDeps) {}
+
+  hold(partitions: ReadonlySet<number>): Promise<void> {
+    this.changes = this.changes.then(async () => {
+      for (const [partition, worker] of this.running) {
+        if (partitions.has(partition)) continue;
+        this.running.delete(partition);
+        await worker.close();
+      }
+      for (const partition of partitions) {
+        if (!this.running.has(partition)) this.running.set(partition, createPersistWorker(this.deps, partition));
+      }
+    });
+    return this.changes;
+  }
+
+  held(): number[] {
+    return [...this.running.keys()].sort((a, b) => a - b);
+  }
+
+  close(): Promise<void> {
+    return this.hold(new Set());
+  }
 }

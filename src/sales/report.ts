@@ -2,14 +2,14 @@
 // and for the sale how far Postgres (the record) trails Redis (the decisions).
 import type { Pool } from '../db/pool.ts';
 import { queuedSale, type PersistQueue } from '../orders/queue.ts';
-import type { RedisClient } from '../redis/connection.ts';
-import { saleKeys } from '../stock/keys.ts';
+import type { SaleCatalog, ShardState } from './catalog.ts';
 import type { SalesService } from './sales-service.ts';
 
 export interface ItemReport {
   readonly sku: string;
   readonly initialStock: number;
   readonly restocked: number;
+  /** The item's total left: Σ available + units in transfer between shards + held (the low-stock level, K > 1). */
   readonly available: number;
   /** Live quantity: pending_payment + paid, as Redis decided it. */
   readonly reserved: number;
@@ -20,6 +20,8 @@ export interface ItemReport {
   readonly soldOutAt: number | null;
   readonly delistedAt: number | null;
   readonly state: string;
+  /** The item's stock shards (only the report shows them). */
+  readonly shards: readonly ShardState[];
 }
 
 export interface SaleReportData {
@@ -46,17 +48,15 @@ export class SaleReporter {
   constructor(
     private readonly sales: SalesService,
     private readonly pool: Pool,
-    private readonly redis: RedisClient,
-    private readonly prefix: string,
-    private readonly queue: () => PersistQueue,
+    private readonly catalog: SaleCatalog,
+    private readonly queues: () => readonly PersistQueue[],
   ) {}
 
   async report(saleId: string, now = Date.now()): Promise<SaleReportData | undefined> {
     const view = await this.sales.view(saleId, now, { fresh: true });
     if (!view) return undefined;
-    const keys = saleKeys(this.prefix, saleId);
-    const [accepted, counts, persisted, head, queued] = await Promise.all([
-      this.redis.hget(keys.sale, 'ordersAccepted'),
+    const [shards, counts, persisted, queued] = await Promise.all([
+      this.catalog.shards(saleId),
       // sum(int) is bigint and sum(bigint) numeric: both arrive as strings. The stock and price
       // limits (src/sales/sale.ts) keep them within Number.MAX_SAFE_INTEGER, so Number() is exact.
       this.pool.query<StatusRow>(
@@ -67,13 +67,15 @@ export class SaleReporter {
         'SELECT (SELECT count(*) FROM orders WHERE sale_id = $1) AS orders, (SELECT count(*) FROM order_dead_letters WHERE sale_id = $1) AS dead',
         [saleId],
       ),
-      this.redis.xrange(keys.outbox, '-', '+', 'COUNT', 1) as Promise<[string, string[]][]>,
-      queuedSale(this.queue(), saleId),
+      queuedSale(this.queues(), saleId),
     ]);
-    const ordersAccepted = Number(accepted ?? 0);
+    // Every shard counts its own accepted orders and has its own outbox.
+    const items = [...shards.values()];
+    const ordersAccepted = items.reduce((total, item) => total + item.shards.reduce((sum, shard) => sum + shard.ordersAccepted, 0), 0);
+    const heads = items.flatMap((item) => (item.oldestOutboxMs === undefined ? [] : [item.oldestOutboxMs]));
     const ordersPersisted = Number(persisted.rows[0]?.orders ?? 0);
-    // The oldest order still on its way: at the head of the outbox, or in a queued batch.
-    const candidates = [head[0] ? Number(head[0][0].split('-')[0]) : undefined, queued.oldestPendingOrderAt].filter((ms) => ms !== undefined);
+    // The oldest order still on its way: at the head of an outbox, or in a queued batch.
+    const candidates = [...heads, queued.oldestPendingOrderAt].filter((ms) => ms !== undefined);
     const oldestUnpersisted = candidates.length > 0 ? Math.min(...candidates) : undefined;
     const sum = (sku: string, status: string, field: 'quantity' | 'amount') =>
       Number(counts.rows.find((row) => row.sku === sku && row.status === status)?.[field] ?? 0);
@@ -90,6 +92,7 @@ export class SaleReporter {
         initialStock: item.initialStock,
         restocked: item.stock.total - item.initialStock,
         available: item.available,
+        // Units taken by live orders: everything stocked that is not left.
         reserved: item.stock.total - item.stock.available,
         paid: sum(item.sku, 'paid', 'quantity'),
         cancelled: sum(item.sku, 'cancelled', 'quantity'),
@@ -98,6 +101,7 @@ export class SaleReporter {
         soldOutAt: item.stock.soldOutAt,
         delistedAt: item.stock.delistedAt,
         state: item.state,
+        shards: shards.get(item.sku)?.shards ?? [],
       })),
     };
   }

@@ -1,6 +1,6 @@
 // Sales in Postgres, the system of record: what operators created, restocked and closed.
 import type { Pool } from '../db/pool.ts';
-import type { SaleDefinition, SaleItemDefinition } from './sale.ts';
+import { stockShardsOf, type SaleDefinition, type SaleItemDefinition } from './sale.ts';
 
 export interface StoredSale extends SaleDefinition {
   readonly closedAt: number | null;
@@ -32,6 +32,7 @@ export interface SaleItemRow {
   per_user_limit: number;
   low_stock_percent: string | null;
   low_stock_units: number | null;
+  stock_shards: number;
 }
 
 /** What a list of sales shows of each; times in ms since the epoch. */
@@ -66,6 +67,7 @@ function itemFromRow(row: SaleItemRow): SaleItemDefinition & { restocked: number
     restocked: row.restocked,
     perUserLimit: row.per_user_limit,
     lowStock,
+    stockShards: row.stock_shards,
   };
 }
 
@@ -91,8 +93,8 @@ export class SaleRepository {
       }
       const items = sale.items;
       await client.query(
-        `INSERT INTO sale_items (sale_id, sku, name, unit_price, initial_stock, per_user_limit, low_stock_percent, low_stock_units)
-         SELECT $1, * FROM unnest($2::text[], $3::text[], $4::bigint[], $5::int[], $6::int[], $7::numeric[], $8::int[])`,
+        `INSERT INTO sale_items (sale_id, sku, name, unit_price, initial_stock, per_user_limit, low_stock_percent, low_stock_units, stock_shards)
+         SELECT $1, * FROM unnest($2::text[], $3::text[], $4::bigint[], $5::int[], $6::int[], $7::numeric[], $8::int[], $9::smallint[])`,
         [
           sale.id,
           items.map((i) => i.sku),
@@ -102,6 +104,7 @@ export class SaleRepository {
           items.map((i) => i.perUserLimit),
           items.map((i) => (i.lowStock && 'percent' in i.lowStock ? i.lowStock.percent : null)),
           items.map((i) => (i.lowStock && 'units' in i.lowStock ? i.lowStock.units : null)),
+          items.map((i) => stockShardsOf(i)),
         ],
       );
       await client.query('COMMIT');

@@ -67,6 +67,8 @@ export function itemState(stock: Pick<ItemStock, 'available' | 'delisted'>): Ite
 // integers (migrations/0002_limits_and_dead_letters.sql holds the same numbers as CHECKs).
 /** Initial stock plus every restock of one item. Fits int4 with room for one more restock. */
 export const MAX_ITEM_STOCK = 1_000_000_000;
+/** K of one item (migrations/0003_stock_shards.sql holds the same CHECK). */
+export const MAX_STOCK_SHARDS = 64;
 /** Minor units per unit. */
 export const MAX_UNIT_PRICE = 10_000_000_000;
 /** One order's quantity and one shopper's per-item limit. */

@@ -2,9 +2,10 @@
 // safe if the second step fails (Postgres's guard may be looser than Redis, never tighter), and
 // the shopper's view of a sale, cached for up to a second.
 import type { Logger } from '../logger.ts';
-import type { SaleCatalog } from './catalog.ts';
+import { CloseIncompleteError, type SaleCatalog } from './catalog.ts';
 import type { SaleRepository, StoredSale } from './repository.ts';
-import { itemState, saleStatus, type DelistReason, type ItemState, type ItemStock, type SaleDefinition, type SaleStatus } from './sale.ts';
+import type { ShardRef } from '../stock/keys.ts';
+import { itemState, saleStatus, shardRefsOf, type DelistReason, type ItemState, type ItemStock, type SaleDefinition, type SaleStatus } from './sale.ts';
 
 export interface ItemView {
   readonly sku: string;
@@ -25,6 +26,8 @@ export interface SaleView {
 }
 
 export type SaleActionError = 'SALE_NOT_FOUND' | 'ITEM_NOT_FOUND';
+/** The anchor is closed but some shard could not be reached: retry the close (it is monotonic). */
+export type CloseError = SaleActionError | 'CLOSE_INCOMPLETE';
 export type RestockError = SaleActionError | 'STOCK_LIMIT_EXCEEDED';
 
 export interface SaleEvents {
@@ -54,9 +57,17 @@ export class SalesService {
     private readonly logger: Logger,
   ) {}
 
-  /** Creates a sale: Postgres first (the id's owner), then Redis. */
+  /**
+   * Creates a sale: Postgres first (the id's owner), then Redis. A create that finds the id taken
+   * finishes loading it into Redis if an earlier create was cut short (no anchor yet), and still
+   * answers SALE_EXISTS.
+   */
   async create(sale: SaleDefinition): Promise<SaleView | 'SALE_EXISTS'> {
-    if (!(await this.repository.insert(sale))) return 'SALE_EXISTS';
+    if (!(await this.repository.insert(sale))) {
+      const stored = await this.definition(sale.id, true);
+      if (stored && (await this.catalog.load(stored))) this.logger.warn({ event: 'sale_load_finished', saleId: sale.id }, 'finished loading a sale cut short');
+      return 'SALE_EXISTS';
+    }
     await this.catalog.load(sale);
     this.live = undefined;
     this.unknown.delete(sale.id);
@@ -116,8 +127,15 @@ export class SalesService {
     return sales.map((sale) => ({ ...sale, status: saleStatus(sale, sale.closedAt, now) }));
   }
 
-  async close(saleId: string): Promise<SaleView | SaleActionError> {
-    const closed = await this.catalog.close(saleId);
+  async close(saleId: string): Promise<SaleView | CloseError> {
+    let closed: Awaited<ReturnType<SaleCatalog['close']>>;
+    try {
+      closed = await this.catalog.close(saleId);
+    } catch (error) {
+      if (!(error instanceof CloseIncompleteError)) throw error;
+      this.logger.error({ event: 'sale_close_incomplete', saleId, err: error }, 'sale closed on its anchor, but a shard could not be reached');
+      return 'CLOSE_INCOMPLETE';
+    }
     if (!closed.ok) return 'SALE_NOT_FOUND';
     await this.repository.markClosed(saleId, closed.closedAt);
     this.logger.info({ event: 'sale_closed', saleId }, 'sale closed by an operator');
@@ -182,8 +200,14 @@ export class SalesService {
     return ids;
   }
 
+  /** Every stock shard of every item of the live sales: what the expiry sweeper works through. */
+  async liveShards(): Promise<ShardRef[]> {
+    const sales = await Promise.all((await this.liveSaleIds()).map((saleId) => this.definition(saleId)));
+    return sales.flatMap((sale) => (sale ? shardRefsOf(sale) : []));
+  }
+
   /**
-   * The available units of every item of the live sales, as Redis holds them now: read at scrape
+   * The units left (Σ available + in transfer + held: the item's total) of every item of the live sales, as Redis holds them now: read at scrape
    * time for flashsale_stock_available. The reads go out together (auto-pipelined: one round trip).
    */
   async stockLevels(): Promise<{ saleId: string; sku: string; available: number }[]> {

@@ -12,24 +12,9 @@
 // lookup by id goes straight to its slot. The sale's anchor hash keeps the sale's own tag.
 // Every caller-chosen part (user id, idempotency key, and for consistency sale id, SKU, order id)
 // is encoded with encodeKeyPart, so no part can contain ':' (two users, or a user and a key,
-// can never join into the same name) nor '{' / '}' (the sale's tag stays the first one).
+// can never join into the same name) nor '{' / '}' (the tag stays the first braces in every key).
 import fnv1a from '@sindresorhus/fnv1a';
 import { tagOfOrderId } from './order-id.ts';
-
-export interface SaleKeys {
-  readonly sale: string;
-  readonly outbox: string;
-  readonly deadlines: string;
-  /** Which expiry sweeper works the sale's deadlines for now (a short lease). */
-  readonly sweepLease: string;
-  item(sku: string): string;
-  users(sku: string): string;
-  idempotency(userId: string, key: string): string;
-  order(orderId: string): string;
-  userOrders(userId: string): string;
-  /** The user's order attempts on the item in one clock second (ms since the epoch ÷ 1000, floored). */
-  attempts(sku: string, userId: string, second: number): string;
-}
 
 // Left as they are: what ids are made of in practice, so keys stay readable.
 const PLAIN = /^[A-Za-z0-9_.~-]$/;
@@ -57,23 +42,6 @@ export function encodeKeyPart(part: string): string {
     else for (const byte of Buffer.from(char, 'utf8')) encoded += percentByte(byte);
   }
   return encoded;
-}
-
-export function saleKeys(prefix: string, saleId: string): SaleKeys {
-  const base = `${prefix}:{${encodeKeyPart(saleId)}}`;
-  const enc = encodeKeyPart;
-  return {
-    sale: `${base}:sale`,
-    outbox: `${base}:outbox`,
-    deadlines: `${base}:deadlines`,
-    sweepLease: `${base}:sweep-lease`,
-    item: (sku) => `${base}:item:${enc(sku)}`,
-    users: (sku) => `${base}:users:${enc(sku)}`,
-    idempotency: (userId, key) => `${base}:idem:${enc(userId)}:${enc(key)}`,
-    order: (orderId) => `${base}:order:${enc(orderId)}`,
-    userOrders: (userId) => `${base}:user-orders:${enc(userId)}`,
-    attempts: (sku, userId, second) => `${base}:attempts:${enc(sku)}:${enc(userId)}:${second}`,
-  };
 }
 
 /**

@@ -58,3 +58,22 @@ it('when an item sold out through one API process is restocked through another, 
   // The API processes report no sighting of their own, which could only be stale.
   for (const service of [first, second]) expect(service.metrics.registry.getSingleMetric('flashsale_stock_available')).toBeUndefined();
 });
+
+it('when an item in 4 stock shards sells through shoppers homed on different shards, then the gauge shows its total: every shard plus the units held at its low-stock level', async () => {
+  const sale = await api.createSale([{ sku: 'sharded', stock: 45, perUserLimit: 3, stockShards: 4, lowStock: { units: 5 } }]);
+  const orders = await Promise.all(
+    Array.from({ length: 6 }, (_, i) =>
+      app(i % 2 === 0 ? first : second).inject({
+        method: 'POST',
+        url: `/v1/sales/${sale.id}/orders`,
+        headers: { authorization: tk.shopper(`gauge-shopper-${i}`) },
+        payload: { sku: 'sharded', quantity: 2 },
+      }),
+    ),
+  );
+  expect(orders.map((res) => res.statusCode)).toEqual(Array(6).fill(201));
+
+  // 45 − 12 sold: 28 on sale over the shards (api.available sums them) and 5 held on shard 0.
+  expect(await api.available(sale.id, 'sharded')).toBe(28);
+  await expect.poll(() => aggregatedStock(sale.id, 'sharded'), { timeout: 3_000, interval: 100 }).toEqual([33]);
+});

@@ -1,5 +1,5 @@
 // The per-file test context cleans up after itself: its database goes, and so does every Redis key
-// of its namespace — the service's own and the BullMQ queue's ({prefix:bull}), which other files
+// of its namespace — the service's own and the BullMQ queue's ({prefix:persist:<i>}), which other files
 // sharing the server would otherwise find piling up.
 import { Redis } from 'ioredis';
 import { expect, it } from 'vitest';
@@ -18,12 +18,12 @@ it('when a test context that queued a persist job is cleaned up, then none of it
     const persist = createPersistQueue(ctx.config);
     await persist.queue.add(PERSIST_JOB, { saleId: 's', entries: [] });
     await persist.close();
-    expect(await scanKeys(other, `{${ctx.prefix}:bull}:*`)).not.toEqual([]);
+    expect(await scanKeys(other, `{${ctx.prefix}:persist:0}:*`)).not.toEqual([]);
 
     await ctx.cleanup();
 
     expect(await scanKeys(other, `${ctx.prefix}:*`)).toEqual([]);
-    expect(await scanKeys(other, `{${ctx.prefix}:bull}:*`)).toEqual([]);
+    expect(await scanKeys(other, `{${ctx.prefix}:persist*`)).toEqual([]);
     expect(await other.exists(neighbour)).toBe(1);
     const found = await onServer(ctx.databaseUrl, (admin) => admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [databaseName(ctx.databaseUrl)]));
     expect(found.rowCount).toBe(0);

@@ -1,22 +1,22 @@
 // The expiry storm's memory figures group keys by family (bench/redis-memory.ts): ids must
 // collapse, or every order would be a family of its own and the per-order breakdown meaningless.
-import { randomUUID } from 'node:crypto';
 import { expect, it } from 'vitest';
 import { keyFamily, perOrder, type MemoryFootprint } from '../../bench/redis-memory.ts';
-import { saleKeys } from '../../src/stock/keys.ts';
+import { shardKeys, userOrdersKey } from '../../src/stock/keys.ts';
+import { mintOrderId } from '../../src/stock/order-id.ts';
 
 const prefix = 'benchexpab12cd';
 
-it('when keys of two orders, shoppers and BullMQ jobs are grouped, then each kind is one family', () => {
-  const keys = saleKeys(prefix, 'expiry-ab12cd');
+it('when layout-2 keys of two orders, shoppers and BullMQ jobs are grouped, then each kind is one family', () => {
+  const keys = shardKeys(prefix, 'expiry-ab12cd', 'hot', 0);
   const families = (make: (i: number) => string) => new Set([1, 2].map((i) => keyFamily(make(i), prefix)));
-  expect(families(() => keys.order(randomUUID()))).toEqual(new Set(['{sale}:order:<id>']));
-  expect(families((i) => keys.userOrders(`shopper-${i}`))).toEqual(new Set(['{sale}:user-orders:<user>']));
+  expect(families(() => keys.order(mintOrderId(keys.tag)))).toEqual(new Set(['{shard}:order:<id>']));
+  expect(families((i) => userOrdersKey(prefix, `shopper-${i}`))).toEqual(new Set(['{user}:orders']));
   expect(families((i) => `{${prefix}:bull}:persist-orders:expiry-ab12cd|1764500000000-${i}|1764500000001-0|${i * 7}`)).toEqual(
     new Set(['{bull}:persist-orders:<job>']),
   );
-  expect(keyFamily(keys.outbox, prefix)).toBe('{sale}:outbox');
-  expect(keyFamily(keys.item('hot'), prefix)).toBe('{sale}:item:hot');
+  expect(keyFamily(keys.outbox, prefix)).toBe('{shard}:expiry-ab12cd:hot:<n>:outbox');
+  expect(keyFamily(keys.item, prefix)).toBe('{shard}:expiry-ab12cd:hot:<n>:item');
 });
 
 it('when a footprint is set against its baseline, then bytes per order count only what grew, largest family first', () => {

@@ -1,7 +1,7 @@
 // The key builders: caller-chosen parts never make two different (user, key) pairs, users or
 // items name the same Redis key, and the sale's hash tag stays the one Redis hashes on.
 import { describe, expect, it } from 'vitest';
-import { anchorKey, encodeKeyPart, fnv1a32, homeShard, orderKeyOf, saleKeys, shardKeys, shardTag, tagHex, userOrdersKey } from '../../src/stock/keys.ts';
+import { anchorKey, encodeKeyPart, fnv1a32, homeShard, orderKeyOf, shardKeys, shardTag, tagHex, userOrdersKey } from '../../src/stock/keys.ts';
 import { mintOrderId, tagOfOrderId } from '../../src/stock/order-id.ts';
 
 /** The part of a key Redis Cluster hashes: the first {…} with something inside, else the whole key. */
@@ -28,8 +28,9 @@ describe('encodeKeyPart', () => {
   });
 });
 
-describe('saleKeys', () => {
-  const keys = saleKeys('fs', 'd11');
+describe('shardKeys', () => {
+  const keys = shardKeys('fs', 'd11', 'phone-x', 0);
+  const tag = `s${tagHex(keys.tag)}`;
 
   it('when every pair of awkward users and idempotency keys is keyed, then no two pairs share a key', () => {
     const seen = new Map<string, string>();
@@ -44,40 +45,27 @@ describe('saleKeys', () => {
     expect(keys.idempotency('a', 'b:k')).not.toBe(keys.idempotency('a:b', 'k'));
   });
 
-  it('when users, items and orders with awkward ids are keyed, then each kind of key is distinct per id and never names another kind', () => {
-    const all = [keys.sale, keys.outbox, keys.deadlines];
-    for (const id of AWKWARD) all.push(keys.item(id), keys.users(id), keys.order(id), keys.userOrders(id), keys.attempts(id, id, 0));
+  it('when sales, items, users and orders with awkward ids are keyed, then each key is distinct per id and never names another kind', () => {
+    const all = [keys.sale, keys.item, keys.users, keys.outbox, keys.deadlines, keys.sweepLease, keys.transfersOut, keys.transfersSent, keys.transfersIn];
+    for (const id of AWKWARD) {
+      const other = shardKeys('fs', id, id, 0);
+      all.push(other.item, other.users, other.sale, keys.order(id), keys.attempts(id, 0), keys.idempotency(id, 'k'), userOrdersKey('fs', id), anchorKey('fs', id));
+    }
     expect(new Set(all).size).toBe(all.length);
   });
 
-  it('when any part holds braces, then every key of the sale still hashes on the sale id alone', () => {
-    const names = AWKWARD.flatMap((part) => [
-      keys.idempotency(part, part),
-      keys.idempotency('u', part),
-      keys.userOrders(part),
-      keys.item(part),
-      keys.users(part),
-      keys.order(part),
-      keys.attempts(part, part, 0),
-    ]);
-    for (const name of [keys.sale, keys.outbox, keys.deadlines, ...names]) expect(hashTag(name), name).toBe('d11');
+  it('when any caller part holds braces, then every key of the shard still hashes on the shard tag alone, and the anchor on the encoded sale id', () => {
+    const names = AWKWARD.flatMap((part) => [keys.idempotency(part, part), keys.idempotency('u', part), keys.order(part), keys.attempts(part, 0)]);
+    for (const name of [keys.sale, keys.outbox, keys.deadlines, ...names]) expect(hashTag(name), name).toBe(tag);
+    for (const part of AWKWARD) {
+      expect(hashTag(shardKeys('fs', part, part, 1).item)).toMatch(/^s[0-9a-f]{8}$/);
+      if (part !== '') expect(hashTag(anchorKey('fs', part))).toBe(encodeKeyPart(part));
+    }
   });
 
-  it('when the sale id itself holds braces, then it is encoded and the tag is still its whole (encoded) id', () => {
-    const odd = saleKeys('fs', 'a}b{c');
-    expect(hashTag(odd.sale)).toBe(encodeKeyPart('a}b{c'));
-    expect(hashTag(odd.idempotency('{u}', '{k}'))).toBe(encodeKeyPart('a}b{c'));
-  });
-});
-
-describe('attempt counters', () => {
-  const keys = saleKeys('fs', 'd11');
-
-  it('when every pair of awkward items and users is keyed, then no two pairs share a counter', () => {
-    const names = AWKWARD.flatMap((sku) => AWKWARD.map((user) => keys.attempts(sku, user, 1)));
-    expect(new Set(names).size).toBe(AWKWARD.length * AWKWARD.length);
-    expect(keys.attempts('a', 'b:k', 1)).not.toBe(keys.attempts('a:b', 'k', 1));
-    expect(keys.attempts('a', 'b', 1)).not.toBe(keys.attempts('a', 'b', 2));
+  it('when every pair of awkward users and seconds is keyed, then no two share an attempt counter', () => {
+    const names = AWKWARD.flatMap((user) => [keys.attempts(user, 1), keys.attempts(user, 2)]);
+    expect(new Set(names).size).toBe(AWKWARD.length * 2);
   });
 });
 

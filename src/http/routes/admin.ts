@@ -2,6 +2,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { SaleReporter } from '../../sales/report.ts';
+import { tagHex } from '../../stock/keys.ts';
 import { MAX_ITEM_VALUE } from '../../sales/sale.ts';
 import type { SalesService } from '../../sales/sales-service.ts';
 import type { Authenticator } from '../auth.ts';
@@ -62,6 +63,17 @@ const ReportBody = Type.Object({
       revenue: Type.Integer(),
       soldOutAt: Ms,
       delistedAt: Ms,
+      // The item's stock shards: operators see them here only.
+      shards: Type.Array(
+        Type.Object({
+          k: Type.Integer(),
+          tag: Type.String({ description: "the shard's hash tag T as 8 hex digits (the last 8 of its orders' ids)" }),
+          available: Type.Integer(),
+          outPending: Type.Integer(),
+          ordersAccepted: Type.Integer(),
+          liveUsers: Type.Integer(),
+        }),
+      ),
     }),
   ),
 });
@@ -107,7 +119,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox<AdminRouteOptions> = async (
 
   app.post(
     '/v1/admin/sales/:saleId/close',
-    { schema: { ...adminSchema, params: SaleParams, response: { 200: SaleView, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody } } },
+    { schema: { ...adminSchema, params: SaleParams, response: { 200: SaleView, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 503: ErrorBody } } },
     async (request, reply) => {
       const result = await sales.close(request.params.saleId);
       return typeof result === 'string' ? sendError(reply, result) : presentSale(result);
@@ -146,7 +158,12 @@ export const adminRoutes: FastifyPluginAsyncTypebox<AdminRouteOptions> = async (
       const optionalIso = (ms: number | null) => (ms === null ? null : iso(ms));
       return {
         ...report,
-        items: report.items.map((item) => ({ ...item, soldOutAt: optionalIso(item.soldOutAt), delistedAt: optionalIso(item.delistedAt) })),
+        items: report.items.map((item) => ({
+          ...item,
+          soldOutAt: optionalIso(item.soldOutAt),
+          delistedAt: optionalIso(item.delistedAt),
+          shards: item.shards.map((shard) => ({ ...shard, tag: tagHex(shard.tag) })),
+        })),
       };
     },
   );

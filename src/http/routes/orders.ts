@@ -88,7 +88,7 @@ export const orderRoutes: FastifyPluginAsyncTypebox<OrderRouteOptions> = async (
         case 'accepted':
           return reply.code(201).header('location', `/v1/orders/${reservation.order.id}`).send(presentOrder(reservation.order));
         case 'replayed': {
-          const order = (await orders.fromRedis(saleId, reservation.orderId)) ?? (await orders.find(reservation.orderId));
+          const order = (await orders.fromRedis(reservation.orderId)) ?? (await orders.find(reservation.orderId));
           if (!order) throw new Error(`idempotent replay names order ${reservation.orderId}, which cannot be found`);
           return reply.code(201).header('location', `/v1/orders/${order.id}`).header('idempotent-replayed', 'true').send(presentOrder(order));
         }

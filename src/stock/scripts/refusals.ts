@@ -18,11 +18,15 @@ export const REFUSALS = {
   releaseOrder: ['ORDER_NOT_FOUND', 'ORDER_ALREADY_PAID', 'ORDER_EXPIRED'],
   expireDue: [],
   loadSale: ['SALE_EXISTS'],
+  loadShard: [],
   closeSale: ['SALE_NOT_FOUND'],
   delistItem: ['ITEM_NOT_FOUND'],
   relistItem: ['ITEM_NOT_FOUND'],
   restockItem: ['ITEM_NOT_FOUND'],
   ackOutbox: [],
+  transferOut: ['ITEM_NOT_FOUND'],
+  transferIn: ['ITEM_NOT_FOUND'],
+  transferDone: [],
 } as const satisfies Record<string, readonly string[]>;
 
 export type ScriptName = keyof typeof REFUSALS;

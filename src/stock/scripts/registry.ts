@@ -14,21 +14,24 @@ type Key = string;
 declare module 'ioredis' {
   interface RedisCommander<Context> {
     reserveOrder(
-      sale: Key, item: Key, users: Key, idempotency: Key, order: Key, outbox: Key, deadlines: Key, userOrders: Key, attempts: Key,
+      sale: Key, item: Key, users: Key, idempotency: Key, order: Key, outbox: Key, deadlines: Key, attempts: Key,
       saleId: string, sku: string, orderId: string, userId: string, quantity: number, nowMs: number,
-      idempotencyKey: string, idempotencyTtlSeconds: number, orderRetentionMs: number, attemptsPerSecond: number,
+      idempotencyKey: string, idempotencyTtlSeconds: number, orderRetentionMs: number, attemptsPerSecond: number, shard: number,
     ): Result<unknown, Context>;
     payOrder(order: Key, item: Key, users: Key, outbox: Key, deadlines: Key, userId: string, paymentRef: string, nowMs: number): Result<unknown, Context>;
     releaseOrder(order: Key, item: Key, users: Key, outbox: Key, deadlines: Key, userId: string, nowMs: number): Result<unknown, Context>;
-    /** Variable keys: the key count first, then outbox, deadlines, each item's two keys, the orders' keys; then the arguments. */
+    /** Variable keys: the key count first, then the shard's outbox, deadlines, item and users, the orders' keys; then nowMs, sku, shard, the order ids. */
     expireDue(numberOfKeys: number, ...keysThenArgs: (string | number)[]): Result<unknown, Context>;
-    /** Variable keys: the key count first, then the sale and one item key per item JSON. */
-    loadSale(numberOfKeys: number, ...keysThenArgs: (string | number)[]): Result<unknown, Context>;
-    closeSale(sale: Key, nowMs: number): Result<unknown, Context>;
-    delistItem(item: Key, nowMs: number): Result<unknown, Context>;
-    relistItem(item: Key): Result<unknown, Context>;
+    loadSale(anchor: Key, saleJson: string, shardsJson: string): Result<unknown, Context>;
+    loadShard(sale: Key, item: Key, saleJson: string, nowMs: number, itemJson: string): Result<unknown, Context>;
+    closeSale(sale: Key, closedAtMs: number): Result<unknown, Context>;
+    delistItem(item: Key, nowMs: number, reason: 'operator' | 'low_stock'): Result<unknown, Context>;
+    relistItem(item: Key, reason: 'operator' | 'low_stock'): Result<unknown, Context>;
     restockItem(item: Key, quantity: number): Result<unknown, Context>;
     ackOutbox(outbox: Key, group: string, ...entryIds: string[]): Result<unknown, Context>;
+    transferOut(item: Key, transfersOut: Key, transfersSent: Key, transferId: string, to: number, want: number, min: number, nowMs: number): Result<unknown, Context>;
+    transferIn(item: Key, transfersIn: Key, transferId: string, quantity: number): Result<unknown, Context>;
+    transferDone(item: Key, transfersOut: Key, transfersSent: Key, transferId: string): Result<unknown, Context>;
   }
 }
 

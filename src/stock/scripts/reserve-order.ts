@@ -1,9 +1,9 @@
-// reserveOrder-9.lua: counts the attempt against the shopper's per-second limit, decides it and,
-// when it is accepted, records it (stock, the user's live quantity, order record, outbox entry,
-// deadline, idempotency key) in one step.
+// reserveOrder-8.lua: on the shopper's home stock shard, counts the attempt against the
+// shopper's per-second limit, decides it and, when it is accepted, records it (stock, the user's
+// live quantity, order record, outbox entry, deadline, idempotency key) in one step.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Cluster } from 'ioredis';
-import { saleKeys } from '../keys.ts';
+import { shardKeys } from '../keys.ts';
 import type { Scripts } from './registry.ts';
 import { flag, integer, parseReply } from './reply.ts';
 import type { Refusal } from './refusals.ts';
@@ -17,7 +17,9 @@ export interface ReserveOrderKeys {
   readonly saleId: string;
   readonly sku: string;
   readonly userId: string;
-  /** The new order's id, chosen by the caller (UUIDv7). */
+  /** The home shard k of the user (homeShard) and K, the item's shard count. */
+  readonly shard: number;
+  /** The new order's id, minted by the caller for the shard's tag (mintOrderId). */
   readonly orderId: string;
   /** undefined or '': none. */
   readonly idempotencyKey?: string | undefined;
@@ -37,6 +39,8 @@ export interface ReservedOrder {
   readonly id: string;
   readonly saleId: string;
   readonly sku: string;
+  /** The stock shard k that holds it (on the Redis record; Postgres rows do not carry it). */
+  readonly shard?: number;
   readonly userId: string;
   readonly quantity: number;
   readonly unitPrice: number;
@@ -49,8 +53,12 @@ export interface ReservedOrder {
 
 export type ReserveOrderReply =
   | { readonly code: 'OK'; readonly order: ReservedOrder; readonly availableAfter: number; readonly delistedNow: boolean; readonly soldOutNow: boolean }
-  /** The key already made this very order. */
+  /** The key already made this very order, or this very command already ran (a resend). */
   | { readonly code: 'REPLAY'; readonly orderId: string }
+  /** The minted order id names another order: mint another. */
+  | { readonly code: 'ORDER_ID_TAKEN' }
+  /** K > 1: the shard holds fewer than the quantity; nothing was written but the attempt count. */
+  | { readonly code: 'NEED_STOCK'; readonly available: number; readonly liveQuantity: number; readonly perUserLimit: number }
   | Refusal<'reserveOrder'>;
 
 export async function reserveOrder(scripts: Scripts, keys: ReserveOrderKeys, args: ReserveOrderArgs): Promise<ReserveOrderReply> {
@@ -113,18 +121,17 @@ function commandArguments(prefix: string, keys: ReserveOrderKeys, args: ReserveO
   const { saleId, sku, userId, orderId } = keys;
   const idempotencyKey = keys.idempotencyKey ?? '';
   const { quantity, now } = args;
-  const names = saleKeys(prefix, saleId);
+  const names = shardKeys(prefix, saleId, sku, keys.shard);
   return [
     names.sale,
-    names.item(sku),
-    names.users(sku),
-    // Unused without a key; still a key of the sale's slot.
+    names.item,
+    names.users,
+    // Unused without a key; still a key of the shard's slot.
     names.idempotency(userId, idempotencyKey || '-'),
     names.order(orderId),
     names.outbox,
     names.deadlines,
-    names.userOrders(userId),
-    names.attempts(sku, userId, Math.floor(now / 1000)),
+    names.attempts(userId, Math.floor(now / 1000)),
     saleId,
     sku,
     orderId,
@@ -135,6 +142,7 @@ function commandArguments(prefix: string, keys: ReserveOrderKeys, args: ReserveO
     args.idempotencyTtlSeconds ?? IDEMPOTENCY_TTL_SECONDS,
     args.orderRetentionMs ?? ORDER_RETENTION_MS,
     args.attemptsPerSecond ?? 0,
+    keys.shard,
   ] as const;
 }
 
@@ -152,6 +160,7 @@ function parse(keys: ReserveOrderKeys, args: ReserveOrderArgs, reply: unknown): 
         id: orderId,
         saleId,
         sku,
+        shard: keys.shard,
         userId,
         quantity,
         unitPrice,
@@ -163,5 +172,11 @@ function parse(keys: ReserveOrderKeys, args: ReserveOrderArgs, reply: unknown): 
       return { code: 'OK', order, availableAfter, delistedNow, soldOutNow } as const;
     },
     REPLAY: ([orderId]) => (typeof orderId === 'string' ? ({ code: 'REPLAY', orderId } as const) : undefined),
+    ORDER_ID_TAKEN: () => ({ code: 'ORDER_ID_TAKEN' }) as const,
+    NEED_STOCK: ([units, live, limit]) => {
+      const [available, liveQuantity, perUserLimit] = [integer(units), integer(live), integer(limit)];
+      if (available === undefined || liveQuantity === undefined || perUserLimit === undefined) return undefined;
+      return { code: 'NEED_STOCK', available, liveQuantity, perUserLimit } as const;
+    },
   });
 }

@@ -4,7 +4,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { saleKeys } from '../../../src/stock/keys.ts';
+import { soleShardKeys } from '../../support/sale-state.ts';
 import {
   availableInRedis,
   createSale,
@@ -70,7 +70,7 @@ it(
     // them. Should the freeze land where there are none, it resumes and the cycle repeats.
     admin = new Redis(stack.redisUrl);
     const redis = admin;
-    const saleKey = saleKeys(stack.prefix, saleId).sale;
+    const saleKey = (await soleShardKeys(redis, stack.prefix, saleId)).sale;
     const unansweredNow = async () => Number(await redis.hget(saleKey, 'ordersAccepted')) - ledger.accepted.size;
     const burstStarted = Date.now();
     while (answered < KILL_AFTER_ANSWERS) await sleep(5);

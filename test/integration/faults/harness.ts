@@ -10,7 +10,8 @@ import pg from 'pg';
 import type { Role } from '../../../src/config.ts';
 import { migrate } from '../../../src/db/migrate.ts';
 import { OUTBOX_GROUP } from '../../../src/orders/outbox-persister.ts';
-import { saleKeys } from '../../../src/stock/keys.ts';
+import { shardKeys } from '../../../src/stock/keys.ts';
+import { shardKeysOfSale } from '../../support/sale-state.ts';
 import { withDatabase } from '../../../tools/databases.ts';
 import { compareWithRows, unitsBySku } from '../../../tools/exactly-once.ts';
 import { findFreePort } from '../../../tools/free-port.ts';
@@ -460,8 +461,8 @@ async function persistedProblem(databaseUrl: string, saleId: string, accepted: R
 export async function availableInRedis(stack: Stack, saleId: string, skus: readonly string[]): Promise<Map<string, number>> {
   const redis = new Redis(stack.redisUrl, { maxRetriesPerRequest: 1 });
   try {
-    const keys = saleKeys(stack.prefix, saleId);
-    const values = await Promise.all(skus.map((sku) => redis.hget(keys.item(sku), 'available')));
+    // The fault tests' items have one stock shard.
+    const values = await Promise.all(skus.map((sku) => redis.hget(shardKeys(stack.prefix, saleId, sku, 0).item, 'available')));
     return new Map(skus.map((sku, i) => [sku, Number(values[i])]));
   } finally {
     redis.disconnect();
@@ -472,7 +473,9 @@ export async function availableInRedis(stack: Stack, saleId: string, skus: reado
 export async function ordersAcceptedInRedis(stack: Stack, saleId: string): Promise<number> {
   const redis = new Redis(stack.redisUrl, { maxRetriesPerRequest: 1 });
   try {
-    return Number((await redis.hget(saleKeys(stack.prefix, saleId).sale, 'ordersAccepted')) ?? 0);
+    const shards = await shardKeysOfSale(redis, stack.prefix, saleId);
+    const counts = await Promise.all(shards.map((shard) => redis.hget(shard.sale, 'ordersAccepted')));
+    return counts.reduce((sum, count) => sum + Number(count ?? 0), 0);
   } finally {
     redis.disconnect();
   }
@@ -488,14 +491,19 @@ export async function outboxDrained(redis: Redis, prefix: string, saleId: string
   }
 }
 
-/** Pending (read, unacknowledged) entries of the sale's outbox, by consumer. */
+/** Pending (read, unacknowledged) entries and length of the sale's outbox streams (one per stock shard), summed. */
 export async function outboxPending(redis: Redis, prefix: string, saleId: string): Promise<{ total: number; length: number }> {
-  const stream = saleKeys(prefix, saleId).outbox;
-  const [summary, length] = await Promise.all([
-    redis.xpending(stream, OUTBOX_GROUP).catch(() => [0]) as Promise<unknown[]>,
-    redis.xlen(stream),
-  ]);
-  return { total: Number(summary[0] ?? 0), length };
+  const shards = await shardKeysOfSale(redis, prefix, saleId);
+  const states = await Promise.all(
+    shards.map(async ({ outbox }) => {
+      const [summary, length] = await Promise.all([
+        redis.xpending(outbox, OUTBOX_GROUP).catch(() => [0]) as Promise<unknown[]>,
+        redis.xlen(outbox),
+      ]);
+      return { total: Number(summary[0] ?? 0), length };
+    }),
+  );
+  return states.reduce((sum, state) => ({ total: sum.total + state.total, length: sum.length + state.length }), { total: 0, length: 0 });
 }
 
 /** No final answer yet: silence, or 503 (shed under load, nothing decided) — the client retries. */

@@ -2,6 +2,7 @@
 // acknowledging it leaves its entries pending; a fresh persister claims and writes them again, and
 // the idempotent writer keeps every order to one Postgres row — shown once deterministically in
 // process, and again with the worker role SIGKILLed at random moments while orders flow.
+import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
@@ -16,9 +17,14 @@ import { DeadLetters } from '../../../src/orders/dead-letters.ts';
 import { OrderWriter } from '../../../src/orders/order-writer.ts';
 import { latestPerOrder, parseStreamEntries, type RawStreamEntries } from '../../../src/orders/outbox.ts';
 import { OUTBOX_GROUP, OutboxPersister } from '../../../src/orders/outbox-persister.ts';
-import { createPersistQueue } from '../../../src/orders/queue.ts';
-import { saleKeys } from '../../../src/stock/keys.ts';
+import { outboxStreamsOf, partitionOf } from '../../../src/orders/outbox-streams.ts';
+import { leaseKey } from '../../../src/orders/partition-leases.ts';
+import { createPersistQueues } from '../../../src/orders/queue.ts';
+import { SaleRepository } from '../../../src/sales/repository.ts';
+import { soleShardKeys } from '../../support/sale-state.ts';
 import { defineScripts } from '../../../src/stock/scripts/registry.ts';
+import { saleBody } from '../../../tools/sale-body.ts';
+import { tokens } from '../../../tools/tokens.ts';
 import {
   createSale,
   drive,
@@ -78,8 +84,8 @@ it(
     expect(summarise(outcomes.values())).toEqual({ accepted: 120 });
 
     const config = loadConfig(stack.env({ LOG_LEVEL: 'silent' }));
-    const stream = saleKeys(stack.prefix, saleId).outbox;
-    const persistQueue = createPersistQueue(config);
+    const stream = (await soleShardKeys(redis, stack.prefix, saleId)).outbox;
+    const persistQueues = createPersistQueues(config);
     const pool = createPool(config);
     try {
       // The doomed persister: reads every entry through the group and writes them to Postgres as
@@ -102,11 +108,11 @@ it(
       const persister = new OutboxPersister(
         defineScripts(redis, stack.prefix),
         new BatchWriter(writer, redis, stack.prefix, metrics, createLogger(config)),
-        persistQueue.queue,
-        async () => [saleId],
+        persistQueues.queues,
+        async () => outboxStreamsOf(stack.prefix, (await new SaleRepository(pool).find(saleId))!),
         metrics,
         createLogger(config),
-        { claimIdleMs: 200, batchSize: 50, deadLetters: new DeadLetters(pool) },
+        { claimIdleMs: 200, batchSize: 50, leaseMs: 0, deadLetters: new DeadLetters(pool) },
       );
       let persisted = 0;
       for (let round = 0; round < 20 && (await outboxPending(redis, stack.prefix, saleId)).total > 0; round++) {
@@ -117,7 +123,7 @@ it(
       expect(await outboxPending(redis, stack.prefix, saleId)).toEqual({ total: 0, length: 0 });
       // Rewritten, nothing inserted again, nothing refused (no batch handed to BullMQ).
       expect((await metrics.ordersPersisted.get()).values[0]?.value ?? 0).toBe(0);
-      expect(await persistQueue.queue.getJobCounts('waiting', 'failed', 'completed')).toMatchObject({ waiting: 0, failed: 0, completed: 0 });
+      expect(await persistQueues.getJobCounts('waiting', 'failed', 'completed')).toMatchObject({ waiting: 0, failed: 0, completed: 0 });
 
       const result = await expectExactlyPersisted(stack.databaseUrl, saleId, ledger.accepted, 20_000);
       console.info(
@@ -125,7 +131,7 @@ it(
           `claimed and rewritten in batches of 50; ${result.rows} rows`,
       );
     } finally {
-      await persistQueue.close();
+      await persistQueues.close();
       await pool.end();
     }
   },
@@ -149,7 +155,7 @@ it(
       onOutcome: (request, outcome) => ledger.record(request, outcome),
     });
 
-    const stream = saleKeys(stack.prefix, saleId).outbox;
+    const stream = (await soleShardKeys(redis, stack.prefix, saleId)).outbox;
     let worker = await startRole(stack, 'worker');
     const kills: string[] = [];
     let caughtBetweenWriteAndAck = 0;
@@ -193,6 +199,94 @@ it(
         `${caughtBetweenWriteAndAck} of 3 kills between write and ack; ` +
         `all persisted ${persisted.waitedMs} ms after the flow stopped`,
     );
+    // Stopped gracefully: its leases are handed back for the next test's workers.
+    await worker.kill('SIGTERM');
+  },
+  120_000,
+);
+
+/** A sale id whose outbox streams (the shard's, and layout 1's while it lasts) all lie in `partition`. */
+function saleIdIn(partition: number, partitions: number, tag: string): string {
+  for (let n = 0; ; n++) {
+    const saleId = `pk-${tag}-${partition}-${n}`;
+    const streams = outboxStreamsOf(stack.prefix, { id: saleId, items: [{ sku: 'phone', name: 'phone', unitPrice: 1, stock: 1, perUserLimit: 1 }] });
+    if (streams.every((stream) => partitionOf(stream.tag, partitions) === partition)) return saleId;
+  }
+}
+
+async function leaseHolders(partitions: number): Promise<(string | null)[]> {
+  return Promise.all(Array.from({ length: partitions }, (_, i) => redis.get(leaseKey(stack.prefix, i))));
+}
+
+it(
+  'when two worker processes share the partitions and one is SIGKILLed while orders flow, ' +
+    'then the other takes its partitions over within seconds and Postgres holds every 201 exactly once',
+  async () => {
+    const partitions = loadConfig(stack.env()).persistPartitions;
+    const one = await startRole(stack, 'worker');
+    const two = await startRole(stack, 'worker');
+    const consumerOf = (role: { pid: number }) => `${hostname()}-${role.pid}`;
+    // Fair shares: each holds half once both have renewed.
+    let holders: (string | null)[] = [];
+    for (let i = 0; i < 100; i++) {
+      holders = await leaseHolders(partitions);
+      if (holders.filter((holder) => holder === consumerOf(one)).length === partitions / 2 && holders.filter((holder) => holder === consumerOf(two)).length === partitions / 2) break;
+      await sleep(100);
+    }
+    expect(holders.filter((holder) => holder === consumerOf(one))).toHaveLength(partitions / 2);
+    const doomed = holders.flatMap((holder, partition) => (holder === consumerOf(one) ? [partition] : []));
+
+    // One sale per partition, so the doomed worker's partitions carry orders.
+    const tag = randomBytes(3).toString('hex');
+    const saleIds = Array.from({ length: partitions }, (_, partition) => saleIdIn(partition, partitions, tag));
+    for (const saleId of saleIds) {
+      const response = await fetch(`${api.baseUrl}/v1/admin/sales`, {
+        method: 'POST',
+        headers: { authorization: tokens(stack.secret).admin(), 'content-type': 'application/json' },
+        body: JSON.stringify(saleBody([{ sku: 'phone', stock: 100_000, perUserLimit: 2 }], { id: saleId })),
+      });
+      expect(response.status).toBe(201);
+    }
+    const ledgers = saleIds.map(() => new Ledger());
+    let flowing = true;
+    const flows = saleIds.map((saleId, s) =>
+      drive(() => api.baseUrl, saleId, orderRequests(stack.secret, ['phone'], 5_000), {
+        concurrency: 4,
+        retries: 40,
+        stop: () => !flowing,
+        onOutcome: (request, outcome) => ledgers[s]!.record(request, outcome),
+      }),
+    );
+    let takeoverMs = Number.NaN;
+    try {
+      await sleep(1_500);
+      await one.kill('SIGKILL');
+      const killedAt = Date.now();
+      while (Date.now() - killedAt < 15_000) {
+        if ((await leaseHolders(partitions)).every((holder) => holder === consumerOf(two))) {
+          takeoverMs = Date.now() - killedAt;
+          break;
+        }
+        await sleep(50);
+      }
+      await sleep(1_500);
+    } finally {
+      flowing = false;
+    }
+    for (const flow of flows) expect(summarise((await flow.done).values())).toEqual({ accepted: (await flow.done).size });
+    // The lease (3 s) runs out and the survivor's next renewal (every second) takes the partitions.
+    expect(takeoverMs).toBeLessThan(6_000);
+    const waited: number[] = [];
+    for (const [s, saleId] of saleIds.entries()) {
+      expect(ledgers[s]!.accepted.size).toBeGreaterThan(0);
+      waited.push((await expectExactlyPersisted(stack.databaseUrl, saleId, ledgers[s]!.accepted, 30_000)).waitedMs);
+    }
+    console.info(
+      `[persister-killed/partitions] ${partitions} partitions, worker ${one.pid} held [${doomed}] and was SIGKILLed; ` +
+        `worker ${two.pid} held all ${takeoverMs} ms later; ${ledgers.map((ledger) => ledger.accepted.size).join('+')} orders, ` +
+        `all persisted within ${Math.max(...waited)} ms after the flow stopped`,
+    );
+    await two.kill('SIGTERM');
   },
   120_000,
 );

@@ -8,7 +8,7 @@ import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../../../src/http/app.ts';
 import type { SaleItemRow, SaleRow } from '../../../src/sales/repository.ts';
-import { saleKeys } from '../../../src/stock/keys.ts';
+import { anchorKey, shardKeys, shardTag, tagHex } from '../../../src/stock/keys.ts';
 import { saleBody, testApi, tokens, type Tokens } from '../../support/api.ts';
 import type { TestContext } from '../../support/context.ts';
 import type { ErrorJson, SaleJson } from '../../support/api-json.ts';
@@ -85,7 +85,7 @@ async function itemRows(saleId: string): Promise<SaleItemRow[]> {
 }
 
 async function saleExistsAnywhere(saleId: string): Promise<boolean> {
-  const inRedis = (await redis.exists(saleKeys(ctx.config.redis.prefix, saleId).sale)) === 1;
+  const inRedis = (await redis.exists(anchorKey(ctx.config.redis.prefix, saleId))) === 1;
   return inRedis || (await saleRow(saleId)) !== undefined;
 }
 
@@ -143,6 +143,34 @@ describe('POST /v1/admin/sales', () => {
     ]);
   });
 
+  it('when items name stockShards (or not), then Postgres stores K (default 1), shoppers see only the total, and the report lists every shard', async () => {
+    const body = await createSale([
+      { sku: 'hot', stock: 45, perUserLimit: 3, stockShards: 4, lowStock: { units: 5 } },
+      { sku: 'plain', stock: 7, perUserLimit: 3 },
+    ]);
+    expect((await itemRows(body.id)).map((row) => [row.sku, row.stock_shards])).toEqual([
+      ['hot', 4],
+      ['plain', 1],
+    ]);
+    // The total left: 40 on sale over four shards, 5 held at the low-stock level.
+    const sale = await getSale(body.id);
+    expect(sale.items.map((item) => [item.sku, item.available, item.state])).toEqual([
+      ['hot', 45, 'listed'],
+      ['plain', 7, 'listed'],
+    ]);
+    expect(JSON.stringify(sale)).not.toContain('shard');
+
+    const report = await app.inject({ method: 'GET', url: `/v1/admin/sales/${body.id}/report`, headers: { authorization: tk.admin() } });
+    expect(report.statusCode, report.body).toBe(200);
+    const items = report.json<{ items: { sku: string; available: number; shards: { k: number; tag: string; available: number; outPending: number; ordersAccepted: number; liveUsers: number }[] }[] }>().items;
+    const hot = items.find((item) => item.sku === 'hot');
+    expect(hot?.available).toBe(45);
+    expect(hot?.shards.map((shard) => [shard.k, shard.tag, shard.available, shard.outPending, shard.ordersAccepted, shard.liveUsers])).toEqual(
+      [0, 1, 2, 3].map((k) => [k, tagHex(shardTag(body.id, 'hot', k)), 10, 0, 0, 0]),
+    );
+    expect(items.find((item) => item.sku === 'plain')?.shards).toHaveLength(1);
+  });
+
   it('when paymentWindowSeconds is omitted, then orders get the default 900 s window', async () => {
     const body = saleBody([{ sku: 'a', stock: 5 }]);
     const { paymentWindowSeconds: _omitted, ...withoutWindow } = body;
@@ -163,7 +191,7 @@ describe('POST /v1/admin/sales', () => {
     expect((await saleRow(body.id))?.name).toBe('Double 11');
     expect((await itemRows(body.id)).map((row) => [row.sku, row.initial_stock])).toEqual([['a', 10]]);
     expect(await available(body.id, 'a')).toBe(7);
-    expect(await redis.exists(saleKeys(ctx.config.redis.prefix, body.id).item('new-sku'))).toBe(0);
+    expect(await redis.exists(shardKeys(ctx.config.redis.prefix, body.id, 'new-sku', 0).item)).toBe(0);
   });
 
   it('when a sale has 1,000 items (the maximum), then 201', async () => {
@@ -199,6 +227,9 @@ describe('POST /v1/admin/sales', () => {
       const body = saleBody([{ sku: 'a', stock: 1 }]);
       return { ...body, items: body.items.map((item) => ({ ...item, stock: '5' })) };
     }, /^body\.items\.0\.stock /],
+    ['an item has 0 stock shards', () => saleBody([{ sku: 'a', stock: 1, stockShards: 0 }]), /^body\.items\.0\.stockShards /],
+    ['an item has 65 stock shards', () => saleBody([{ sku: 'a', stock: 1, stockShards: 65 }]), /^body\.items\.0\.stockShards /],
+    ['an item has 1.5 stock shards', () => saleBody([{ sku: 'a', stock: 1, stockShards: 1.5 }]), /^body\.items\.0\.stockShards /],
     ['there is an unknown property', () => saleBody([{ sku: 'a', stock: 1 }], { discount: 50 }), /^body\.discount /],
     ['the name is missing', () => {
       const { name: _name, ...rest } = saleBody([{ sku: 'a', stock: 1 }]);
@@ -265,6 +296,31 @@ describe('POST /v1/admin/sales/:saleId/close', () => {
   it('when the sale is unknown, then 404 SALE_NOT_FOUND', async () => {
     expectError(await post('/v1/admin/sales/no-such-sale/close'), 404, 'SALE_NOT_FOUND');
   });
+
+  it('when a stock shard cannot take the close, then 503 CLOSE_INCOMPLETE, the shards reached carry the closing time, and a retried close carries the same closing time to the rest', async () => {
+    const body = await createSale([{ sku: 'hot', stock: 40, perUserLimit: 5, stockShards: 4 }]);
+    const prefix = ctx.config.redis.prefix;
+    // Shard 3's copy of the sale stands in for an unreachable slot: the script fails on it every time.
+    const broken = shardKeys(prefix, body.id, 'hot', 3).sale;
+    const copy = await redis.hgetall(broken);
+    await redis.del(broken);
+    await redis.set(broken, 'not a hash');
+
+    expectError(await post(`/v1/admin/sales/${body.id}/close`), 503, 'CLOSE_INCOMPLETE');
+    const closedAt = await redis.hget(anchorKey(prefix, body.id), 'closedAt');
+    expect(closedAt).toMatch(/^\d+$/);
+    for (const k of [0, 1, 2]) expect(await redis.hget(shardKeys(prefix, body.id, 'hot', k).sale, 'closedAt')).toBe(closedAt);
+
+    // The slot is back: the retry closes it with the first closing time.
+    await redis.del(broken);
+    await redis.hset(broken, copy);
+    await sleep(5);
+    const retried = await post(`/v1/admin/sales/${body.id}/close`);
+    expect(retried.statusCode, retried.body).toBe(200);
+    expect(await redis.hget(broken, 'closedAt')).toBe(closedAt);
+    expect((await saleRow(body.id))?.closed_at?.getTime()).toBe(Number(closedAt));
+    expectError(await order(body.id, 'hot', 1), 409, 'SALE_ENDED');
+  });
 });
 
 describe('POST /v1/admin/sales/:saleId/items/:sku/delist and /relist', () => {
@@ -305,7 +361,7 @@ describe('POST /v1/admin/sales/:saleId/items/:sku/delist and /relist', () => {
       expectError(await post(`/v1/admin/sales/no-such-sale/items/a/${action}`), 404, 'SALE_NOT_FOUND');
       expectError(await post(`/v1/admin/sales/${body.id}/items/nope/${action}`), 404, 'ITEM_NOT_FOUND');
     }
-    expect(await redis.exists(saleKeys(ctx.config.redis.prefix, body.id).item('nope'))).toBe(0);
+    expect(await redis.exists(shardKeys(ctx.config.redis.prefix, body.id, 'nope', 0).item)).toBe(0);
   });
 });
 
@@ -387,7 +443,7 @@ describe('POST /v1/admin/sales/:saleId/items/:sku/restock', () => {
     expectError(await post('/v1/admin/sales/no-such-sale/items/a/restock', { quantity: 1 }), 404, 'SALE_NOT_FOUND');
     expectError(await post(`/v1/admin/sales/${body.id}/items/nope/restock`, { quantity: 1 }), 404, 'ITEM_NOT_FOUND');
     expect((await itemRows(body.id))[0]?.restocked).toBe(0);
-    expect(await redis.exists(saleKeys(ctx.config.redis.prefix, body.id).item('nope'))).toBe(0);
+    expect(await redis.exists(shardKeys(ctx.config.redis.prefix, body.id, 'nope', 0).item)).toBe(0);
   });
 });
 

@@ -8,7 +8,6 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningService } from '../../../src/service.ts';
-import { saleKeys } from '../../../src/stock/keys.ts';
 import { saleBody, startTestApi, tokens, type Tokens } from '../../support/api.ts';
 import { createTestContext, type TestContext } from '../../support/context.ts';
 import { monitorRedis } from '../../support/monitor.ts';
@@ -87,7 +86,7 @@ describe('the attempt limit across two API processes', () => {
       for (const answer of refused) expect(answer).toEqual({ status: 429, code: 'RATE_LIMITED', retryAfter: '1' });
       expect(await state.available(saleId, 'a')).toBe(stock - LIMIT);
       expect(await state.liveQuantity(saleId, 'a', user)).toBe(LIMIT);
-      expect(await redis.xlen(saleKeys(ctx.prefix, saleId).outbox)).toBe(LIMIT);
+      expect(await state.outboxLength(saleId)).toBe(LIMIT);
 
       // The limit is the shopper's own: someone else is served at once, by either process.
       expect((await attempt(baseUrls[1]!, saleId, `calm-${tries}`)).status).toBe(201);

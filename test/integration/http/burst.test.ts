@@ -7,7 +7,7 @@ import http from 'node:http';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../../../src/http/app.ts';
-import { saleKeys } from '../../../src/stock/keys.ts';
+import { shardZeroKeys } from '../../support/sale-state.ts';
 import { saleBody, testApi, type Tokens } from '../../support/api.ts';
 import type { ErrorJson, OrderJson } from '../../support/api-json.ts';
 import type { TestContext } from '../../support/context.ts';
@@ -124,7 +124,9 @@ describe('a flash-sale rush through real HTTP', () => {
     const created = await app.inject({ method: 'POST', url: '/v1/admin/sales', headers: { authorization: tk.admin() }, payload: body });
     expect(created.statusCode, created.body).toBe(201);
     const saleId = body.id;
-    const keys = saleKeys(ctx.config.redis.prefix, saleId);
+    // Both items have K = 1: each lives on its shard 0.
+    const keys = shardZeroKeys(ctx.config.redis.prefix, saleId);
+    const outboxOf = (sku: string) => shardZeroKeys(ctx.config.redis.prefix, saleId, sku).outbox;
 
     // ---- the rush ---------------------------------------------------------------------------
     const attempts = planAttempts(prng(SEED));
@@ -245,7 +247,7 @@ describe('a flash-sale rush through real HTTP', () => {
     expect(codesBySku.get(ITEMS.scarce.sku)?.has('SOLD_OUT')).toBe(true);
     expect([...(codesBySku.get(ITEMS.scarce.sku) ?? [])].every((code) => ['SOLD_OUT', 'INSUFFICIENT_STOCK', 'PER_USER_LIMIT_EXCEEDED'].includes(code))).toBe(true);
     // Each 201 is one outbox entry, and each outbox entry answers a 201.
-    const outbox = await redis.xrange(keys.outbox, '-', '+');
+    const outbox = [...(await redis.xrange(outboxOf(ITEMS.hot.sku), '-', '+')), ...(await redis.xrange(outboxOf(ITEMS.scarce.sku), '-', '+'))];
     const outboxIds = outbox.map(([, fields]) => fields[fields.indexOf('id') + 1]);
     expect(outboxIds.length).toBe(orders.size);
     expect(new Set(outboxIds)).toEqual(new Set(orders.keys()));

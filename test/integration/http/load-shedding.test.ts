@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import type { RunningService } from '../../../src/service.ts';
-import { saleKeys } from '../../../src/stock/keys.ts';
+import { shardKeys } from '../../../src/stock/keys.ts';
 import { saleBody, testApi, tokens } from '../../support/api.ts';
 import type { TestContext } from '../../support/context.ts';
 
@@ -55,7 +55,7 @@ it('when the event loop lags past the threshold, then attempts get 503 OVERLOADE
   // Operators are never shed: closing or delisting may be what the overload needs.
   expect((await api.app!.inject({ method: 'GET', url: '/v1/admin/sales', headers: { authorization: auth.admin() } })).statusCode).toBe(200);
   const redis = new Redis(ctx.redisUrl);
-  expect(await redis.hget(saleKeys(ctx.prefix, body.id).item('busy'), 'available')).toBe('10');
+  expect(await redis.hget(shardKeys(ctx.prefix, body.id, 'busy', 0).item, 'available')).toBe('10');
   redis.disconnect();
 
   // Once the loop keeps up again, attempts are decided normally.

@@ -8,7 +8,7 @@ import type { LightMyRequestResponse } from 'fastify';
 import { uuidv7 } from 'uuidv7';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../../../src/http/app.ts';
-import { saleKeys } from '../../../src/stock/keys.ts';
+import { orderKeyOf, shardKeys } from '../../../src/stock/keys.ts';
 import { testApi, tokens, type SaleItemInput, type Tokens } from '../../support/api.ts';
 import type { ErrorJson, OrderJson, SaleJson } from '../../support/api-json.ts';
 import type { TestContext } from '../../support/context.ts';
@@ -216,7 +216,7 @@ describe('POST /v1/sales/:saleId/orders — accepted and replayed', () => {
     expect(await available(saleId, 'a')).toBe(8);
   });
 
-  it('when the Idempotency-Key already made an order with a different body, then 422 IDEMPOTENCY_KEY_REUSED and nothing changes', async () => {
+  it('when the Idempotency-Key already made an order with a different quantity, then 422 IDEMPOTENCY_KEY_REUSED and nothing changes; on another SKU it is another key', async () => {
     const saleId = await createSale([
       { sku: 'a', stock: 10, perUserLimit: 5 },
       { sku: 'b', stock: 10, perUserLimit: 5 },
@@ -226,9 +226,10 @@ describe('POST /v1/sales/:saleId/orders — accepted and replayed', () => {
     await expectNothingChanges(saleId, 'a', user, async () => {
       expectError(await order(saleId, { sku: 'a', quantity: 2 }, { user, key: 'k-422' }), 422, 'IDEMPOTENCY_KEY_REUSED');
     });
-    await expectNothingChanges(saleId, 'b', user, async () => {
-      expectError(await order(saleId, { sku: 'b', quantity: 1 }, { user, key: 'k-422' }), 422, 'IDEMPOTENCY_KEY_REUSED');
-    });
+    // Keys are scoped to the user, the sale and the SKU (each item's shard keeps its own keys).
+    const other = await order(saleId, { sku: 'b', quantity: 1 }, { user, key: 'k-422' });
+    expectCreated(other);
+    expect(other.json<{ sku: string }>().sku).toBe('b');
   });
 
   it('when a keyed attempt was refused, then the same key may be retried and make the order', async () => {
@@ -314,7 +315,7 @@ describe('POST /v1/sales/:saleId/orders — refusals leave stock and limits unch
       expectError(await order(saleId, { sku: 'a', quantity: 1 }, { user, key: 'low' }), 409, 'ITEM_DELISTED');
     });
     expect(await available(saleId, 'a')).toBe(4);
-    expect(await redis.hget(saleKeys(ctx.config.redis.prefix, saleId).item('a'), 'delisted')).toBe('low_stock');
+    expect(await redis.hget(shardKeys(ctx.config.redis.prefix, saleId, 'a', 0).item, 'delisted')).toBe('low_stock');
   });
 
   it('when an order takes stock below the low-stock level (percent), then the next attempt is 409 ITEM_DELISTED and GET shows the item delisted', async () => {
@@ -633,9 +634,10 @@ describe('GET /v1/orders/:orderId', () => {
   });
 
   it('when a sale is created just after an order lookup, then an order on it is still readable at once', async () => {
-    // A lookup first, so that any per-process list of live sales is warm …
+    // A lookup first, so that any per-process cache is warm …
     expect((await getOrder(uuidv7(), tk.shopper(owner))).statusCode).toBe(404);
-    // … then a brand-new sale and an order on it: read-your-writes must hold all the same.
+    // … then a brand-new sale and an order on it: read-your-writes must hold all the same (the
+    // id names the order's slot, and the shopper index lists it, with no list of live sales).
     const freshSale = await createSale([{ sku: 'a', stock: 5 }]);
     const user = newUser();
     const created = expectCreated(await order(freshSale, { sku: 'a', quantity: 1 }, { user }));
@@ -664,7 +666,6 @@ describe('GET /v1/users/me/orders', () => {
       expectRequestId(res);
       return res.json<{ orders: OrderJson[] }>().orders;
     };
-    await sleep(1_100); // let any cached list of live sales catch up with the two new sales
     expect(await list('')).toEqual([o3, o2, o1]);
     expect(await list(`?saleId=${first}`)).toEqual([o3, o1]);
     expect(await list(`?saleId=${second}`)).toEqual([o2]);
@@ -694,7 +695,7 @@ describe('server errors', () => {
     const user = newUser();
     const created = expectCreated(await order(saleId, { sku: 'a', quantity: 1 }, { user, key: 'lost' }));
     // Lose the order record behind the key (as if Redis had evicted it before it reached Postgres).
-    await redis.del(saleKeys(ctx.config.redis.prefix, saleId).order(created.orderId));
+    await redis.del(orderKeyOf(ctx.config.redis.prefix, created.orderId) ?? '');
     const res = await order(saleId, { sku: 'a', quantity: 1 }, { user, key: 'lost' });
     expectError(res, 500, 'INTERNAL');
     expect(res.json<ErrorJson>()).toEqual(INTERNAL_ERROR);
@@ -704,7 +705,7 @@ describe('server errors', () => {
 
   it('when the Lua script fails on a corrupt item record, then 500 without the Redis error text', async () => {
     const saleId = await createSale([{ sku: 'a', stock: 5 }]);
-    await redis.hset(saleKeys(ctx.config.redis.prefix, saleId).item('a'), 'perUserLimit', 'not-a-number');
+    await redis.hset(shardKeys(ctx.config.redis.prefix, saleId, 'a', 0).item, 'perUserLimit', 'not-a-number');
     const res = await order(saleId, { sku: 'a', quantity: 1 }, { user: newUser() });
     expectError(res, 500, 'INTERNAL');
     // Exactly the generic body: no Redis error text, script line or stack.

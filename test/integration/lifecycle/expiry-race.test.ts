@@ -6,7 +6,7 @@ import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { RunningService } from '../../../src/service.ts';
-import { saleKeys } from '../../../src/stock/keys.ts';
+import { shardKeys } from '../../../src/stock/keys.ts';
 import { testApi, type Tokens } from '../../support/api.ts';
 
 const ORDERS = 600;
@@ -42,7 +42,8 @@ async function eventually<T>(read: () => Promise<T>, done: (value: T) => boolean
 
 it('when shoppers pay or cancel around their deadline while the sweeper expires in batches, then each order has one winner, each unpaid unit comes back once, and Postgres agrees', async () => {
   const sale = await api.createSale([{ sku: 'hot', stock: ORDERS, perUserLimit: 1 }], { paymentWindowSeconds: 1 });
-  const keys = saleKeys(prefix, sale.id);
+  // Key layout 2: the item has one stock shard, where its orders and deadlines live.
+  const keys = shardKeys(prefix, sale.id, 'hot', 0);
   const orders = await Promise.all(
     Array.from({ length: ORDERS }, async (_, i) => {
       const userId = `racer-${i}`;
@@ -93,8 +94,8 @@ it('when shoppers pay or cancel around their deadline while the sweeper expires 
   expect(count.tooLate).toBeGreaterThan(0);
 
   // Each unpaid unit back once: available = initial − live (the paid ones), held by their buyers only.
-  expect(Number(await redis.hget(keys.item('hot'), 'available'))).toBe(ORDERS - count.paid);
-  expect(await redis.hlen(keys.users('hot'))).toBe(count.paid);
+  expect(Number(await redis.hget(keys.item, 'available'))).toBe(ORDERS - count.paid);
+  expect(await redis.hlen(keys.users)).toBe(count.paid);
   const released = (await service.metrics.unitsReleased.get()).values.reduce((sum, v) => sum + v.value, 0);
   expect(released).toBe(count.cancelled + count.expired);
 

@@ -7,7 +7,7 @@ import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { RunningService } from '../../../src/service.ts';
-import { saleKeys } from '../../../src/stock/keys.ts';
+import { shardKeys } from '../../../src/stock/keys.ts';
 import { expiryLag, type StockSample } from '../../../tools/expiry-lag.ts';
 import { testApi } from '../../support/api.ts';
 
@@ -37,7 +37,9 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 it('when 5,000 orders are placed in a rush and none is paid, then every unit is back within 2 s of its deadline, once, and Postgres says expired for each', async () => {
   const sale = await api.createSale([{ sku: 'hot', stock: ORDERS, perUserLimit: 1 }], { paymentWindowSeconds: WINDOW_SECONDS });
-  const itemKey = saleKeys(prefix, sale.id).item('hot');
+  // Key layout 2: the item has one stock shard.
+  const keys = shardKeys(prefix, sale.id, 'hot', 0);
+  const itemKey = keys.item;
   const accepted: { id: string; expiresAt: number }[] = [];
   let placing = true;
 
@@ -87,9 +89,8 @@ it('when 5,000 orders are placed in a rush and none is paid, then every unit is 
   expect(samples.some((sample) => sample.placed < ORDERS && sample.available > ORDERS - sample.placed)).toBe(true);
 
   // Exactly once: all stock back and no more, nobody holds any, nothing left to expire.
-  const keys = saleKeys(prefix, sale.id);
   expect(await redis.hget(itemKey, 'available')).toBe(String(ORDERS));
-  expect(await redis.hlen(keys.users('hot'))).toBe(0);
+  expect(await redis.hlen(keys.users)).toBe(0);
   expect(await redis.zcard(keys.deadlines)).toBe(0);
   const released = (await service.metrics.unitsReleased.get()).values.filter((v) => v.labels.reason === 'expired').reduce((sum, v) => sum + v.value, 0);
   expect(released).toBe(ORDERS);

@@ -12,7 +12,7 @@ import type { OrderStatus } from '../../../src/orders/order.ts';
 import type { SaleCatalog } from '../../../src/sales/catalog.ts';
 import { itemState, type DelistReason, type ItemState, type LowStockRule } from '../../../src/sales/sale.ts';
 import { ClosedItems } from '../../../src/stock/closed-items.ts';
-import { saleKeys } from '../../../src/stock/keys.ts';
+import { shardKeys } from '../../../src/stock/keys.ts';
 import { Reservations, type Reservation } from '../../../src/orders/reservations.ts';
 import type { Scripts } from '../../../src/stock/scripts/registry.ts';
 import type { TestContext } from '../../support/context.ts';
@@ -223,10 +223,11 @@ const events: LifecycleEvents = {
 beforeAll(async () => {
   ({ ctx, prefix, redis, scripts, catalog } = await lua.open());
   // No in-process sold-out memory: the model is about what Redis decides.
-  reservations = new Reservations(scripts, new ClosedItems(0));
-  const liveSaleIds = async () => [currentSaleId];
-  lifecycle = lua.lifecycleOn(redis, events, liveSaleIds);
-  sweeper = new ExpirySweeper(redis, lifecycle, prefix, liveSaleIds, createLogger(ctx.config));
+  reservations = new Reservations(scripts, { closedItems: new ClosedItems(0) });
+  // Key layout 2: the model's item has one stock shard.
+  const liveShards = async () => [{ saleId: currentSaleId, sku: SKU, shard: 0, shards: 1 }];
+  lifecycle = lua.lifecycleOn(redis, events);
+  sweeper = new ExpirySweeper(redis, lifecycle, prefix, liveShards, createLogger(ctx.config));
 });
 
 afterAll(() => lua.close());
@@ -318,7 +319,8 @@ async function step(model: Model, action: Action, clock: { now: number }, where:
           model.release(order, 'expired');
           expected = 1;
         }
-        expect(await lifecycle.expireDue(saleId, [{ orderId: order.id, sku: SKU }], clock.now), `${where} order ${order.id}`).toBe(expected);
+        const { expired } = await lifecycle.expireDue({ saleId, sku: SKU, shard: 0 }, [order.id], clock.now);
+        expect(expired.length, `${where} order ${order.id}`).toBe(expected);
       }
       return;
     }
@@ -340,10 +342,10 @@ async function step(model: Model, action: Action, clock: { now: number }, where:
 
 /** Compares everything Redis holds for the sale with the model, and checks the invariants. */
 async function compare(model: Model, where: string): Promise<void> {
-  const keys = saleKeys(prefix, currentSaleId);
+  const keys = shardKeys(prefix, currentSaleId, SKU, 0);
   const [item, users, deadlines, outboxLength, statuses] = await Promise.all([
-    redis.hmget(keys.item(SKU), 'available', 'total', 'delisted'),
-    redis.hgetall(keys.users(SKU)),
+    redis.hmget(keys.item, 'available', 'total', 'delisted'),
+    redis.hgetall(keys.users),
     redis.zrange(keys.deadlines, 0, -1),
     redis.xlen(keys.outbox),
     Promise.all(model.orders.map((order) => redis.hget(keys.order(order.id), 'status'))),

@@ -2,6 +2,7 @@
 // consumer group's pending list and out of the stream together, touches nothing else, is
 // harmless when repeated after a crash, and never deletes an entry the group has not delivered.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { shardKeys } from '../../../src/stock/keys.ts';
 import { ackOutbox } from '../../../src/stock/scripts/ack-outbox.ts';
 import { luaFixture } from '../../support/lua-fixtures.ts';
 
@@ -9,15 +10,10 @@ const GROUP = 'persist';
 
 const lua = luaFixture({ now: Date.now(), salePrefix: 'ack' });
 
-/** The sale behind each stream: the binding is called with the sale, the test reads the stream. */
-const saleOf = new Map<string, string>();
+/** A fresh stock shard's outbox stream. */
 function newStream(label: string): string {
-  const saleId = lua.newSaleId(label);
-  const stream = lua.keys(saleId).outbox;
-  saleOf.set(stream, saleId);
-  return stream;
+  return shardKeys(lua.scripts.prefix, lua.newSaleId(label), 'sku', 0).outbox;
 }
-const saleIdOf = (stream: string): string => saleOf.get(stream) ?? '';
 
 /** A stream of n entries with the persisters' group; returns the entry ids in order. */
 async function outbox(stream: string, n: number): Promise<string[]> {
@@ -35,7 +31,7 @@ async function deliver(stream: string, consumer: string, count: number): Promise
 
 const pendingCount = async (stream: string) => ((await lua.redis.xpending(stream, GROUP)) as [number, ...unknown[]])[0];
 const streamIds = async (stream: string) => (await lua.redis.xrange(stream, '-', '+')).map(([id]) => id);
-const ack = (stream: string, ...entryIds: string[]) => ackOutbox(lua.scripts, { saleId: saleIdOf(stream) }, { group: GROUP, entryIds });
+const ack = (stream: string, ...entryIds: string[]) => ackOutbox(lua.scripts, { outbox: stream }, { group: GROUP, entryIds });
 
 beforeAll(() => lua.open());
 afterAll(() => lua.close());
@@ -182,7 +178,7 @@ describe('ackOutbox', () => {
     const ids = await outbox(stream, 2);
     const batch = await deliver(stream, 'persister-a', 2);
 
-    await ackOutbox(lua.scripts, { saleId: saleIdOf(stream) }, { group: 'no-such-group', entryIds: batch });
+    await ackOutbox(lua.scripts, { outbox: stream }, { group: 'no-such-group', entryIds: batch });
 
     expect(await streamIds(stream)).toEqual(ids);
     expect(await pendingCount(stream)).toBe(2);

@@ -1,10 +1,12 @@
-// closeSale-1.lua against real Redis: closing ends the sale for every item at once, a second
-// close keeps the first time, an unknown sale is refused without writing, and orders racing
-// the close are either in (recorded) or out (refused), never half.
+// closeSale-1.lua against real Redis (key layout 2): closing closes the anchor first (the first
+// close time C wins) then every stock shard's copy of the sale with C, so every item of the sale
+// ends at once; a second close keeps the first time, an unknown sale is refused without writing,
+// and orders racing the close are either in (recorded) or out (refused), never half.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SaleItemDefinition } from '../../../src/sales/sale.ts';
 import type { Reservation } from '../../../src/orders/reservations.ts';
-import { closeSale } from '../../../src/stock/scripts/close-sale.ts';
+import { closeAnchor, closeShard } from '../../../src/stock/scripts/close-sale.ts';
+import { anchorKey, shardKeys } from '../../../src/stock/keys.ts';
 import { luaFixture, saleItem as item, shoppers as users } from '../../support/lua-fixtures.ts';
 
 const NOW = Math.floor(Date.now() / 1000) * 1000;
@@ -24,9 +26,11 @@ describe('closeSale', () => {
     await loadSale(saleId, [item(), item({ sku: 'tv-y', name: 'TV Y' })]);
     const keys = lua.keys(saleId);
 
-    expect(await closeSale(lua.scripts, { saleId }, { now: NOW })).toEqual({ code: 'OK', closedAt: NOW });
+    expect(await lua.catalog.close(saleId, NOW)).toEqual({ ok: true, closedAt: NOW });
 
+    expect(await lua.redis.hget(keys.anchor, 'closedAt')).toBe(String(NOW));
     expect(await lua.redis.hget(keys.sale, 'closedAt')).toBe(String(NOW));
+    expect(await lua.redis.hget(lua.keys(saleId, 'tv-y').sale, 'closedAt')).toBe(String(NOW));
     for (const sku of ['phone-x', 'tv-y']) {
       expect(await fresh().reserve({ saleId, sku, userId: 'u-1', quantity: 1 }, NOW + 1)).toEqual({
         kind: 'refused',
@@ -45,16 +49,39 @@ describe('closeSale', () => {
     expect(await lua.catalog.close(saleId, NOW + 5_000)).toEqual({ ok: true, closedAt: NOW });
 
     expect(await lua.redis.hget(lua.keys(saleId).sale, 'closedAt')).toBe(String(NOW));
+    expect(await lua.redis.hget(lua.keys(saleId).anchor, 'closedAt')).toBe(String(NOW));
+  });
+
+  it('when a shard copy already carries a close time, then closing it again with another time keeps the first (monotonic)', async () => {
+    const saleId = newSaleId('monotonic');
+    await loadSale(saleId);
+    const ref = { saleId, sku: 'phone-x', shard: 0, shards: 1 };
+    expect(await closeShard(lua.scripts, ref, NOW)).toEqual({ code: 'OK', closedAt: NOW });
+    expect(await closeShard(lua.scripts, ref, NOW + 1)).toEqual({ code: 'OK', closedAt: NOW });
+    // The anchor decides C for the whole sale: a close after this one still answers its own first time.
+    expect(await closeAnchor(lua.scripts, saleId, NOW + 2)).toEqual({ code: 'OK', closedAt: NOW + 2 });
+  });
+
+  it('when a close reached the anchor but not every shard (cut short), then closing again carries the first close time to the rest', async () => {
+    const saleId = newSaleId('half-closed');
+    await loadSale(saleId, [item({ stockShards: 3 })]);
+    expect(await closeAnchor(lua.scripts, saleId, NOW)).toEqual({ code: 'OK', closedAt: NOW });
+    expect(await lua.redis.hget(shardKeys(lua.prefix, saleId, 'phone-x', 2).sale, 'closedAt')).toBe('');
+
+    expect(await lua.catalog.close(saleId, NOW + 9_000)).toEqual({ ok: true, closedAt: NOW });
+
+    for (let k = 0; k < 3; k++) expect(await lua.redis.hget(shardKeys(lua.prefix, saleId, 'phone-x', k).sale, 'closedAt')).toBe(String(NOW));
   });
 
   it('when the sale does not exist, then SALE_NOT_FOUND is returned and no sale hash is created', async () => {
     const saleId = newSaleId('missing');
     const keys = lua.keys(saleId);
 
-    expect(await closeSale(lua.scripts, { saleId }, { now: NOW })).toEqual({ code: 'SALE_NOT_FOUND' });
+    expect(await closeAnchor(lua.scripts, saleId, NOW)).toEqual({ code: 'SALE_NOT_FOUND' });
     expect(await lua.catalog.close(saleId, NOW)).toEqual({ ok: false });
 
-    expect(await lua.redis.exists(keys.sale)).toBe(0);
+    expect(await lua.redis.exists(keys.anchor)).toBe(0);
+    expect(await lua.redis.exists(anchorKey(lua.prefix, saleId))).toBe(0);
   });
 
   it('when a sale is closed before it starts, then attempts are refused with SALE_ENDED, not SALE_NOT_STARTED', async () => {
@@ -67,23 +94,22 @@ describe('closeSale', () => {
     expect(result).toEqual({ kind: 'refused', code: 'SALE_ENDED', fromMemory: false });
   });
 
-  it('when the close is queued between orders on one connection, then orders before it are accepted and orders after it refused', async () => {
+  it('when orders race a close, then every order that got in was recorded and every order sent after the close returned is refused', async () => {
     const saleId = newSaleId('between');
     await loadSale(saleId, [item({ stock: 100, perUserLimit: 100 })]);
     const reservations = fresh();
     const attempt = (i: number) => reservations.reserve({ saleId, sku: 'phone-x', userId: `u-${i}`, quantity: 1 }, NOW);
 
-    // Not awaited in between: ioredis sends them in this order on one connection, Redis runs them in order.
-    const before = [0, 1, 2, 3, 4].map(attempt);
-    const close = lua.catalog.close(saleId, NOW);
-    const after = [5, 6, 7, 8, 9].map(attempt);
-    const [early, closed, late] = await Promise.all([Promise.all(before), close, Promise.all(after)]);
+    const [early, closed] = await Promise.all([Promise.all([0, 1, 2, 3, 4].map(attempt)), lua.catalog.close(saleId, NOW)]);
+    // The close reaches every stock shard before it returns.
+    const late = await Promise.all([5, 6, 7, 8, 9].map(attempt));
 
     expect(closed).toEqual({ ok: true, closedAt: NOW });
-    expect(early.map((r) => r.kind)).toEqual(Array(5).fill('accepted'));
+    const got = early.filter((r) => r.kind === 'accepted').length;
+    expect(early.every((r) => r.kind === 'accepted' || (r.kind === 'refused' && r.code === 'SALE_ENDED'))).toBe(true);
     expect(late.every((r: Reservation) => r.kind === 'refused' && r.code === 'SALE_ENDED')).toBe(true);
-    expect(await lua.redis.hget(lua.keys(saleId).item('phone-x'), 'available')).toBe('95');
-    expect(await lua.redis.xlen(lua.keys(saleId).outbox)).toBe(5);
+    expect(await lua.redis.hget(lua.keys(saleId).item('phone-x'), 'available')).toBe(String(100 - got));
+    expect(await lua.redis.xlen(lua.keys(saleId).outbox)).toBe(got);
   });
 
   it('when a sale is closed during a rush over 8 connections, then every attempt is either a recorded order or a refusal, and none is accepted after', async () => {

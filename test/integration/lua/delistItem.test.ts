@@ -19,7 +19,7 @@ describe('delistItem', () => {
     const saleId = newSaleId('ok');
     await loadSale(saleId, [item(), item({ sku: 'tv-y', name: 'TV Y' })]);
 
-    expect(await delistItem(lua.scripts, { saleId, sku: 'phone-x' }, { now: NOW })).toEqual({ code: 'OK' });
+    expect(await delistItem(lua.scripts, { saleId, sku: 'phone-x', shard: 0, shards: 1 }, { now: NOW })).toEqual({ code: 'OK' });
 
     expect(await itemState(saleId)).toEqual(['operator', String(NOW), '10']);
     expect(await fresh().reserve({ saleId, sku: 'phone-x', userId: 'u-1', quantity: 1 }, NOW + 1)).toEqual({
@@ -61,28 +61,29 @@ describe('delistItem', () => {
     await loadSale(saleId);
     const keys = lua.keys(saleId);
 
-    expect(await delistItem(lua.scripts, { saleId, sku: 'ghost' }, { now: NOW })).toEqual({ code: 'ITEM_NOT_FOUND' });
+    expect(await delistItem(lua.scripts, { saleId, sku: 'ghost', shard: 0, shards: 1 }, { now: NOW })).toEqual({ code: 'ITEM_NOT_FOUND' });
     expect(await lua.catalog.delist(saleId, 'ghost', NOW)).toEqual({ ok: false, code: 'ITEM_NOT_FOUND' });
-    expect(await lua.catalog.delist(newSaleId('never-loaded'), 'phone-x', NOW)).toEqual({ ok: false, code: 'ITEM_NOT_FOUND' });
+    expect(await lua.catalog.delist(newSaleId('never-loaded'), 'phone-x', NOW)).toEqual({ ok: false, code: 'SALE_NOT_FOUND' });
 
     expect(await lua.redis.exists(keys.item('ghost'))).toBe(0);
     expect(await itemState(saleId)).toEqual(['', null, '10']);
   });
 
-  it('when the delist is queued between orders on one connection, then orders before it are accepted and orders after it refused', async () => {
+  it('when orders race a delist, then every order that got in was recorded and every order sent after the delist returned is refused', async () => {
     const saleId = newSaleId('between');
     await loadSale(saleId, [item({ stock: 100 })]);
     const reservations = fresh();
     const attempt = (i: number) => reservations.reserve({ saleId, sku: 'phone-x', userId: `u-${i}`, quantity: 1 }, NOW);
 
     const before = [0, 1, 2].map(attempt);
-    const delist = lua.catalog.delist(saleId, 'phone-x', NOW);
-    const after = [3, 4, 5].map(attempt);
-    const [early, delisted, late] = await Promise.all([Promise.all(before), delist, Promise.all(after)]);
+    const [early, delisted] = await Promise.all([Promise.all(before), lua.catalog.delist(saleId, 'phone-x', NOW)]);
+    // The delist fans out to every stock shard before it returns; only then is the item off sale everywhere.
+    const late = await Promise.all([3, 4, 5].map(attempt));
 
     expect(delisted).toEqual({ ok: true });
-    expect(early.map((r) => r.kind)).toEqual(['accepted', 'accepted', 'accepted']);
+    const got = early.filter((r) => r.kind === 'accepted').length;
+    expect(early.every((r) => r.kind === 'accepted' || (r.kind === 'refused' && r.code === 'ITEM_DELISTED'))).toBe(true);
     expect(late.map((r) => (r.kind === 'refused' ? r.code : r.kind))).toEqual(['ITEM_DELISTED', 'ITEM_DELISTED', 'ITEM_DELISTED']);
-    expect(await itemState(saleId)).toEqual(['operator', String(NOW), '97']);
+    expect(await itemState(saleId)).toEqual(['operator', String(NOW), String(100 - got)]);
   });
 });

@@ -8,11 +8,10 @@ import { ExpirySweeper } from '../../../src/orders/expiry-sweeper.ts';
 import type { LifecycleEvents } from '../../../src/orders/lifecycle.ts';
 import type { Order } from '../../../src/orders/order.ts';
 import { parseStreamEntries } from '../../../src/orders/outbox.ts';
-import type { SaleCatalog } from '../../../src/sales/catalog.ts';
-import { saleKeys } from '../../../src/stock/keys.ts';
+import { shardRefsOf } from '../../../src/sales/sale.ts';
 import type { ReleaseOrderReply } from '../../../src/stock/scripts/release-order.ts';
 import type { TestContext } from '../../support/context.ts';
-import { luaFixture, saleItem as item } from '../../support/lua-fixtures.ts';
+import { layout2Orders, luaFixture, saleItem as item } from '../../support/lua-fixtures.ts';
 
 // Near the real clock: order records expire at an absolute time derived from `now`.
 const NOW = Math.floor(Date.now() / 1000) * 1000;
@@ -20,12 +19,14 @@ const PAYMENT_WINDOW_MS = 900_000;
 const DEADLINE = NOW + PAYMENT_WINDOW_MS;
 
 const lua = luaFixture({ now: NOW, salePrefix: 'pay', connections: 8, postgres: true });
-const { pool, newSaleId, loadSale, place, pay, snapshot, available } = lua;
+const { pool, newSaleId, pay } = lua;
+// Key layout 2: sales and orders seeded as the layout-2 loader and reserve write them.
+const l2 = layout2Orders(lua, NOW);
+const { loadSale, place, snapshot, available } = l2;
 
 let ctx: TestContext;
 let prefix: string;
 let redis: Redis;
-let catalog: SaleCatalog;
 
 /** releaseOrder as the owner calls it: a cancel. */
 function cancel(order: Order, now: number, client?: Redis): Promise<ReleaseOrderReply> {
@@ -35,14 +36,14 @@ function cancel(order: Order, now: number, client?: Redis): Promise<ReleaseOrder
 /** expireDue as the sweeper calls it, on a batch of one: whether it expired the order now. */
 async function sweep(order: Order, now: number, client?: Redis): Promise<{ readonly swept: boolean }> {
   const reply = await lua.expire([order], now, client);
-  return { swept: reply.items.some((item) => item.orderIds.includes(order.id)) };
+  return { swept: reply.orderIds.includes(order.id) };
 }
 
 const fieldsOf = (flat: readonly string[]) => Object.fromEntries(flat.flatMap((value, i) => (i % 2 === 0 ? [[value, flat[i + 1] ?? '']] : [])));
 const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
 
 beforeAll(async () => {
-  ({ ctx, prefix, redis, catalog } = await lua.open());
+  ({ ctx, prefix, redis } = await lua.open());
 });
 
 afterAll(() => lua.close());
@@ -52,14 +53,14 @@ describe('payOrder: paying', () => {
     const saleId = newSaleId('paid');
     await loadSale(saleId);
     const order = await place(saleId, 'u-1', 2);
-    const keys = saleKeys(prefix, saleId);
+    const keys = l2.keys(saleId);
 
     expect(await pay(order, 'u-1', 'alipay-123', DEADLINE - 1)).toEqual({ code: 'PAID' });
 
     expect(await redis.hmget(keys.order(order.id), 'status', 'paidAt', 'paymentRef')).toEqual(['paid', String(DEADLINE - 1), 'alipay-123']);
     expect(await redis.zscore(keys.deadlines, order.id)).toBeNull();
     expect(await available(saleId)).toBe(8);
-    expect(await redis.hget(keys.users('phone-x'), 'u-1')).toBe('2');
+    expect(await redis.hget(keys.users, 'u-1')).toBe('2');
     const outbox = await redis.xrange(keys.outbox, '-', '+');
     expect(outbox).toHaveLength(2);
     const { entries, malformed } = parseStreamEntries(saleId, outbox.slice(1));
@@ -75,20 +76,20 @@ describe('payOrder: paying', () => {
     const order = await place(saleId);
 
     expect(await pay(order, '', 'manual-1', NOW)).toEqual({ code: 'PAID' });
-    expect(await redis.hget(saleKeys(prefix, saleId).order(order.id), 'status')).toBe('paid');
+    expect(await redis.hget(l2.keys(saleId).order(order.id), 'status')).toBe('paid');
   });
 
   it('when the payment arrives at the deadline, then the order expires instead, its stock and limit come back, and paying again says expired', async () => {
     const saleId = newSaleId('late');
     await loadSale(saleId);
     const order = await place(saleId, 'u-1', 2);
-    const keys = saleKeys(prefix, saleId);
+    const keys = l2.keys(saleId);
 
     expect(await pay(order, 'u-1', 'alipay-123', DEADLINE)).toEqual({ code: 'EXPIRED_NOW', reopened: false });
 
     expect(await redis.hmget(keys.order(order.id), 'status', 'expiredAt', 'paidAt')).toEqual(['expired', String(DEADLINE), null]);
     expect(await available(saleId)).toBe(10);
-    expect(await redis.hgetall(keys.users('phone-x'))).toEqual({});
+    expect(await redis.hgetall(keys.users)).toEqual({});
     expect(await redis.zcard(keys.deadlines)).toBe(0);
     const last = (await redis.xrange(keys.outbox, '-', '+')).slice(1);
     expect(parseStreamEntries(saleId, last).entries[0]?.order).toMatchObject({ id: order.id, status: 'expired', expiredAt: DEADLINE });
@@ -108,9 +109,9 @@ describe('payOrder: paying', () => {
     const delistedSale = newSaleId('late-delisted');
     await loadSale(delistedSale, [item({ stock: 2 })]);
     const delisted = await place(delistedSale, 'u-1', 2);
-    await catalog.delist(delistedSale, 'phone-x', NOW);
+    await redis.hset(l2.keys(delistedSale).item, 'delisted', 'operator', 'delistedAt', NOW);
     expect(await pay(delisted, 'u-1', 'ref', DEADLINE)).toEqual({ code: 'EXPIRED_NOW', reopened: false });
-    expect(await redis.hmget(saleKeys(prefix, delistedSale).item('phone-x'), 'available', 'delisted')).toEqual(['2', 'operator']);
+    expect(await redis.hmget(l2.keys(delistedSale).item, 'available', 'delisted')).toEqual(['2', 'operator']);
   });
 });
 
@@ -142,7 +143,7 @@ describe('payOrder: refusals write nothing', () => {
     {
       when: 'the order does not exist',
       reply: { code: 'ORDER_NOT_FOUND' },
-      arrange: async (saleId) => () => pay({ id: 'no-such-order', saleId, sku: 'phone-x' }, 'u-1', 'ref-1', NOW),
+      arrange: async (saleId) => () => pay({ id: 'no-such-order', saleId, sku: 'phone-x', shard: 0 }, 'u-1', 'ref-1', NOW),
     },
     {
       when: 'another user pays the order',
@@ -195,8 +196,8 @@ describe('payOrder: one winner under concurrency', () => {
     expect(replies.filter((r) => same(r, { code: 'PAID' }))).toHaveLength(1);
     expect(replies.filter((r) => same(r, { code: 'ORDER_ALREADY_PAID' }))).toHaveLength(19);
     const winner = replies.findIndex((r) => same(r, { code: 'PAID' }));
-    expect(await redis.hget(saleKeys(prefix, saleId).order(order.id), 'paymentRef')).toBe(`ref-${winner}`);
-    expect(await redis.xlen(saleKeys(prefix, saleId).outbox)).toBe(2);
+    expect(await redis.hget(l2.keys(saleId).order(order.id), 'paymentRef')).toBe(`ref-${winner}`);
+    expect(await redis.xlen(l2.keys(saleId).outbox)).toBe(2);
   });
 
   it('when payments and cancels of one order race over 8 connections, then one of them wins and the stock matches the winner', async () => {
@@ -214,10 +215,10 @@ describe('payOrder: one winner under concurrency', () => {
     const paid = replies.filter((r) => same(r, { code: 'PAID' })).length;
     const cancelled = replies.filter((r) => same(r, { code: 'RELEASED', status: 'cancelled', reopened: false })).length;
     expect(paid + cancelled).toBe(1);
-    const status = await redis.hget(saleKeys(prefix, saleId).order(order.id), 'status');
+    const status = await redis.hget(l2.keys(saleId).order(order.id), 'status');
     expect(status).toBe(paid === 1 ? 'paid' : 'cancelled');
     expect(await available(saleId)).toBe(paid === 1 ? 7 : 10);
-    expect(await redis.xlen(saleKeys(prefix, saleId).outbox)).toBe(2);
+    expect(await redis.xlen(l2.keys(saleId).outbox)).toBe(2);
   });
 
   it('when late payments race the sweeper over 8 connections, then the order expires once and its units come back once', async () => {
@@ -235,8 +236,8 @@ describe('payOrder: one winner under concurrency', () => {
     const releases = replies.filter((r) => ('code' in r ? r.code === 'EXPIRED_NOW' : r.swept));
     expect(releases).toHaveLength(1);
     expect(await available(saleId)).toBe(10);
-    expect(await redis.hgetall(saleKeys(prefix, saleId).users('phone-x'))).toEqual({});
-    expect(await redis.xlen(saleKeys(prefix, saleId).outbox)).toBe(2);
+    expect(await redis.hgetall(l2.keys(saleId).users)).toEqual({});
+    expect(await redis.xlen(l2.keys(saleId).outbox)).toBe(2);
   });
 });
 
@@ -249,7 +250,7 @@ describe('payOrder: payment against expiry at the deadline', () => {
   it('when pay and expire race for 50 orders over 8 connections, paying just before, at and just after the deadline, then each order has one winner and only expired ones give their units back, once', async () => {
     const saleId = newSaleId('pay-vs-expire');
     await loadSale(saleId, [item({ stock: 200, perUserLimit: 15 })]);
-    const keys = saleKeys(prefix, saleId);
+    const keys = l2.keys(saleId);
     const orders: Order[] = [];
     for (let i = 0; i < ORDERS; i++) orders.push(await place(saleId, `u-${i % USERS}`, 1 + (Math.floor(i / 3) % 3)));
     const reserved = orders.reduce((total, order) => total + order.quantity, 0);
@@ -296,7 +297,7 @@ describe('payOrder: payment against expiry at the deadline', () => {
 
     // Units of expired orders back exactly once, of paid ones never: to stock and to each user's limit.
     expect(await available(saleId)).toBe(200 - paidUnits);
-    expect(await redis.hgetall(keys.users('phone-x'))).toEqual(Object.fromEntries([...paidPerUser].map(([user, units]) => [user, String(units)])));
+    expect(await redis.hgetall(keys.users)).toEqual(Object.fromEntries([...paidPerUser].map(([user, units]) => [user, String(units)])));
     expect(await redis.zcard(keys.deadlines)).toBe(0);
     // One final entry per order in the outbox, carrying the winner's status.
     const { entries } = parseStreamEntries(saleId, await redis.xrange(keys.outbox, '-', '+'));
@@ -308,8 +309,8 @@ describe('payOrder: payment against expiry at the deadline', () => {
 
   it('when OrderLifecycle.pay races two expiry sweepers for 30 orders around the deadline, then each expired order is reported released once and no paid one ever is', async () => {
     const saleId = newSaleId('lifecycle-vs-sweepers');
-    await loadSale(saleId, [item({ stock: 30, perUserLimit: 3 })]);
-    const keys = saleKeys(prefix, saleId);
+    const sale = await loadSale(saleId, [item({ stock: 30, perUserLimit: 3 })]);
+    const keys = l2.keys(saleId);
     const orders: Order[] = [];
     for (let i = 0; i < 30; i++) orders.push(await place(saleId, `u-${i % USERS}`, 1));
     expect(await available(saleId)).toBe(0);
@@ -322,10 +323,10 @@ describe('payOrder: payment against expiry at the deadline', () => {
       onPaid: () => void paidEvents++,
       onReopened: async () => void reopenings++,
     };
-    const liveSaleIds = async () => [saleId];
-    const lifecycles = pool.map((client) => lua.lifecycleOn(client, events, liveSaleIds));
+    const liveShards = async () => shardRefsOf(sale);
+    const lifecycles = pool.map((client) => lua.lifecycleOn(client, events));
     const logger = createLogger(ctx.config);
-    const sweepers = [0, 1].map((lane) => new ExpirySweeper(pool[lane]!, lifecycles[lane]!, prefix, liveSaleIds, logger));
+    const sweepers = [0, 1].map((lane) => new ExpirySweeper(pool[lane]!, lifecycles[lane]!, prefix, liveShards, logger));
 
     const [payments, swept] = await Promise.all([
       Promise.all(orders.map((order, i) => lifecycles[(i % 6) + 2]!.pay(order.id, order.userId, `ref-${i}`, DEADLINE + (OFFSETS[i % 3] ?? 0)))),

@@ -6,12 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LifecycleEvents, OrderLifecycle } from '../../../src/orders/lifecycle.ts';
 import type { Order } from '../../../src/orders/order.ts';
 import { parseStreamEntries } from '../../../src/orders/outbox.ts';
-import type { SaleCatalog } from '../../../src/sales/catalog.ts';
-import { saleKeys } from '../../../src/stock/keys.ts';
-import { Reservations } from '../../../src/orders/reservations.ts';
 import type { PayOrderReply } from '../../../src/stock/scripts/pay-order.ts';
-import type { Scripts } from '../../../src/stock/scripts/registry.ts';
-import { luaFixture, saleItem as item, type Accepted } from '../../support/lua-fixtures.ts';
+import { layout2Orders, luaFixture, saleItem as item } from '../../support/lua-fixtures.ts';
 
 // Near the real clock: order records expire at an absolute time derived from `now`.
 const NOW = Math.floor(Date.now() / 1000) * 1000;
@@ -19,12 +15,12 @@ const PAYMENT_WINDOW_MS = 900_000;
 const DEADLINE = NOW + PAYMENT_WINDOW_MS;
 
 const lua = luaFixture({ now: NOW, salePrefix: 'release', connections: 8, postgres: true });
-const { pool, newSaleId, loadSale, place, release, snapshot, available, liveQuantities: live } = lua;
+const { pool, newSaleId, release } = lua;
+// Key layout 2: sales and orders seeded as the layout-2 loader and reserve write them.
+const l2 = layout2Orders(lua, NOW);
+const { loadSale, place, snapshot, available, liveQuantities: live } = l2;
 
-let prefix: string;
 let redis: Redis;
-let scripts: Scripts;
-let catalog: SaleCatalog;
 
 /** payOrder as the order's owner calls it. */
 function pay(order: Order, paymentRef: string, now: number, client?: Redis): Promise<PayOrderReply> {
@@ -32,7 +28,7 @@ function pay(order: Order, paymentRef: string, now: number, client?: Redis): Pro
 }
 
 beforeAll(async () => {
-  ({ prefix, redis, scripts, catalog } = await lua.open());
+  ({ redis } = await lua.open());
 });
 
 afterAll(() => lua.close());
@@ -42,7 +38,7 @@ describe('releaseOrder: releasing', () => {
     const saleId = newSaleId('cancel');
     await loadSale(saleId);
     const order = await place(saleId, 'u-1', 2);
-    const keys = saleKeys(prefix, saleId);
+    const keys = l2.keys(saleId);
 
     expect(await release(order, 'u-1', NOW + 1_000)).toEqual({ code: 'RELEASED', status: 'cancelled', reopened: false });
 
@@ -65,10 +61,8 @@ describe('releaseOrder: releasing', () => {
 
     expect(await release(first, 'u-1', NOW)).toEqual({ code: 'RELEASED', status: 'cancelled', reopened: false });
 
+    // The reserve checks the cap against this count (its own tests show it): 2 of 3, one more allowed.
     expect(await live(saleId)).toEqual({ 'u-1': '2' });
-    const reservations = new Reservations(scripts);
-    expect((await reservations.reserve({ saleId, sku: 'phone-x', userId: 'u-1', quantity: 2 }, NOW)).kind).toBe('refused');
-    expect((await reservations.reserve({ saleId, sku: 'phone-x', userId: 'u-1', quantity: 1 }, NOW)).kind).toBe('accepted');
   });
 
   it('when an operator (no user id) cancels an order, then it is released as cancelled', async () => {
@@ -78,7 +72,7 @@ describe('releaseOrder: releasing', () => {
 
     expect(await release(order, '', NOW)).toEqual({ code: 'RELEASED', status: 'cancelled', reopened: false });
 
-    expect(await redis.hmget(saleKeys(prefix, saleId).order(order.id), 'status', 'cancelledAt', 'expiredAt')).toEqual(['cancelled', String(NOW), null]);
+    expect(await redis.hmget(l2.keys(saleId).order(order.id), 'status', 'cancelledAt', 'expiredAt')).toEqual(['cancelled', String(NOW), null]);
     expect(await available(saleId)).toBe(10);
   });
 
@@ -98,22 +92,24 @@ describe('releaseOrder: releasing', () => {
 
     expect(await release(order, 'u-1', NOW)).toEqual({ code: 'RELEASED', status: 'cancelled', reopened: true });
 
-    expect((await new Reservations(scripts).reserve({ saleId, sku: 'phone-x', userId: 'u-2', quantity: 2 }, NOW)).kind).toBe('accepted');
+    // Listed with its units back: the reserve sells them again (its own tests show it).
+    expect(await redis.hmget(l2.keys(saleId).item, 'available', 'delisted')).toEqual(['2', '']);
   });
 
   it.each([
-    { when: 'the low-stock rule delisted the item', delist: async () => undefined, reason: 'low_stock' },
-    { when: 'an operator delisted the item', delist: async (saleId: string) => void (await catalog.delist(saleId, 'phone-x', NOW)), reason: 'operator' },
-  ])('when $when, then released stock is not reported reopened and the item stays delisted', async ({ delist, reason }) => {
+    { when: 'the low-stock rule delisted the item', reason: 'low_stock' },
+    { when: 'an operator delisted the item', reason: 'operator' },
+  ])('when $when, then released stock is not reported reopened and the item stays delisted', async ({ reason }) => {
     const saleId = newSaleId('stays-delisted');
-    await loadSale(saleId, [item({ stock: 2, lowStock: reason === 'low_stock' ? { units: 0 } : undefined })]);
+    await loadSale(saleId, [item({ stock: 2 })]);
     const order = await place(saleId, 'u-1', 2);
-    await delist(saleId);
-    expect(await redis.hget(saleKeys(prefix, saleId).item('phone-x'), 'delisted')).toBe(reason);
+    // As the reserve's low-stock rule or an operator's delist leave the shard.
+    await redis.hset(l2.keys(saleId).item, 'delisted', reason, 'delistedAt', NOW);
+    expect(await redis.hget(l2.keys(saleId).item, 'delisted')).toBe(reason);
 
     expect(await release(order, 'u-1', NOW)).toEqual({ code: 'RELEASED', status: 'cancelled', reopened: false });
 
-    expect(await redis.hmget(saleKeys(prefix, saleId).item('phone-x'), 'available', 'delisted')).toEqual(['2', reason]);
+    expect(await redis.hmget(l2.keys(saleId).item, 'available', 'delisted')).toEqual(['2', reason]);
   });
 });
 
@@ -127,7 +123,7 @@ describe('releaseOrder: refusals write nothing', () => {
     {
       when: 'the order does not exist',
       reply: { code: 'ORDER_NOT_FOUND' },
-      arrange: async (saleId) => () => release({ id: 'no-such-order', saleId, sku: 'phone-x' }, 'u-1', NOW),
+      arrange: async (saleId) => () => release({ id: 'no-such-order', saleId, sku: 'phone-x', shard: 0 }, 'u-1', NOW),
     },
     {
       when: 'another user cancels the order',
@@ -169,7 +165,7 @@ describe('releaseOrder: refusals write nothing', () => {
       reply: { code: 'ORDER_EXPIRED' },
       arrange: async (saleId) => {
         const order = await place(saleId);
-        expect(await lua.expire([order], DEADLINE)).toMatchObject({ items: [{ orderIds: [order.id] }] });
+        expect(await lua.expire([order], DEADLINE)).toMatchObject({ orderIds: [order.id] });
         return () => release(order, 'u-1', DEADLINE - 1);
       },
     },
@@ -210,7 +206,7 @@ describe('releaseOrder: exactly once under concurrency', () => {
     expect(replies.filter((r) => JSON.stringify(r) === JSON.stringify({ code: 'ALREADY', status: 'cancelled' }))).toHaveLength(19);
     expect(await available(saleId)).toBe(10);
     expect(await live(saleId)).toEqual({});
-    expect(await redis.xlen(saleKeys(prefix, saleId).outbox)).toBe(2);
+    expect(await redis.xlen(l2.keys(saleId).outbox)).toBe(2);
   });
 
   it('when 8 operators cancel the same 137 orders at their deadline at once, then each order expires once and all stock is back', async () => {
@@ -218,7 +214,7 @@ describe('releaseOrder: exactly once under concurrency', () => {
     await loadSale(saleId, [item({ stock: 137, perUserLimit: 1 })]);
     const orders: Order[] = [];
     for (let i = 0; i < 137; i++) orders.push(await place(saleId, `u-${i}`));
-    const keys = saleKeys(prefix, saleId);
+    const keys = l2.keys(saleId);
     expect(await available(saleId)).toBe(0);
 
     const replies = await Promise.all(pool.flatMap((client) => orders.map((order) => release(order, '', DEADLINE, client))));
@@ -236,36 +232,26 @@ describe('releaseOrder: exactly once under concurrency', () => {
 
   it('when orders and cancels interleave over 8 connections, then at rest available = stock − live quantity', async () => {
     const saleId = newSaleId('storm');
-    await loadSale(saleId, [item({ stock: 100, perUserLimit: 3 })]);
-    const keys = saleKeys(prefix, saleId);
-    const lanes = lua.lanes();
+    await loadSale(saleId, [item({ stock: 200, perUserLimit: 3 })]);
+    const keys = l2.keys(saleId);
 
-    // Every user orders; every third cancels as soon as the order is accepted, then orders again.
+    // Every user orders; every third cancels (on its own connection) while the others keep
+    // ordering, then orders again.
     const outcomes = await Promise.all(
-      Array.from({ length: 240 }, async (_, i) => {
-        const lane = lanes[i % lanes.length];
+      Array.from({ length: 90 }, async (_, i) => {
         const client = pool[i % pool.length];
-        if (!lane || !client) throw new Error('no lane');
         const userId = `u-${i}`;
         const quantity = 1 + (i % 2);
-        const kept: Accepted[] = [];
-        const first = await lane.reserve({ saleId, sku: 'phone-x', userId, quantity }, NOW);
-        if (first.kind === 'accepted') {
-          if (i % 3 === 0) {
-            expect(await release(first.order, userId, NOW, client)).toEqual({ code: 'RELEASED', status: 'cancelled', reopened: expect.any(Boolean) });
-            lane.closedItems.reopen(saleId, 'phone-x');
-            const again = await lane.reserve({ saleId, sku: 'phone-x', userId, quantity }, NOW);
-            if (again.kind === 'accepted') kept.push(again);
-          } else kept.push(first);
-        }
-        return kept;
+        const first = await place(saleId, userId, quantity);
+        if (i % 3 !== 0) return [first];
+        expect(await release(first, userId, NOW, client)).toEqual({ code: 'RELEASED', status: 'cancelled', reopened: false });
+        return [await place(saleId, userId, quantity)];
       }),
     );
 
     const kept = outcomes.flat();
-    const liveQuantity = kept.reduce((total, r) => total + r.order.quantity, 0);
-    expect(await available(saleId)).toBe(100 - liveQuantity);
-    expect(await available(saleId)).toBeGreaterThanOrEqual(0);
+    const liveQuantity = kept.reduce((total, order) => total + order.quantity, 0);
+    expect(await available(saleId)).toBe(200 - liveQuantity);
     const perUser = await live(saleId);
     expect(Object.values(perUser).reduce((total, q) => total + Number(q), 0)).toBe(liveQuantity);
     expect(await redis.zcard(keys.deadlines)).toBe(kept.length);
@@ -276,7 +262,7 @@ describe('releaseOrder: cancel against payment', () => {
   it('when cancel and pay race for 40 orders over 8 connections, then each order has exactly one winner and only cancelled orders give their units back', async () => {
     const saleId = newSaleId('cancel-vs-pay');
     await loadSale(saleId, [item({ stock: 100, perUserLimit: 12 })]);
-    const keys = saleKeys(prefix, saleId);
+    const keys = l2.keys(saleId);
     const orders: Order[] = [];
     for (let i = 0; i < 40; i++) orders.push(await place(saleId, `u-${i % 8}`, 1 + (Math.floor(i / 8) % 3)));
     expect(await available(saleId)).toBe(100 - orders.reduce((total, order) => total + order.quantity, 0));
@@ -319,42 +305,17 @@ describe('releaseOrder: cancel against payment', () => {
 });
 
 describe('releaseOrder: delisted items stay delisted (invariant 6)', () => {
-  it('when released stock lifts a low-stock-delisted item (percentage rule) above its level, then no order is accepted until a restock relists it', async () => {
-    const saleId = newSaleId('pct-holds');
-    // Level: 30 % of 10 = 3 units.
-    await loadSale(saleId, [item({ stock: 10, perUserLimit: 3, lowStock: { percent: 30 } })]);
-    const keys = saleKeys(prefix, saleId);
-    const first = await place(saleId, 'u-1', 3);
-    await place(saleId, 'u-2', 3);
-    await place(saleId, 'u-3', 1);
-    expect(await redis.hmget(keys.item('phone-x'), 'available', 'delisted')).toEqual(['3', 'low_stock']);
+  it.each(['low_stock', 'operator'])('when released stock lifts an item delisted (%s) far above its level, then it stays delisted: only an operator relists or restocks', async (reason) => {
+    const saleId = newSaleId('delisted-holds');
+    await loadSale(saleId, [item({ stock: 10, perUserLimit: 3 })]);
+    const keys = l2.keys(saleId);
+    const orders = [await place(saleId, 'u-1', 3), await place(saleId, 'u-2', 3), await place(saleId, 'u-3', 1)];
+    await redis.hset(keys.item, 'delisted', reason, 'delistedAt', NOW);
 
-    expect(await release(first, 'u-1', NOW)).toEqual({ code: 'RELEASED', status: 'cancelled', reopened: false });
+    expect(await release(orders[0]!, 'u-1', NOW)).toEqual({ code: 'RELEASED', status: 'cancelled', reopened: false });
+    expect(await release(orders[1]!, 'u-2', DEADLINE)).toEqual({ code: 'RELEASED', status: 'expired', reopened: false });
 
-    expect(await redis.hmget(keys.item('phone-x'), 'available', 'delisted')).toEqual(['6', 'low_stock']);
-    const reservations = new Reservations(scripts);
-    const refused = await reservations.reserve({ saleId, sku: 'phone-x', userId: 'u-4', quantity: 1 }, NOW);
-    expect(refused).toMatchObject({ kind: 'refused', code: 'ITEM_DELISTED' });
-    expect(await available(saleId)).toBe(6);
-
-    expect(await catalog.restock(saleId, 'phone-x', 1)).toEqual({ ok: true, available: 7, relisted: true });
-    expect((await new Reservations(scripts).reserve({ saleId, sku: 'phone-x', userId: 'u-4', quantity: 1 }, NOW)).kind).toBe('accepted');
-  });
-
-  it('when an operator delisted a sold-out item and a late cancel brings stock back, then it is not reported reopened and only a relist lets orders in again', async () => {
-    const saleId = newSaleId('operator-holds');
-    await loadSale(saleId, [item({ stock: 2 })]);
-    const order = await place(saleId, 'u-1', 2);
-    expect(await catalog.delist(saleId, 'phone-x', NOW)).toEqual({ ok: true });
-
-    expect(await release(order, 'u-1', DEADLINE)).toEqual({ code: 'RELEASED', status: 'expired', reopened: false });
-
-    const attempt = () => new Reservations(scripts).reserve({ saleId, sku: 'phone-x', userId: 'u-2', quantity: 1 }, NOW);
-    expect(await attempt()).toMatchObject({ kind: 'refused', code: 'ITEM_DELISTED' });
-    expect(await catalog.restock(saleId, 'phone-x', 1)).toEqual({ ok: true, available: 3, relisted: false });
-    expect(await attempt()).toMatchObject({ kind: 'refused', code: 'ITEM_DELISTED' });
-    expect(await catalog.relist(saleId, 'phone-x')).toEqual({ ok: true, available: 3, relisted: true });
-    expect((await attempt()).kind).toBe('accepted');
+    expect(await redis.hmget(keys.item, 'available', 'delisted', 'delistedAt')).toEqual(['9', reason, String(NOW)]);
   });
 
   it('when an order is released while the item still has stock, then it is not reported reopened; when it had none, it is', async () => {
@@ -371,8 +332,8 @@ describe('releaseOrder: delisted items stay delisted (invariant 6)', () => {
 });
 
 describe('releaseOrder: through OrderLifecycle', () => {
-  function lifecycleOn(saleId: string, client: Redis, events: LifecycleEvents): OrderLifecycle {
-    return lua.lifecycleOn(client, events, async () => [saleId]);
+  function lifecycleOn(client: Redis, events: LifecycleEvents): OrderLifecycle {
+    return lua.lifecycleOn(client, events);
   }
 
   function counting(): { events: LifecycleEvents; released: string[]; reopened: string[] } {
@@ -391,7 +352,7 @@ describe('releaseOrder: through OrderLifecycle', () => {
     await loadSale(saleId, [item({ stock: 3 })]);
     const order = await place(saleId, 'u-1', 3);
     const { events, released, reopened } = counting();
-    const lifecycles = pool.map((client) => lifecycleOn(saleId, client, events));
+    const lifecycles = pool.map((client) => lifecycleOn(client, events));
 
     const outcomes = await Promise.all(Array.from({ length: 20 }, (_, i) => lifecycles[i % lifecycles.length]!.cancel(order.id, 'u-1', NOW + 1)));
 
@@ -408,7 +369,7 @@ describe('releaseOrder: through OrderLifecycle', () => {
     await loadSale(saleId);
     const order = await place(saleId, 'u-1', 2);
     const { events, released } = counting();
-    const lifecycle = lifecycleOn(saleId, redis, events);
+    const lifecycle = lifecycleOn(redis, events);
 
     expect(await lifecycle.cancel(order.id, 'u-1', DEADLINE)).toEqual({ kind: 'refused', code: 'ORDER_EXPIRED' });
     expect(await lifecycle.cancel(order.id, 'u-1', DEADLINE + 1)).toEqual({ kind: 'refused', code: 'ORDER_EXPIRED' });
@@ -422,7 +383,7 @@ describe('releaseOrder: through OrderLifecycle', () => {
     await loadSale(saleId);
     const order = await place(saleId, 'u-1', 1);
     const { events, released } = counting();
-    const lifecycle = lifecycleOn(saleId, redis, events);
+    const lifecycle = lifecycleOn(redis, events);
     expect(await lifecycle.cancel(order.id, 'u-1', NOW)).toMatchObject({ kind: 'done', changed: true, order: { status: 'cancelled' } });
 
     expect(await lifecycle.cancel(order.id, 'u-1', DEADLINE + 1)).toMatchObject({ kind: 'done', changed: false, order: { status: 'cancelled' } });

@@ -21,7 +21,7 @@ describe('relistItem', () => {
     await lua.catalog.delist(saleId, 'phone-x', NOW);
     expect(await fresh().reserve({ saleId, sku: 'phone-x', userId: 'u-1', quantity: 1 }, NOW)).toMatchObject({ code: 'ITEM_DELISTED' });
 
-    expect(await relistItem(lua.scripts, { saleId, sku: 'phone-x' })).toEqual({ code: 'OK', available: 10 });
+    expect(await relistItem(lua.scripts, { saleId, sku: 'phone-x', shard: 0, shards: 1 })).toEqual({ code: 'OK', available: 10 });
 
     expect(await itemState(saleId)).toEqual(['', '10']);
     expect(await fresh().reserve({ saleId, sku: 'phone-x', userId: 'u-1', quantity: 1 }, NOW)).toMatchObject({ kind: 'accepted', availableAfter: 9 });
@@ -41,7 +41,7 @@ describe('relistItem', () => {
     const saleId = newSaleId('missing');
     await loadSale(saleId);
     const announced = await lua.announced(async () => {
-      expect(await relistItem(lua.scripts, { saleId, sku: 'ghost' })).toEqual({ code: 'ITEM_NOT_FOUND' });
+      expect(await relistItem(lua.scripts, { saleId, sku: 'ghost', shard: 0, shards: 1 })).toEqual({ code: 'ITEM_NOT_FOUND' });
       expect(await lua.catalog.relist(saleId, 'ghost')).toEqual({ ok: false, code: 'ITEM_NOT_FOUND' });
     });
 

@@ -1,14 +1,15 @@
 // reserveOrder-8.lua against real Redis: every reply code, that refusals write nothing, and the
 // invariants under concurrency over several connections (no oversell, per-user limit, low-stock
 // delist at the exact level, one order per idempotency key), plus the in-process sold-out path.
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { orderFromHash } from '../../../src/orders/order.ts';
 import { parseStreamEntries } from '../../../src/orders/outbox.ts';
 import type { SaleCatalog } from '../../../src/sales/catalog.ts';
-import { saleKeys } from '../../../src/stock/keys.ts';
-import { Reservations, type Reservation, type ReserveRequest } from '../../../src/orders/reservations.ts';
+import { shardKeys, tagHex } from '../../../src/stock/keys.ts';
+import { mintOrderId } from '../../../src/stock/order-id.ts';
+import { Reservations, USER_ORDERS_TTL_MS, type Reservation, type ReserveRequest } from '../../../src/orders/reservations.ts';
 import { AttemptWindow } from '../../../src/stock/attempt-window.ts';
 import { ClosedItems } from '../../../src/stock/closed-items.ts';
 import type { ReserveRefusal } from '../../../src/stock/scripts/refusals.ts';
@@ -17,6 +18,7 @@ import { IDEMPOTENCY_TTL_SECONDS, ORDER_RETENTION_MS, reserveOrder, type Reserve
 import { restockItem } from '../../../src/stock/scripts/restock-item.ts';
 import type { TestContext } from '../../support/context.ts';
 import { monitorRedis } from '../../support/monitor.ts';
+import { shardZeroKeys } from '../../support/sale-state.ts';
 import { acceptedOf, luaFixture, refusalCodes, saleItem as item, type Accepted } from '../../support/lua-fixtures.ts';
 
 // Near the real clock: order records expire at an absolute time derived from `now`.
@@ -45,10 +47,15 @@ function expectAccepted(result: Reservation): Accepted {
 /** The binding called directly (not through Reservations): the script's own reply, parsed. */
 function direct(saleId: string, request: Omit<ReserveRequest, 'saleId'>, now: number): Promise<ReserveOrderReply> {
   const { sku, userId, quantity, idempotencyKey } = request;
-  return reserveOrder(scripts, { saleId, sku, userId, orderId: randomUUID(), idempotencyKey }, { quantity, now });
+  return reserveOrder(scripts, { saleId, sku, userId, shard: 0, orderId: mint(saleId, sku), idempotencyKey }, { quantity, now });
 }
 
-const orderKeys = (saleId: string) => scanKeys(`${prefix}:{${saleId}}:order:*`);
+/** A new order id for shard 0 of the item (K = 1). */
+const mint = (saleId: string, sku = 'phone-x') => mintOrderId(shardKeys(prefix, saleId, sku, 0).tag);
+/** Every key of shard 0 of phone-x matching `suffix` (e.g. `idem:*`). */
+const shardKeysMatching = (saleId: string, suffix: string) => scanKeys(`${prefix}:{s*}:${saleId}:phone-x:0:${suffix}`);
+
+const orderKeys = (saleId: string) => scanKeys(`${prefix}:{s${tagHex(shardKeys(prefix, saleId, 'phone-x', 0).tag)}}:order:*`);
 
 beforeAll(async () => {
   ({ ctx, prefix, redis, scripts, catalog } = await lua.open());
@@ -61,7 +68,7 @@ describe('reserveOrder: an accepted order', () => {
   it('when a listed item is ordered in the sale window, then stock, user quantity, order, deadline, outbox and idempotency key are written together', async () => {
     const saleId = newSaleId('ok');
     await loadSale(saleId);
-    const keys = saleKeys(prefix, saleId);
+    const keys = shardZeroKeys(prefix, saleId);
 
     const result = expectAccepted(await fresh().reserve({ saleId, sku: 'phone-x', userId: 'u-1', quantity: 2, idempotencyKey: 'k-1' }, NOW));
 
@@ -76,6 +83,7 @@ describe('reserveOrder: an accepted order', () => {
         id,
         saleId,
         sku: 'phone-x',
+        shard: 0,
         userId: 'u-1',
         quantity: 2,
         unitPrice: 199_900,
@@ -92,15 +100,21 @@ describe('reserveOrder: an accepted order', () => {
     expect(await redis.hgetall(keys.users('phone-x'))).toEqual({ 'u-1': '2' });
     // The order record and the outbox entry both read back, through the service's own parsers,
     // as the very order the caller was given.
-    expect(orderFromHash(await redis.hgetall(keys.order(id)))).toEqual(result.order);
+    // The shard is on the Redis record only (Postgres and the outbox entry do not carry it).
+    const { shard, ...stored } = result.order;
+    expect(await redis.hget(keys.order(id), 'shard')).toBe(String(shard));
+    expect(orderFromHash(await redis.hgetall(keys.order(id)))).toMatchObject(stored);
     const outbox = await redis.xrange(keys.outbox, '-', '+');
     expect(outbox).toHaveLength(1);
-    expect(parseStreamEntries(saleId, outbox)).toEqual({ entries: [{ streamId: outbox[0]?.[0], order: result.order }], malformed: [] });
+    expect(parseStreamEntries(saleId, outbox)).toEqual({ entries: [{ streamId: outbox[0]?.[0], order: expect.objectContaining(stored) }], malformed: [] });
     expect(await redis.zrange(keys.deadlines, 0, -1, 'WITHSCORES')).toEqual([id, String(expiresAt)]);
-    expect(await redis.zrange(keys.userOrders('u-1'), 0, -1, 'WITHSCORES')).toEqual([id, String(NOW)]);
+    // The shopper index (the user's own slot, across sales), written right after the reserve.
+    expect(await redis.zscore(keys.userOrders('u-1'), id)).toBe(String(NOW));
+    const indexTtl = await redis.pttl(keys.userOrders('u-1'));
+    expect(indexTtl).toBeGreaterThan(USER_ORDERS_TTL_MS - 60_000);
+    expect(indexTtl).toBeLessThanOrEqual(USER_ORDERS_TTL_MS);
     // Records are bounded in memory: they outlive the payment deadline by the retention.
     expect(await redis.pexpiretime(keys.order(id))).toBe(expiresAt + ORDER_RETENTION_MS);
-    expect(await redis.pexpiretime(keys.userOrders('u-1'))).toBe(expiresAt + ORDER_RETENTION_MS);
     expect(await redis.get(keys.idempotency('u-1', 'k-1'))).toBe(`${id}|phone-x|2`);
     const ttl = await redis.ttl(keys.idempotency('u-1', 'k-1'));
     expect(ttl).toBeGreaterThan(IDEMPOTENCY_TTL_SECONDS - 60);
@@ -110,12 +124,12 @@ describe('reserveOrder: an accepted order', () => {
   it('when the order has no idempotency key, then no key record is written and the order carries none', async () => {
     const saleId = newSaleId('keyless');
     await loadSale(saleId);
-    const keys = saleKeys(prefix, saleId);
+    const keys = shardZeroKeys(prefix, saleId);
 
     const result = expectAccepted(await fresh().reserve({ saleId, sku: 'phone-x', userId: 'u-1', quantity: 1 }, NOW));
 
     expect(result.order.idempotencyKey).toBeNull();
-    expect(await scanKeys(`${prefix}:{${saleId}}:idem:*`)).toEqual([]);
+    expect(await shardKeysMatching(saleId, 'idem:*')).toEqual([]);
     expect(await redis.hget(keys.order(result.order.id), 'idempotencyKey')).toBe('');
     expect(await available(saleId)).toBe(9);
   });
@@ -137,7 +151,7 @@ describe('reserveOrder: an accepted order', () => {
   it('when the last units are taken, then soldOutNow is reported once and soldOutAt keeps the first sell-out time', async () => {
     const saleId = newSaleId('sold-out-now');
     await loadSale(saleId, [item({ stock: 3 })]);
-    const keys = saleKeys(prefix, saleId);
+    const keys = shardZeroKeys(prefix, saleId);
 
     const first = expectAccepted(await fresh().reserve({ saleId, sku: 'phone-x', userId: 'u-1', quantity: 1 }, NOW));
     const last = expectAccepted(await fresh().reserve({ saleId, sku: 'phone-x', userId: 'u-2', quantity: 2 }, NOW + 5));
@@ -158,15 +172,17 @@ describe('reserveOrder: an accepted order', () => {
     await loadSale(saleId, [item({ perUserLimit: 3 })]);
     expectAccepted(await fresh().reserve({ saleId, sku: 'phone-x', userId: 'u-1', quantity: 1 }, NOW));
     expectAccepted(await fresh().reserve({ saleId, sku: 'phone-x', userId: 'u-1', quantity: 2 }, NOW));
-    expect(await redis.hget(saleKeys(prefix, saleId).users('phone-x'), 'u-1')).toBe('3');
+    expect(await redis.hget(shardZeroKeys(prefix, saleId).users('phone-x'), 'u-1')).toBe('3');
   });
 
   it('when the per-user limit is reached on one item, then the same user may still order another item', async () => {
     const saleId = newSaleId('limit-per-item');
     await loadSale(saleId, [item({ perUserLimit: 1 }), item({ sku: 'tv-y', name: 'TV Y', perUserLimit: 1 })]);
-    expectAccepted(await fresh().reserve({ saleId, sku: 'phone-x', userId: 'u-1', quantity: 1 }, NOW));
-    expectAccepted(await fresh().reserve({ saleId, sku: 'tv-y', userId: 'u-1', quantity: 1 }, NOW));
-    expect(await redis.zcard(saleKeys(prefix, saleId).userOrders('u-1'))).toBe(2);
+    // The shopper index is the user's own (across sales): a user of this test only.
+    const userId = `${saleId}-shopper`;
+    expectAccepted(await fresh().reserve({ saleId, sku: 'phone-x', userId, quantity: 1 }, NOW));
+    expectAccepted(await fresh().reserve({ saleId, sku: 'tv-y', userId, quantity: 1 }, NOW));
+    expect(await redis.zcard(shardZeroKeys(prefix, saleId).userOrders(userId))).toBe(2);
   });
 });
 
@@ -174,6 +190,8 @@ describe('reserveOrder: refusals', () => {
   interface RefusalCase {
     readonly when: string;
     readonly code: ReserveRefusal;
+    /** The script's own answer when it differs from the service's (the service reads the anchor first). */
+    readonly raw?: ReserveRefusal;
     readonly detail?: number;
     /** Builds the state; returns the request to refuse and its time. */
     readonly arrange: (saleId: string) => Promise<{ request: Omit<ReserveRequest, 'saleId'>; now: number }>;
@@ -186,8 +204,9 @@ describe('reserveOrder: refusals', () => {
       arrange: async () => ({ request: one, now: NOW }),
     },
     {
-      when: 'the item is not part of the sale',
+      when: 'the item is not part of the sale (its shard was never loaded)',
       code: 'ITEM_NOT_FOUND',
+      raw: 'SALE_NOT_FOUND',
       arrange: async (saleId) => {
         await loadSale(saleId);
         return { request: { ...one, sku: 'ghost' }, now: NOW };
@@ -289,18 +308,9 @@ describe('reserveOrder: refusals', () => {
         return { request: { ...one, quantity: 2, idempotencyKey: 'k-1' }, now: NOW + 1 };
       },
     },
-    {
-      when: 'an idempotency key that made an order comes back for another item',
-      code: 'IDEMPOTENCY_KEY_REUSED',
-      arrange: async (saleId) => {
-        await loadSale(saleId, [item(), item({ sku: 'tv-y', name: 'TV Y' })]);
-        expectAccepted(await fresh().reserve({ saleId, ...one, idempotencyKey: 'k-1' }, NOW));
-        return { request: { ...one, sku: 'tv-y', idempotencyKey: 'k-1' }, now: NOW + 1 };
-      },
-    },
   ];
 
-  it.each(cases)('when $when, then $code is returned and nothing is written', async ({ code, detail, arrange }) => {
+  it.each(cases)('when $when, then $code is returned and nothing is written', async ({ code, raw: rawCode, detail, arrange }) => {
     const saleId = newSaleId(code.toLowerCase());
     const { request, now } = await arrange(saleId);
     const before = await snapshot(saleId);
@@ -308,7 +318,7 @@ describe('reserveOrder: refusals', () => {
     const raw = await direct(saleId, request, now);
     const typed = await fresh().reserve({ saleId, ...request }, now);
 
-    expect(raw).toEqual(detail === undefined ? { code } : { code, detail });
+    expect(raw).toEqual(detail === undefined ? { code: rawCode ?? code } : { code: rawCode ?? code, detail });
     expect(typed).toEqual({ kind: 'refused', code, fromMemory: false });
     expect(await snapshot(saleId)).toEqual(before);
   });
@@ -319,7 +329,7 @@ describe('reserveOrder: refusals', () => {
     expect(await catalog.delist(saleId, 'gone', NOW)).toEqual({ ok: true });
     const tooMuch = { sku: 'gone', userId: 'u-1', quantity: 5 } as const;
 
-    expect(await direct(saleId, { ...tooMuch, sku: 'ghost' }, STARTS_AT - 1)).toMatchObject({ code: 'ITEM_NOT_FOUND' });
+    expect(await fresh().reserve({ saleId, ...tooMuch, sku: 'ghost' }, STARTS_AT - 1)).toMatchObject({ code: 'ITEM_NOT_FOUND' });
     expect(await direct(saleId, tooMuch, STARTS_AT - 1)).toMatchObject({ code: 'SALE_NOT_STARTED' });
     expect(await direct(saleId, tooMuch, ENDS_AT)).toMatchObject({ code: 'SALE_ENDED' });
     expect(await direct(saleId, tooMuch, NOW)).toMatchObject({ code: 'ITEM_DELISTED' });
@@ -328,7 +338,80 @@ describe('reserveOrder: refusals', () => {
   });
 });
 
+describe('the shopper index after an accepted order', () => {
+  it('when the index cannot be written, then the order still stands (accepted), and the failure is reported', async () => {
+    const saleId = newSaleId('index-fails');
+    await loadSale(saleId);
+    const userId = `${saleId}-shopper`;
+    // Not a sorted set: ZADD fails with WRONGTYPE.
+    await redis.set(shardZeroKeys(prefix, saleId).userOrders(userId), 'in the way');
+    const failed: string[] = [];
+    const reservations = new Reservations(scripts, { events: { onIndexWriteFailed: (orderId) => failed.push(orderId) } });
+
+    const result = expectAccepted(await reservations.reserve({ saleId, sku: 'phone-x', userId, quantity: 1 }, NOW));
+
+    expect(failed).toEqual([result.order.id]);
+    expect(await redis.hget(shardZeroKeys(prefix, saleId).order(result.order.id), 'userId')).toBe(userId);
+    expect(await available(saleId)).toBe(9);
+  });
+});
+
+describe('reserveOrder: an item in K > 1 stock shards', () => {
+  it('when the home shard holds fewer units than asked, then NEED_STOCK names its units, the live quantity and the cap, and nothing but the attempt counter is written', async () => {
+    const saleId = newSaleId('need-stock');
+    // 3 units over 2 shards: shard 0 has 2, shard 1 has 1.
+    await loadSale(saleId, [item({ stock: 3, perUserLimit: 4, stockShards: 2 })]);
+    const request = (shard: number, quantity: number, userId = 'u-1') =>
+      reserveOrder(scripts, { saleId, sku: 'phone-x', userId, shard, orderId: mintOrderId(shardKeys(prefix, saleId, 'phone-x', shard).tag) }, { quantity, now: NOW, attemptsPerSecond: 10 });
+    expect((await request(1, 1)).code).toBe('OK');
+    const before = Object.fromEntries(Object.entries(await snapshot(saleId)).filter(([key]) => !key.includes(':attempts:')));
+
+    expect(await request(1, 1)).toEqual({ code: 'NEED_STOCK', available: 0, liveQuantity: 1, perUserLimit: 4 });
+    expect(await request(0, 3, 'u-2')).toEqual({ code: 'NEED_STOCK', available: 2, liveQuantity: 0, perUserLimit: 4 });
+
+    expect(Object.fromEntries(Object.entries(await snapshot(saleId)).filter(([key]) => !key.includes(':attempts:')))).toEqual(before);
+    // Never SOLD_OUT from a shard: only the item's total can say that. Nor a low-stock delist.
+    expect(await lua.itemFields(saleId, 'phone-x', 'soldOutAt', 'delisted')).toEqual([null, '']);
+  });
+});
+
 describe('reserveOrder: idempotency', () => {
+  it('when a key that made an order comes back for another item, then it is another key (keys are scoped to user, sale and SKU)', async () => {
+    const saleId = newSaleId('key-per-sku');
+    await loadSale(saleId, [item(), item({ sku: 'tv-y', name: 'TV Y' })]);
+    const phone = expectAccepted(await fresh().reserve({ saleId, sku: 'phone-x', userId: 'u-1', quantity: 1, idempotencyKey: 'k-1' }, NOW));
+    const tv = expectAccepted(await fresh().reserve({ saleId, sku: 'tv-y', userId: 'u-1', quantity: 1, idempotencyKey: 'k-1' }, NOW + 1));
+
+    expect(tv.order.id).not.toBe(phone.order.id);
+    expect(await fresh().reserve({ saleId, sku: 'tv-y', userId: 'u-1', quantity: 1, idempotencyKey: 'k-1' }, NOW + 2)).toEqual({ kind: 'replayed', orderId: tv.order.id });
+    expect(await fresh().reserve({ saleId, sku: 'phone-x', userId: 'u-1', quantity: 2, idempotencyKey: 'k-1' }, NOW + 2)).toMatchObject({ code: 'IDEMPOTENCY_KEY_REUSED' });
+  });
+
+  it('when the very same keyless command reaches Redis twice (a client resend), then the second answers REPLAY of the same order and takes nothing', async () => {
+    const saleId = newSaleId('resend');
+    await loadSale(saleId);
+    const keys = { saleId, sku: 'phone-x', userId: 'u-1', shard: 0, orderId: mint(saleId) };
+    const first = await reserveOrder(scripts, keys, { quantity: 2, now: NOW });
+    expect(first.code).toBe('OK');
+    const before = await snapshot(saleId);
+
+    expect(await reserveOrder(scripts, keys, { quantity: 2, now: NOW + 5 })).toEqual({ code: 'REPLAY', orderId: keys.orderId });
+    expect(await snapshot(saleId)).toEqual(before);
+    expect(await available(saleId)).toBe(8);
+  });
+
+  it('when a minted order id already names another order, then ORDER_ID_TAKEN is answered and nothing is written', async () => {
+    const saleId = newSaleId('id-taken');
+    await loadSale(saleId);
+    const orderId = mint(saleId);
+    expect((await reserveOrder(scripts, { saleId, sku: 'phone-x', userId: 'u-1', shard: 0, orderId }, { quantity: 1, now: NOW })).code).toBe('OK');
+    const before = await snapshot(saleId);
+
+    expect(await reserveOrder(scripts, { saleId, sku: 'phone-x', userId: 'u-2', shard: 0, orderId }, { quantity: 1, now: NOW })).toEqual({ code: 'ORDER_ID_TAKEN' });
+    expect(await reserveOrder(scripts, { saleId, sku: 'phone-x', userId: 'u-1', shard: 0, orderId }, { quantity: 3, now: NOW })).toEqual({ code: 'ORDER_ID_TAKEN' });
+    expect(await snapshot(saleId)).toEqual(before);
+  });
+
   it('when the same key and body come back, then the first order is named and nothing is written', async () => {
     const saleId = newSaleId('replay');
     await loadSale(saleId);
@@ -375,7 +458,7 @@ describe('reserveOrder: idempotency', () => {
 
     expect(await fresh().reserve(request, STARTS_AT - 1)).toMatchObject({ kind: 'refused', code: 'SALE_NOT_STARTED' });
     expect(await fresh().reserve({ ...request, quantity: 4 }, NOW)).toMatchObject({ kind: 'refused', code: 'INSUFFICIENT_STOCK' });
-    expect(await redis.exists(saleKeys(prefix, saleId).idempotency('u-1', 'k-1'))).toBe(0);
+    expect(await redis.exists(shardZeroKeys(prefix, saleId).idempotency('u-1', 'k-1'))).toBe(0);
 
     const accepted = expectAccepted(await fresh().reserve(request, NOW));
     expect(await fresh().reserve(request, NOW + 1)).toEqual({ kind: 'replayed', orderId: accepted.order.id });
@@ -396,9 +479,9 @@ describe('reserveOrder: idempotency', () => {
     expect(replays).toHaveLength(19);
     expect(replays.every((r) => r.orderId === orderId)).toBe(true);
     expect(await available(saleId)).toBe(8);
-    expect(await redis.xlen(saleKeys(prefix, saleId).outbox)).toBe(1);
-    expect(await orderKeys(saleId)).toEqual([saleKeys(prefix, saleId).order(orderId ?? '')]);
-    expect(await redis.hget(saleKeys(prefix, saleId).users('phone-x'), 'u-1')).toBe('2');
+    expect(await redis.xlen(shardZeroKeys(prefix, saleId).outbox)).toBe(1);
+    expect(await orderKeys(saleId)).toEqual([shardZeroKeys(prefix, saleId).order(orderId ?? '')]);
+    expect(await redis.hget(shardZeroKeys(prefix, saleId).users('phone-x'), 'u-1')).toBe('2');
   });
 });
 
@@ -407,7 +490,7 @@ describe('reserveOrder: concurrency', () => {
     const saleId = newSaleId('rush');
     const stock = 137;
     await loadSale(saleId, [item({ stock })]);
-    const keys = saleKeys(prefix, saleId);
+    const keys = shardZeroKeys(prefix, saleId);
 
     // A separate connection watches `available` while the rush runs.
     const watcher = new Redis(ctx.redisUrl);
@@ -445,7 +528,7 @@ describe('reserveOrder: concurrency', () => {
     const saleId = newSaleId('rush-mixed');
     const stock = 137;
     await loadSale(saleId, [item({ stock })]);
-    const keys = saleKeys(prefix, saleId);
+    const keys = shardZeroKeys(prefix, saleId);
 
     const results = await rush(Array.from({ length: 400 }, (_, i) => ({ saleId, sku: 'phone-x', userId: `u-${i}`, quantity: 1 + (i % 3) })));
 
@@ -465,7 +548,7 @@ describe('reserveOrder: concurrency', () => {
   it('when one user fires 20 parallel single-unit attempts over 8 connections against a limit of 2, then exactly 2 units are theirs', async () => {
     const saleId = newSaleId('hoarder');
     await loadSale(saleId, [item({ stock: 100, perUserLimit: 2 })]);
-    const keys = saleKeys(prefix, saleId);
+    const keys = shardZeroKeys(prefix, saleId);
 
     const results = await rush(Array.from({ length: 20 }, () => ({ saleId, sku: 'phone-x', userId: 'scalper', quantity: 1 })));
 
@@ -480,7 +563,7 @@ describe('reserveOrder: concurrency', () => {
   it('when one user fires 20 parallel attempts of 1, 2 and 3 units against a limit of 2, then exactly 2 units are theirs', async () => {
     const saleId = newSaleId('hoarder-mixed');
     await loadSale(saleId, [item({ stock: 100, perUserLimit: 2 })]);
-    const keys = saleKeys(prefix, saleId);
+    const keys = shardZeroKeys(prefix, saleId);
 
     const results = await rush(Array.from({ length: 20 }, (_, i) => ({ saleId, sku: 'phone-x', userId: 'scalper', quantity: 1 + (i % 3) })));
 
@@ -495,7 +578,7 @@ describe('reserveOrder: concurrency', () => {
   it('when 60 users each fire 5 attempts against a limit of 3, then every user holds exactly 3 units', async () => {
     const saleId = newSaleId('many-hoarders');
     await loadSale(saleId, [item({ stock: 1_000, perUserLimit: 3 })]);
-    const keys = saleKeys(prefix, saleId);
+    const keys = shardZeroKeys(prefix, saleId);
 
     const results = await rush(Array.from({ length: 300 }, (_, i) => ({ saleId, sku: 'phone-x', userId: `u-${i % 60}`, quantity: 1 })));
 
@@ -509,7 +592,7 @@ describe('reserveOrder: concurrency', () => {
   it('when 300 users race for stock 100 with a low-stock level of 20 units, then exactly 80 sell and the item is delisted', async () => {
     const saleId = newSaleId('low-units');
     await loadSale(saleId, [item({ stock: 100, lowStock: { units: 20 } })]);
-    const keys = saleKeys(prefix, saleId);
+    const keys = shardZeroKeys(prefix, saleId);
 
     const results = await rush(Array.from({ length: 300 }, (_, i) => ({ saleId, sku: 'phone-x', userId: `u-${i}`, quantity: 1 })));
 
@@ -530,7 +613,7 @@ describe('reserveOrder: concurrency', () => {
   it('when 300 users race for stock 120 with a low-stock level of 12.5 percent, then exactly 105 sell and the item is delisted', async () => {
     const saleId = newSaleId('low-pct');
     await loadSale(saleId, [item({ stock: 120, lowStock: { percent: 12.5 } })]);
-    const keys = saleKeys(prefix, saleId);
+    const keys = shardZeroKeys(prefix, saleId);
 
     const results = await rush(Array.from({ length: 300 }, (_, i) => ({ saleId, sku: 'phone-x', userId: `u-${i}`, quantity: 1 })));
 
@@ -572,12 +655,12 @@ describe('reserveOrder: the attempt limit (RATE_LIMITED)', () => {
   const withoutCounters = async (saleId: string) =>
     Object.fromEntries(Object.entries(await snapshot(saleId)).filter(([key]) => !key.includes(':attempts:')));
   const limited = (saleId: string, userId: string, now: number, limit: number, sku = 'phone-x') =>
-    reserveOrder(scripts, { saleId, sku, userId, orderId: randomUUID() }, { quantity: 1, now, attemptsPerSecond: limit });
+    reserveOrder(scripts, { saleId, sku, userId, shard: 0, orderId: mint(saleId, sku) }, { quantity: 1, now, attemptsPerSecond: limit });
 
   it('when a user makes more attempts in one second than the limit, then the extra ones are refused RATE_LIMITED and write nothing but the counter', async () => {
     const saleId = newSaleId('attempts');
     await loadSale(saleId, [item({ stock: 100, perUserLimit: 100 })]);
-    const keys = saleKeys(prefix, saleId);
+    const keys = shardZeroKeys(prefix, saleId);
 
     for (let i = 0; i < 3; i++) expect((await limited(saleId, 'eager', NOW + i, 3)).code).toBe('OK');
     const before = await withoutCounters(saleId);
@@ -587,7 +670,7 @@ describe('reserveOrder: the attempt limit (RATE_LIMITED)', () => {
     expect(await withoutCounters(saleId)).toEqual(before);
     expect(await available(saleId)).toBe(97);
     expect(await redis.xlen(keys.outbox)).toBe(3);
-    const counter = keys.attempts('phone-x', 'eager', SECOND);
+    const counter = keys.attempts('eager', SECOND);
     expect(await redis.get(counter)).toBe('5');
     // Opened at the start of its second: it outlives the second by one more, no longer.
     const ttl = await redis.pttl(counter);
@@ -611,14 +694,14 @@ describe('reserveOrder: the attempt limit (RATE_LIMITED)', () => {
     const saleId = newSaleId('attempts-off');
     await loadSale(saleId);
     for (let i = 0; i < 3; i++) expect((await limited(saleId, 'u-1', NOW, 0)).code).toBe('OK');
-    expect(await scanKeys(`${prefix}:{${saleId}}:attempts:*`)).toEqual([]);
+    expect(await shardKeysMatching(saleId, 'attempts:*')).toEqual([]);
   });
 
   it('when one user fires 30 attempts at once over 8 connections, each with its own process memory, against a limit of 4, then exactly 4 are decided and the rest take nothing', async () => {
     const saleId = newSaleId('attempts-race');
     await loadSale(saleId, [item({ stock: 100, perUserLimit: 100 })]);
-    const keys = saleKeys(prefix, saleId);
-    const processes = pool.map((client) => new Reservations(scriptsFor(client), new ClosedItems(), new AttemptWindow(4)));
+    const keys = shardZeroKeys(prefix, saleId);
+    const processes = pool.map((client) => new Reservations(scriptsFor(client), { closedItems: new ClosedItems(), attempts: new AttemptWindow(4) }));
 
     const results = await Promise.all(
       Array.from({ length: 30 }, (_, i) => processes[i % processes.length]!.reserve({ saleId, sku: 'phone-x', userId: 'scalper', quantity: 1 }, NOW + i)),
@@ -634,11 +717,11 @@ describe('reserveOrder: the attempt limit (RATE_LIMITED)', () => {
   it('when an item is known sold out, then attempts past the limit are refused RATE_LIMITED from memory without a single Redis command', async () => {
     const saleId = newSaleId('attempts-memory');
     await loadSale(saleId, [item({ stock: 1 })]);
-    const reservations = new Reservations(scripts, new ClosedItems(), new AttemptWindow(3));
+    const reservations = new Reservations(scripts, { closedItems: new ClosedItems(), attempts: new AttemptWindow(3) });
     const attempt = (userId: string, now: number) => reservations.reserve({ saleId, sku: 'phone-x', userId, quantity: 1 }, now);
     expect(expectAccepted(await attempt('u-1', NOW)).soldOutNow).toBe(true);
 
-    const monitor = await monitorRedis(ctx.redisUrl, `{${saleId}}`);
+    const monitor = await monitorRedis(ctx.redisUrl, saleId);
     try {
       const answers = [];
       for (let i = 0; i < 6; i++) answers.push(await attempt('u-2', NOW + 10 + i));

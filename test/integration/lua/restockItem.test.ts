@@ -20,7 +20,7 @@ describe('restockItem', () => {
     await loadSale(saleId);
     expect((await fresh().reserve({ saleId, sku: 'phone-x', userId: 'u-1', quantity: 3 }, NOW)).kind).toBe('accepted');
 
-    expect(await restockItem(lua.scripts, { saleId, sku: 'phone-x' }, { quantity: 5 })).toEqual({ code: 'OK', availableAfter: 12, relisted: false });
+    expect(await restockItem(lua.scripts, { saleId, sku: 'phone-x' }, { quantity: 5 })).toEqual({ code: 'OK', availableAfter: 12, relisted: false, held: 0 });
     expect(await lua.catalog.restock(saleId, 'phone-x', 1)).toEqual({ ok: true, available: 13, relisted: false });
 
     expect(await stock(saleId)).toEqual(['13', '16', '']);
@@ -61,11 +61,11 @@ describe('restockItem', () => {
     await loadSale(saleId, [item({ stock: 3, lowStock: { units: 5 } })]);
     expect(await stock(saleId)).toEqual(['3', '3', 'low_stock']);
 
-    expect(await restockItem(lua.scripts, { saleId, sku: 'phone-x' }, { quantity: 2 })).toEqual({ code: 'OK', availableAfter: 5, relisted: false });
+    expect(await restockItem(lua.scripts, { saleId, sku: 'phone-x' }, { quantity: 2 })).toEqual({ code: 'OK', availableAfter: 5, relisted: false, held: 0 });
     expect(await stock(saleId)).toEqual(['5', '5', 'low_stock']);
     expect(await fresh().reserve({ saleId, sku: 'phone-x', userId: 'u-1', quantity: 1 }, NOW)).toMatchObject({ code: 'ITEM_DELISTED' });
 
-    expect(await restockItem(lua.scripts, { saleId, sku: 'phone-x' }, { quantity: 1 })).toEqual({ code: 'OK', availableAfter: 6, relisted: true });
+    expect(await restockItem(lua.scripts, { saleId, sku: 'phone-x' }, { quantity: 1 })).toEqual({ code: 'OK', availableAfter: 6, relisted: true, held: 0 });
     expect(await stock(saleId)).toEqual(['6', '6', '']);
     expect(await fresh().reserve({ saleId, sku: 'phone-x', userId: 'u-1', quantity: 1 }, NOW)).toMatchObject({ kind: 'accepted', delistedNow: true });
   });

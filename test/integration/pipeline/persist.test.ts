@@ -3,7 +3,7 @@
 // refuses an oversell loudly (failed job + metric) while the rest of the batch still lands.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type pg from 'pg';
-import { createPersistQueue } from '../../../src/orders/queue.ts';
+import { createPersistQueue, createPersistQueues } from '../../../src/orders/queue.ts';
 import { PERSIST_JOB } from '../../../src/orders/queue.ts';
 import { SaleCatalog } from '../../../src/sales/catalog.ts';
 import type { RunningService } from '../../../src/service.ts';
@@ -164,10 +164,11 @@ describe('order pipeline', () => {
     }
     expect(accepted).toHaveLength(5);
     await waitForRows(saleId, 3);
-    const { queue, close } = createPersistQueue(ctx.config);
-    let failed: Awaited<ReturnType<typeof queue.getFailed>> = [];
+    // In the queue of the partition of the shard the orders came from.
+    const { queues, close } = createPersistQueues(ctx.config);
+    let failed: Awaited<ReturnType<(typeof queues)[number]['getFailed']>> = [];
     for (let i = 0; i < 100 && failed.length === 0; i++) {
-      failed = (await queue.getFailed()).filter((job) => job.data.saleId === saleId);
+      failed = (await Promise.all(queues.map((queue) => queue.getFailed()))).flat().filter((job) => job.data.saleId === saleId);
       if (failed.length === 0) await new Promise((resolve) => setTimeout(resolve, 50));
     }
     await close();

@@ -7,7 +7,7 @@ import type pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { Pool } from '../../../src/db/pool.ts';
 import { OUTBOX_GROUP, OutboxPersister } from '../../../src/orders/outbox-persister.ts';
-import { saleKeys } from '../../../src/stock/keys.ts';
+import { soleShardKeys } from '../../support/sale-state.ts';
 import type { App } from '../../../src/http/app.ts';
 import type { Tokens } from '../../support/api.ts';
 import { persisterFixture, type PersisterFixture } from '../../support/persister.ts';
@@ -40,7 +40,7 @@ function persister(saleId: string, consumer: string): OutboxPersister {
 }
 
 async function pendingConsumers(saleId: string): Promise<string[]> {
-  const pending = (await redis.xpending(saleKeys(ctx.prefix, saleId).outbox, OUTBOX_GROUP, '-', '+', 1_000)) as [string, string][];
+  const pending = (await redis.xpending((await soleShardKeys(redis, ctx.prefix, saleId)).outbox, OUTBOX_GROUP, '-', '+', 1_000)) as [string, string][];
   return [...new Set(pending.map(([, consumer]) => consumer))];
 }
 
@@ -74,7 +74,7 @@ it('when a live persister’s write is held up longer than the claim idle time, 
   }
   expect((await held).persisted).toBe(5);
   expect(await ordersInPostgres(saleId)).toBe(5);
-  expect(await redis.xlen(saleKeys(ctx.prefix, saleId).outbox)).toBe(0);
+  expect(await redis.xlen((await soleShardKeys(redis, ctx.prefix, saleId)).outbox)).toBe(0);
 });
 
 it('when a persister stops renewing (it died), then another takes its entries over once idle and writes them', async () => {
@@ -84,7 +84,7 @@ it('when a persister stops renewing (it died), then another takes its entries ov
     expect(response.statusCode).toBe(201);
   }
   // The dead one: read the entries through the group and nothing more.
-  const stream = saleKeys(ctx.prefix, saleId).outbox;
+  const stream = (await soleShardKeys(redis, ctx.prefix, saleId)).outbox;
   await redis.xgroup('CREATE', stream, OUTBOX_GROUP, '0', 'MKSTREAM');
   await redis.xreadgroup('GROUP', OUTBOX_GROUP, 'dead', 'COUNT', 100, 'STREAMS', stream, '>');
   expect(await pendingConsumers(saleId)).toEqual(['dead']);

@@ -12,7 +12,7 @@ import { BatchWriter } from '../../../src/orders/batch-writer.ts';
 import { OrderWriter } from '../../../src/orders/order-writer.ts';
 import { latestPerOrder, parseStreamEntries, type RawStreamEntries } from '../../../src/orders/outbox.ts';
 import { OUTBOX_GROUP, OutboxPersister } from '../../../src/orders/outbox-persister.ts';
-import { saleKeys } from '../../../src/stock/keys.ts';
+import { soleShardKeys } from '../../support/sale-state.ts';
 import type { App } from '../../../src/http/app.ts';
 import type { Tokens } from '../../support/api.ts';
 import { persisterFixture, type PersisterFixture } from '../../support/persister.ts';
@@ -69,7 +69,7 @@ it('when one sale’s outbox key is of the wrong type, then the sales after it a
   expect((await subject.runOnce()).persisted).toBe(2);
 
   // The bad sale's stream is replaced by a string of the same name: every stream command fails on it.
-  const badStream = saleKeys(ctx.prefix, bad).outbox;
+  const badStream = (await soleShardKeys(redis, ctx.prefix, bad)).outbox;
   await redis.del(badStream);
   await redis.set(badStream, 'not a stream');
   await order(good);
@@ -88,7 +88,7 @@ it('when one sale’s outbox key is of the wrong type, then the sales after it a
 
 it('when more unparseable entries than a batch lie ahead of a dead consumer’s good entry, then the good one is persisted and the bad ones are set aside', async () => {
   const { id: saleId } = await api.createSale([{ sku: 'a', stock: 100 }]);
-  const stream = saleKeys(ctx.prefix, saleId).outbox;
+  const stream = (await soleShardKeys(redis, ctx.prefix, saleId)).outbox;
   const BAD = 25;
   for (let i = 0; i < BAD; i++) await redis.xadd(stream, '*', 'junk', `x\u0000${i}`);
   const orderId = await order(saleId);
@@ -124,7 +124,7 @@ it('when shortening a finished order’s Redis life fails after Postgres committ
   const orderId = await order(saleId);
   const cancelled = await app.inject({ method: 'POST', url: `/v1/orders/${orderId}/cancel`, headers: { authorization: tk.shopper(`u${users - 1}`) } });
   expect(cancelled.statusCode).toBe(200);
-  const raw = (await redis.xrange(saleKeys(ctx.prefix, saleId).outbox, '-', '+')) as RawStreamEntries;
+  const raw = (await redis.xrange((await soleShardKeys(redis, ctx.prefix, saleId)).outbox, '-', '+')) as RawStreamEntries;
   const orders = latestPerOrder(parseStreamEntries(saleId, raw).entries);
   expect(orders.map((o) => o.status)).toEqual(['cancelled']);
 

@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deleteServiceKeys } from '../../../tools/redis-keys.ts';
 import type { OrderJson, SaleJson } from '../../support/api-json.ts';
-import { testApi, type OpenApi, type SaleItemInput } from '../../support/api.ts';
+import { testApi, type OpenApi } from '../../support/api.ts';
 import { anchorKey } from '../../../src/stock/keys.ts';
 import pg from 'pg';
 import { rebuildLockName } from '../../../src/recovery/rebuild.ts';
@@ -43,7 +43,7 @@ describe('Redis state lost mid-sale', () => {
     const body = await api.createSale(
       [
         { sku: 'phone', stock: 20, perUserLimit: 2 },
-        { sku: 'tv', stock: 12, perUserLimit: 2, stockShards: 4 } as SaleItemInput,
+        { sku: 'tv', stock: 12, perUserLimit: 2, stockShards: 4 },
       ],
       { paymentWindowSeconds: PAY_WINDOW_S },
     );
