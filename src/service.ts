@@ -147,7 +147,7 @@ export async function startService(config: Config, logger: Logger, role: Role, o
   const lifecycle = new OrderLifecycle(scripts, orders, lifecycleEvents(metrics, catalog, closedItems));
   const persistQueues = createPersistQueues(config, logger);
   const reporter = new SaleReporter(sales, pool, catalog, () => persistQueues.queues);
-  // Every role watches for lost sale state and rebuilds it from Postgres (racing processes are serialised).
+  // Every role rebuilds a sale whose Redis state is lost from Postgres (racing processes are serialised).
   const recovery = new SaleRecovery(redis, prefix, pool, new SaleRebuilder(redis, prefix, pool, saleRepository, logger), createRecoveryMetrics(metrics.registry), logger);
 
   let stopping = false;
@@ -201,7 +201,9 @@ export async function startService(config: Config, logger: Logger, role: Role, o
     // Stop taking new work first, then let in-flight batches finish, then close the producer.
     stopWorkers.push(() => sweeper.stop(), () => transferRecovery.stop(), () => running.stop(), () => persistWorkers.close());
   }
-  recovery.start();
+  // The worker role looks at every live sale each second; API processes look on demand (a storefront
+  // not-found), so they send Redis nothing in the background.
+  if (role === 'worker' || role === 'all') recovery.start();
   stopWorkers.unshift(() => recovery.stop());
   stopWorkers.push(() => persistQueues.close());
   logger.info({ role, metricsPort: metricsServer?.port }, 'service started');

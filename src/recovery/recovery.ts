@@ -2,9 +2,9 @@
 // (not past its payment windows) whose anchor or any shard is missing in Redis is "lost": it is
 // rebuilt from Postgres at once (rebuild.ts; racing processes are serialised there), and until
 // then its storefront answers 503 SALE_RECOVERING, readiness lists it, the gauge counts it and
-// the operator sees `sale_state_lost`, then `sale_rebuilt`. Detection runs on a timer (so an idle
-// sale is noticed too) and on demand, when a storefront route is about to answer SALE_NOT_FOUND or
-// ITEM_NOT_FOUND for a sale Postgres knows.
+// the operator sees `sale_state_lost`, then `sale_rebuilt`. Detection runs on a timer in the
+// worker role (so an idle sale is noticed too) and on demand in every process, when a storefront
+// route is about to answer SALE_NOT_FOUND or ITEM_NOT_FOUND for a sale Postgres knows.
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Pool } from '../db/pool.ts';
 import type { Logger } from '../logger.ts';
