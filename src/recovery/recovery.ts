@@ -8,6 +8,7 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Pool } from '../db/pool.ts';
 import type { Logger } from '../logger.ts';
+import { isOrderId } from '../orders/order.ts';
 import type { RedisClient } from '../redis/connection.ts';
 import type { SaleRebuilder } from './rebuild.ts';
 import { damage, inspectSale, type SaleShape } from './redis-state.ts';
@@ -149,6 +150,13 @@ export class SaleRecovery {
     if (await this.check(saleId, now)) void this.kick(saleId);
     // Found whole now: a rebuild finished between the route's read and this one; a retry succeeds.
     return true;
+  }
+
+  /** The sale of an order Postgres holds (for pay/cancel of an order whose record was lost). */
+  async saleOfOrder(orderId: string): Promise<string | undefined> {
+    if (!isOrderId(orderId)) return undefined;
+    const { rows } = await this.pool.query<{ sale_id: string }>('SELECT sale_id FROM orders WHERE id = $1', [orderId]);
+    return rows[0]?.sale_id;
   }
 
   /** Looks at the sale in Redis; marks it lost (once) when something is missing. */

@@ -150,8 +150,12 @@ describe('Redis state lost mid-sale', () => {
   });
 
   it('while the rebuild waits (another process holds the sale), readiness says degraded, the gauge counts it and the storefront answers 503', async () => {
-    const { app, ctx, service } = opened;
+    const { app, ctx, service, tk, db } = opened;
     const body = await api.createSale([{ sku: 'phone', stock: 5 }]);
+    const pending = await app.inject({ method: 'POST', url: `/v1/sales/${body.id}/orders`, headers: { authorization: tk.shopper('p1') }, payload: { sku: 'phone', quantity: 1 } });
+    const orderId = pending.json<OrderJson>().orderId;
+    await until(async () => ((await db.query('SELECT 1 FROM orders WHERE id = $1', [orderId])).rowCount === 1 ? true : undefined), 10_000, 'the order to persist');
+    const pay = () => app.inject({ method: 'POST', url: `/v1/orders/${orderId}/payment`, headers: { authorization: tk.shopper('p1') }, payload: { paymentRef: 'pay-p1' } });
     await sleep(2_100);
     const locker = new pg.Client({ connectionString: ctx.databaseUrl });
     await locker.connect();
@@ -167,6 +171,10 @@ describe('Redis state lost mid-sale', () => {
       expect(ready.statusCode).toBe(200);
       expect(ready.json()).toMatchObject({ status: 'degraded', degraded: [expect.objectContaining({ saleId: body.id })] });
       expect(await service.metrics.registry.getSingleMetricAsString('flashsale_sales_recovering')).toMatch(/flashsale_sales_recovering [1-9]/);
+      // Paying an order whose record went with the sale: wait for the rebuild, not a 500.
+      const early = await pay();
+      expect(early.statusCode, early.body).toBe(503);
+      expect(early.json()).toMatchObject({ code: 'SALE_RECOVERING' });
     } finally {
       await locker.query('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [lock]);
       await locker.end();
@@ -179,7 +187,8 @@ describe('Redis state lost mid-sale', () => {
       10_000,
       'the sale to come back',
     );
-    expect(view.items[0]!.available).toBe(5);
+    expect(view.items[0]!.available).toBe(4);
+    expect((await pay()).json<OrderJson>()).toMatchObject({ orderId, status: 'paid' });
     expect((await app.inject({ method: 'GET', url: '/health/ready' })).json()).toMatchObject({ status: 'ok' });
     expect(await service.metrics.registry.getSingleMetricAsString('flashsale_sale_rebuilds_total')).toMatch(/outcome="rebuilt"} [1-9]/);
   });
