@@ -1,6 +1,7 @@
 // The migration runner's promises: creates the database, applies once, is safe when run
 // concurrently, leaves nothing half-applied on failure, and refuses a database ahead of the code.
 import { execFile } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -12,7 +13,8 @@ import { withDatabase } from '../../tools/databases.ts';
 
 const services = inject('services');
 let counter = 0;
-const ALL = ['0001_init.sql', '0002_limits_and_dead_letters.sql'];
+// Every migration the repository ships, in the order they apply.
+const ALL = readdirSync(MIGRATIONS_DIR).filter((name) => /^\d{4}_.+\.sql$/.test(name)).sort();
 const freshDatabaseUrl = () => withDatabase(services.postgresUrl, `${services.runId}_migrate_${process.pid}_${counter++}`);
 
 async function query<T extends pg.QueryResultRow>(url: string, sql: string, params: unknown[] = []): Promise<T[]> {

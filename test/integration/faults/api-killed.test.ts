@@ -4,7 +4,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { soleShardKeys } from '../../support/sale-state.ts';
 import {
   availableInRedis,
   createSale,
@@ -70,8 +69,7 @@ it(
     // them. Should the freeze land where there are none, it resumes and the cycle repeats.
     admin = new Redis(stack.redisUrl);
     const redis = admin;
-    const saleKey = (await soleShardKeys(redis, stack.prefix, saleId)).sale;
-    const unansweredNow = async () => Number(await redis.hget(saleKey, 'ordersAccepted')) - ledger.accepted.size;
+    const unansweredNow = async () => (await ordersAcceptedInRedis(stack, saleId)) - ledger.accepted.size;
     const burstStarted = Date.now();
     while (answered < KILL_AFTER_ANSWERS) await sleep(5);
     let cycles = 0;

@@ -21,7 +21,7 @@ import { outboxStreamsOf, partitionOf } from '../../../src/orders/outbox-streams
 import { leaseKey } from '../../../src/orders/partition-leases.ts';
 import { createPersistQueues } from '../../../src/orders/queue.ts';
 import { SaleRepository } from '../../../src/sales/repository.ts';
-import { soleShardKeys } from '../../support/sale-state.ts';
+import { shardKeysOfSale } from '../../support/sale-state.ts';
 import { defineScripts } from '../../../src/stock/scripts/registry.ts';
 import { saleBody } from '../../../tools/sale-body.ts';
 import { tokens } from '../../../tools/tokens.ts';
@@ -84,17 +84,21 @@ it(
     expect(summarise(outcomes.values())).toEqual({ accepted: 120 });
 
     const config = loadConfig(stack.env({ LOG_LEVEL: 'silent' }));
-    const stream = (await soleShardKeys(redis, stack.prefix, saleId)).outbox;
+    const streams = (await shardKeysOfSale(redis, stack.prefix, saleId)).map((shard) => shard.outbox);
     const persistQueues = createPersistQueues(config);
     const pool = createPool(config);
     try {
       // The doomed persister: reads every entry through the group and writes them to Postgres as
       // one batch — then dies without acknowledging.
-      await redis.xgroup('CREATE', stream, OUTBOX_GROUP, '0', 'MKSTREAM');
-      const reply = (await redis.xreadgroup('GROUP', OUTBOX_GROUP, 'doomed-persister', 'COUNT', 1_000, 'STREAMS', stream, '>')) as
-        | [string, RawStreamEntries][]
-        | null;
-      const { entries, malformed } = parseStreamEntries(saleId, reply?.[0]?.[1] ?? []);
+      const read: RawStreamEntries = [];
+      for (const stream of streams) {
+        await redis.xgroup('CREATE', stream, OUTBOX_GROUP, '0', 'MKSTREAM');
+        const reply = (await redis.xreadgroup('GROUP', OUTBOX_GROUP, 'doomed-persister', 'COUNT', 1_000, 'STREAMS', stream, '>')) as
+          | [string, RawStreamEntries][]
+          | null;
+        read.push(...(reply?.[0]?.[1] ?? []));
+      }
+      const { entries, malformed } = parseStreamEntries(saleId, read);
       expect(malformed).toEqual([]);
       expect(entries).toHaveLength(120);
       const writer = new OrderWriter(pool);
@@ -155,8 +159,8 @@ it(
       onOutcome: (request, outcome) => ledger.record(request, outcome),
     });
 
-    const stream = (await soleShardKeys(redis, stack.prefix, saleId)).outbox;
     let worker = await startRole(stack, 'worker');
+    const streams = (await shardKeysOfSale(redis, stack.prefix, saleId)).map((shard) => shard.outbox);
     const kills: string[] = [];
     let caughtBetweenWriteAndAck = 0;
     try {
@@ -169,12 +173,17 @@ it(
         // Postgres, the kill fell between the write and the acknowledgement.
         const consumer = `${hostname()}-${worker.pid}`;
         // NOGROUP: killed before its first round made the group — nothing read, nothing to lose.
-        const unacked = (await redis.xpending(stream, OUTBOX_GROUP, '-', '+', 10_000, consumer).catch(() => [])) as [string, string, number, number][];
+        let unackedCount = 0;
+        let written = 0;
+        for (const stream of streams) {
+          const unacked = (await redis.xpending(stream, OUTBOX_GROUP, '-', '+', 10_000, consumer).catch(() => [])) as [string, string, number, number][];
+          unackedCount += unacked.length;
+          if (unacked.length > 0) written += await inPostgres(stack.databaseUrl, redis, stream, saleId, unacked.map(([id]) => id));
+        }
         let state = 'nothing unacknowledged';
-        if (unacked.length > 0) {
-          const written = await inPostgres(stack.databaseUrl, redis, stream, saleId, unacked.map(([id]) => id));
-          if (written === unacked.length) caughtBetweenWriteAndAck++;
-          state = `${unacked.length} entries unacknowledged, ${written} of their orders already in Postgres`;
+        if (unackedCount > 0) {
+          if (written === unackedCount) caughtBetweenWriteAndAck++;
+          state = `${unackedCount} entries unacknowledged, ${written} of their orders already in Postgres`;
         }
         kills.push(`kill ${kill} after ${aliveFor} ms: ${state}`);
         worker = await startRole(stack, 'worker');

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { loadConfig } from '../../../src/config.ts';
 import { OUTBOX_GROUP } from '../../../src/orders/outbox-persister.ts';
 import { createPersistQueue, type PersistQueue } from '../../../src/orders/queue.ts';
-import { soleShardKeys } from '../../support/sale-state.ts';
+import { shardKeysOfSale } from '../../support/sale-state.ts';
 import {
   createSale,
   drive,
@@ -114,8 +114,11 @@ async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T 
 
 /** The sale's outbox entries read and not yet acknowledged: [entry id, consumer] in id order. */
 async function inFlight(saleId: string): Promise<[string, string][]> {
-  const pending = (await redis.xpending((await soleShardKeys(redis, stack.prefix, saleId)).outbox, OUTBOX_GROUP, '-', '+', 100_000).catch(() => [])) as [string, string][];
-  return pending.map(([id, consumer]) => [id, consumer]);
+  const shards = await shardKeysOfSale(redis, stack.prefix, saleId);
+  const pending = await Promise.all(
+    shards.map(async ({ outbox }) => (await redis.xpending(outbox, OUTBOX_GROUP, '-', '+', 100_000).catch(() => [])) as [string, string][]),
+  );
+  return pending.flat().map(([id, consumer]) => [id, consumer]);
 }
 
 const consumerOf = (worker: RoleProcess) => `${hostname()}-${worker.pid}`;
@@ -123,7 +126,8 @@ const consumerOf = (worker: RoleProcess) => `${hostname()}-${worker.pid}`;
 /** Waits until a worker has read every entry of the sale and its writes are blocked in Postgres;
  *  returns the entries in flight and the blocked backends. */
 async function inFlightAndBlocked(saleId: string): Promise<{ entryIds: string[]; waiters: number[] }> {
-  const length = await redis.xlen((await soleShardKeys(redis, stack.prefix, saleId)).outbox);
+  const shards = await shardKeysOfSale(redis, stack.prefix, saleId);
+  const length = (await Promise.all(shards.map(({ outbox }) => redis.xlen(outbox)))).reduce((sum, n) => sum + n, 0);
   return until('batches in flight, blocked in Postgres', 20_000, async () => {
     const [pending, waiters] = await Promise.all([inFlight(saleId), lockWaiters()]);
     if (pending.length < length || waiters.length === 0) return undefined;
