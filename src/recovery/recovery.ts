@@ -50,6 +50,8 @@ export interface LiveSale {
 
 const LIVE_CACHE_MS = 1_000;
 const FAILURE_LOG_EVERY_MS = 30_000;
+/** How long stopping waits for a check or rebuild in hand (Redis failing over can hold one up). */
+const STOP_WAIT_MS = 2_000;
 
 /** Sales not past their payment windows (not closed or ended a payment window ago or more): the ones Redis must hold. */
 export async function liveSales(pool: Pool, now = Date.now()): Promise<LiveSale[]> {
@@ -101,12 +103,18 @@ export class SaleRecovery {
     this.timer.unref();
   }
 
-  /** Stops checking and waits for the check and the rebuilds in hand. */
+  /**
+   * Stops checking and waits (a little) for the check and the rebuilds in hand. A rebuild cut short
+   * is harmless: each shard is written whole or not at all, the anchor last, and the next process
+   * to look finds the sale still lost and rebuilds it.
+   */
   async stop(): Promise<void> {
     clearInterval(this.timer);
     this.timer = undefined;
-    await this.ticking;
-    await Promise.allSettled([...this.inFlight.values()]);
+    const pending = Promise.allSettled([this.ticking, ...this.inFlight.values()]);
+    let timeout: NodeJS.Timeout | undefined;
+    await Promise.race([pending, new Promise((resolve) => (timeout = setTimeout(resolve, STOP_WAIT_MS)))]);
+    clearTimeout(timeout);
   }
 
   /** Sales lost and not yet rebuilt, for readiness. */
