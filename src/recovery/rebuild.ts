@@ -111,6 +111,9 @@ export class SaleRebuilder {
     const client = await this.pool.connect();
     try {
       await client.query('BEGIN');
+      // Never hold a connection waiting for ever (another rebuild stuck, a persister's batch held
+      // up): give up, and the next check tries again.
+      await client.query(`SET LOCAL lock_timeout = '10s'`);
       // One rebuilder per (namespace, sale) at a time, across every process.
       await client.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [rebuildLockName(this.prefix, saleId)]);
       // Order batches of this sale being written now are committed before we read; later ones wait for us.
