@@ -31,6 +31,7 @@ import { anchoredItems, TransferRecovery } from './stock/transfer-recovery.ts';
 import { StockTransfers } from './stock/transfers.ts';
 import { SaleRebuilder } from './recovery/rebuild.ts';
 import { SaleRecovery, createRecoveryMetrics } from './recovery/recovery.ts';
+import { boundedStep } from './bounded-step.ts';
 
 export interface RunningService {
   readonly app: App | undefined;
@@ -173,7 +174,7 @@ export async function startService(config: Config, logger: Logger, role: Role, o
     await app.listen({ host: config.http.host, port: config.http.port });
   }
   let persister: OutboxPersister | undefined;
-  const stopWorkers: (() => Promise<void>)[] = [];
+  const stopWorkers: [string, () => Promise<unknown>][] = [];
   if (role === 'worker' || role === 'all') {
     const batches = new BatchWriter(new OrderWriter(pool), redis, prefix, metrics, logger);
     // Each partition's refused-batch worker runs in the process holding the partition's lease.
@@ -199,13 +200,18 @@ export async function startService(config: Config, logger: Logger, role: Role, o
     sweeper.start();
     transferRecovery.start();
     // Stop taking new work first, then let in-flight batches finish, then close the producer.
-    stopWorkers.push(() => sweeper.stop(), () => transferRecovery.stop(), () => running.stop(), () => persistWorkers.close());
+    stopWorkers.push(
+      ['expiry sweeper', () => sweeper.stop()],
+      ['transfer recovery', () => transferRecovery.stop()],
+      ['outbox persister', () => running.stop()],
+      ['persist workers', () => persistWorkers.close()],
+    );
   }
   // The worker role looks at every live sale each second; API processes look on demand (a storefront
   // not-found), so they send Redis nothing in the background.
   if (role === 'worker' || role === 'all') recovery.start();
-  stopWorkers.unshift(() => recovery.stop());
-  stopWorkers.push(() => persistQueues.close());
+  stopWorkers.unshift(['lost-state recovery', () => recovery.stop()]);
+  stopWorkers.push(['persist queues', () => persistQueues.close()]);
   logger.info({ role, metricsPort: metricsServer?.port }, 'service started');
 
   return {
@@ -218,7 +224,7 @@ export async function startService(config: Config, logger: Logger, role: Role, o
     async stop() {
       stopping = true;
       if (app) await app.close();
-      for (const stopWorker of stopWorkers) await stopWorker();
+      for (const [name, stopWorker] of stopWorkers) await boundedStep(name, stopWorker, logger);
       await Promise.all([closeRedis(redis), subscriber && closeRedis(subscriber), durable && closeRedis(durable)]);
       await pool.end();
       await metricsServer?.close();

@@ -23,7 +23,7 @@ export interface ConnectionOptions {
  * delay, at most `maxRedirections` times. Its defaults (100 ms × 16 ≈ 1.6 s) give up before a
  * failover ends — the other masters take `cluster-node-timeout` to mark the master failed, the
  * replica about another second to be elected: 2.3–3 s with a 1 s node timeout, measured by
- * test/integration/cluster-failover.test.ts — and the request answered 500. 300 ms × 18 ≈ 5.4 s
+ * test/integration/cluster/failover-async.test.ts — and the request answered 500. 300 ms × 18 ≈ 5.4 s
  * covers about twice that, retrying within 300 ms of the promotion. It also bounds a request when
  * a master is gone for good: its command fails after one budget, or two when auto-pipelining
  * queued it behind a pipeline already retrying, and the request answers 503 REDIS_UNAVAILABLE.
@@ -84,6 +84,10 @@ const UNAVAILABLE_MESSAGES = [
   'Failed to refresh slots cache',
   // A pipeline's commands still awaiting replies when its connection dropped.
   'Command aborted due to connection close',
+  // An auto-pipeline holds commands of several slots that one master served; when a reshard or a
+  // failover answers it MOVED (every command refused, none ran), ioredis re-sends it whole, and
+  // refuses to once those slots sit on different masters. A keyed retry is then routed afresh.
+  'All keys in the pipeline should belong to the same slots allocation group',
 ];
 // Replies a server gives while it cannot serve: the cluster is failing over or lacks a slot's
 // master (CLUSTERDOWN, TRYAGAIN, MASTERDOWN), a demoted master (READONLY), a restart (LOADING),

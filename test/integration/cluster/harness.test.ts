@@ -13,13 +13,14 @@ import {
   killMaster,
   masterForSlot,
   reshard,
+  reshardSlot,
   restartNode,
   slotOf,
   startRedisCluster,
   waitForFailover,
   type ClusterNode,
   type RedisCluster,
-} from '../../tools/redis-cluster.ts';
+} from '../../../tools/redis-cluster.ts';
 
 let cluster: RedisCluster;
 // The cluster's node dirs live here, so the end can prove they are all gone.
@@ -141,6 +142,21 @@ it('a reshard while writes flow loses no acknowledged write, and clients follow 
   expect(Number(await direct(to).get(keys[0]!))).toBe(acked.get(keys[0]!));
   expect(Number(await stale.get(keys[0]!))).toBe(acked.get(keys[0]!));
   expect(stale.slots[slots[0]!]?.[0]).toBe(to.address);
+});
+
+it('reshardSlot moves one chosen slot, with its keys, to another master', async () => {
+  const [to, , from] = cluster.masters() as [ClusterNode, ClusterNode, ClusterNode];
+  const lowest = slotsOf(from).slice(0, 10);
+  const slot = lowest[9]!;
+  const key = keyForSlot(slot, 'chosen');
+  await direct(from).set(key, 'here');
+  const result = await reshardSlot(cluster, slot, to);
+  expect(result.from.port).toBe(from.port);
+  // redis-cli takes the source's lowest slots: the chosen one is the tenth.
+  expect(result.moved).toEqual(lowest);
+  expect((await masterForSlot(cluster, slot)).port).toBe(to.port);
+  expect(await direct(to).get(key)).toBe('here');
+  await expect(reshardSlot(cluster, slot, to)).rejects.toThrow(/already on/);
 });
 
 it('when a master is SIGKILLed, its replica is promoted and writes resume', async () => {

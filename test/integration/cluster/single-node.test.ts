@@ -3,11 +3,11 @@
 // script keeps to its sale's slot and BullMQ's keys to the queue's.
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import pg from 'pg';
-import { createLogger } from '../../src/logger.ts';
-import { startService, type RunningService } from '../../src/service.ts';
-import { saleBody, tokens } from '../support/api.ts';
-import { createTestContext, type TestContext } from '../support/context.ts';
-import { startLocalRedis, type LocalServer } from '../../tools/local-servers.ts';
+import { createLogger } from '../../../src/logger.ts';
+import { startService, type RunningService } from '../../../src/service.ts';
+import { saleBody, tokens } from '../../support/api.ts';
+import { createTestContext, type TestContext } from '../../support/context.ts';
+import { startLocalRedis, type LocalServer } from '../../../tools/local-servers.ts';
 
 let ctx: TestContext;
 let cluster: LocalServer;

@@ -6,13 +6,14 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { createLogger } from '../../src/logger.ts';
-import { startService, type RunningService } from '../../src/service.ts';
-import { compareWithRows, type OrderFacts } from '../../tools/exactly-once.ts';
-import { keyedAttempt, type Attempt, type Outcome } from '../support/keyed-attempt.ts';
-import { killMaster, masterForSlot, slotOf, startRedisCluster, waitForFailover, type RedisCluster } from '../../tools/redis-cluster.ts';
-import { saleBody, tokens } from '../support/api.ts';
-import { createTestContext, type TestContext } from '../support/context.ts';
+import { createLogger } from '../../../src/logger.ts';
+import { startService, type RunningService } from '../../../src/service.ts';
+import { compareWithRows, type OrderFacts } from '../../../tools/exactly-once.ts';
+import { keyedAttempt, type Attempt, type Outcome } from '../../support/keyed-attempt.ts';
+import { killMaster, masterForSlot, startRedisCluster, waitForFailover, type RedisCluster } from '../../../tools/redis-cluster.ts';
+import { saleBody, tokens } from '../../support/api.ts';
+import { createTestContext, type TestContext } from '../../support/context.ts';
+import { shardSlot } from './cluster-service.ts';
 
 const STOCK = 20_000;
 const CONCURRENCY = 24;
@@ -35,7 +36,10 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await db?.end();
-  await service?.stop();
+  // Known issue, not this test's subject: after a failover, stopping the service (its persist
+  // workers' BullMQ close) sometimes never returns; bounded so the file still ends and cleans up.
+  const stopped = await Promise.race([service?.stop().then(() => true), sleep(10_000).then(() => false)]);
+  if (!stopped) console.warn('[cluster/failover-async] service.stop() did not return within 10 s');
   await cluster?.stop();
   await ctx?.cleanup();
 }, 60_000);
@@ -48,8 +52,8 @@ it(
     const app = service!.app!;
     const auth = tokens(ctx.config.jwtSecret);
     const body = saleBody([{ sku: 'f1', stock: STOCK, perUserLimit: 1 }], { id: `failover-${Date.now()}` });
-    // Every key of the sale carries {saleId}: its master is the one to kill.
-    const master = await masterForSlot(cluster, slotOf(`{${body.id}}`));
+    // Every key an order of the item touches carries its (only) stock shard's tag: that master is the one to kill.
+    const master = await masterForSlot(cluster, shardSlot(body.id, 'f1', 0));
     expect((await app.inject({ method: 'POST', url: '/v1/admin/sales', headers: { authorization: auth.admin() }, payload: body })).statusCode).toBe(201);
 
     const order = (attempt: Attempt): Promise<Outcome> => keyedAttempt(app, auth, body.id, 'f1', attempt);
@@ -105,7 +109,7 @@ it(
     const persisted = await rows();
 
     console.info(
-      `[cluster-failover] failover ${failover.elapsedMs} ms; ${answeredBeforeKill} answered before the kill, ${inFlightAtKill} in flight at it; ` +
+      `[cluster/failover-async] failover ${failover.elapsedMs} ms; ${answeredBeforeKill} answered before the kill, ${inFlightAtKill} in flight at it; ` +
         `outcomes ${JSON.stringify(counts)}, slowest answer ${slowestMs} ms; ${unavailable.length} 503s retried → ${JSON.stringify(retries.map((r) => r.status))}; ` +
         `${expectedRows} orders accepted, ${persisted.length} rows`,
     );
