@@ -30,6 +30,8 @@ import { stockEventsChannel } from './stock/keys.ts';
 import { defineScripts, ensureScriptsLoaded } from './stock/scripts/registry.ts';
 import { anchoredItems, TransferRecovery } from './stock/transfer-recovery.ts';
 import { StockTransfers } from './stock/transfers.ts';
+import { SaleRebuilder } from './recovery/rebuild.ts';
+import { SaleRecovery, createRecoveryMetrics } from './recovery/recovery.ts';
 import { boundedStep } from './bounded-step.ts';
 
 export interface RunningService {
@@ -150,6 +152,8 @@ export async function startService(config: Config, logger: Logger, role: Role, o
   const lifecycle = new OrderLifecycle(scripts, orders, lifecycleEvents(metrics, catalog, closedItems), paymentOutage);
   const persistQueues = createPersistQueues(config, logger);
   const reporter = new SaleReporter(sales, pool, catalog, () => persistQueues.queues);
+  // Every role rebuilds a sale whose Redis state is lost from Postgres (racing processes are serialised).
+  const recovery = new SaleRecovery(redis, prefix, pool, new SaleRebuilder(redis, prefix, pool, saleRepository, logger), createRecoveryMetrics(metrics.registry), logger);
 
   let stopping = false;
   const readiness = async (): Promise<ReadinessReport> => {
@@ -162,7 +166,7 @@ export async function startService(config: Config, logger: Logger, role: Role, o
     // Detail, not a check: an instance is as ready during a payment outage as outside one.
     const outage = await paymentOutage.status().catch(() => undefined);
     const paymentOutageDetail = outage && outage.state !== 'none' ? { paymentOutage: { state: outage.state, startedAt: new Date(outage.startedAt!).toISOString() } } : {};
-    return { ready: Object.values(checks).every(Boolean), checks, ...paymentOutageDetail };
+    return { ready: Object.values(checks).every(Boolean), checks, degraded: recovery.degraded(), ...paymentOutageDetail };
   };
 
   const metricsServer =
@@ -173,7 +177,7 @@ export async function startService(config: Config, logger: Logger, role: Role, o
       logger.warn({ err }, 'stock events subscription failed; sold-out marks expire on their own'),
     );
     await sales.announceKnownSales().catch((err: unknown) => logger.warn({ err }, 'could not list sales at start-up'));
-    app = await buildApp({ config, logger, metrics, readiness, sales, reservations, orders, lifecycle, reporter, paymentOutage });
+    app = await buildApp({ config, logger, metrics, readiness, sales, reservations, orders, lifecycle, reporter, paymentOutage, recovery });
     await app.listen({ host: config.http.host, port: config.http.port });
   }
   let persister: OutboxPersister | undefined;
@@ -212,6 +216,10 @@ export async function startService(config: Config, logger: Logger, role: Role, o
       ['persist workers', () => persistWorkers.close()],
     );
   }
+  // The worker role looks at every live sale each second; API processes look on demand (a storefront
+  // not-found), so they send Redis nothing in the background.
+  if (role === 'worker' || role === 'all') recovery.start();
+  stopWorkers.unshift(['lost-state recovery', () => recovery.stop()]);
   stopWorkers.push(['persist queues', () => persistQueues.close()]);
   logger.info({ role, metricsPort: metricsServer?.port }, 'service started');
 

@@ -24,6 +24,7 @@ import { healthRoutes, type ReadinessCheck } from './routes/health.ts';
 import { orderRoutes } from './routes/orders.ts';
 import { paymentAdminRoutes } from './routes/payments-admin.ts';
 import { saleRoutes } from './routes/sales.ts';
+import { installRecoveringAnswers, type RecoveringSales } from '../recovery/storefront.ts';
 
 export interface AppDeps {
   readonly config: Config;
@@ -36,6 +37,8 @@ export interface AppDeps {
   readonly lifecycle: OrderLifecycle;
   readonly reporter: SaleReporter;
   readonly paymentOutage: PaymentOutage;
+  /** Lost sales being rebuilt (src/recovery/): their storefront answers 503 SALE_RECOVERING. */
+  readonly recovery?: RecoveringSales | undefined;
 }
 
 export type App = FastifyInstance<Server, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxTypeProvider>;
@@ -73,6 +76,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   app.removeContentTypeParser('text/plain');
   installErrorHandling(app);
   decoratePrincipal(app);
+  if (deps.recovery) installRecoveringAnswers(app, deps.recovery);
 
   let closing = false;
   app.addHook('preClose', async () => {

@@ -41,6 +41,7 @@ export const API_ERRORS = {
   INTERNAL: [500, 'Internal Server Error'],
   OVERLOADED: [503, 'The service is shedding load; retry later'],
   NOT_READY: [503, 'The service is not ready'],
+  SALE_RECOVERING: [503, "The sale's live state is being rebuilt from the system of record; retry after Retry-After"],
   SHUTTING_DOWN: [503, 'This instance is shutting down; retry'],
   REDIS_UNAVAILABLE: [
     503,

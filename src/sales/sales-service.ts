@@ -153,6 +153,7 @@ export class SalesService {
     if (missing) return missing;
     const result = await this.catalog.delist(saleId, sku);
     if (!result.ok) return result.code;
+    await this.repository.recordListing(saleId, sku, 'delisted', Date.now());
     this.events.onDelisted(saleId, sku, 'operator');
     this.logger.info({ event: 'item_delisted', saleId, sku, reason: 'operator' }, 'item delisted by an operator');
     return this.itemView(saleId, sku);
@@ -163,6 +164,7 @@ export class SalesService {
     if (missing) return missing;
     const result = await this.catalog.relist(saleId, sku);
     if (!result.ok) return result.code;
+    await this.repository.recordListing(saleId, sku, 'relisted', Date.now());
     this.logger.info({ event: 'item_relisted', saleId, sku }, 'item relisted by an operator');
     return this.itemView(saleId, sku);
   }
