@@ -47,7 +47,8 @@ export interface StockMover {
 /** What K > 1 needs besides the scripts: moving stock, and delisting an item on its total. */
 export interface ShardedStock {
   readonly transfers: StockMover;
-  delistLowStock(saleId: string, sku: string, shards: number, now: number): Promise<void>;
+  /** False when units above the level turned up meanwhile (a restock) and the delist was lifted again. */
+  delistLowStock(saleId: string, sku: string, shards: number, now: number): Promise<boolean>;
 }
 
 export interface ReservationEvents {
@@ -185,7 +186,8 @@ export class Reservations {
       // Units still in flight: the item is not empty, they are just not sellable this instant.
       if (sum(totals.outPending) > 0) return { code: 'INSUFFICIENT_STOCK' };
       if (totals.held > 0) {
-        await sharded.delistLowStock(saleId, sku, shards, now);
+        // Units above the level since the read (a restock): ask again (and pull) instead of refusing.
+        if (!(await sharded.delistLowStock(saleId, sku, shards, now))) return round >= PULL_ROUNDS ? { code: 'INSUFFICIENT_STOCK' } : undefined;
         this.closedItems.mark(saleId, sku, 'ITEM_DELISTED', now);
         this.options.events?.onLowStockDelisted?.(saleId, sku);
         this.options.logger?.warn({ event: 'item_delisted', saleId, sku, reason: 'low_stock', held: totals.held }, 'item delisted: its total fell to its low-stock level');

@@ -135,10 +135,23 @@ export class SaleCatalog {
 
   /**
    * The K > 1 low-stock rule on the item's total: marks every shard still listed `low_stock` (an
-   * operator's delist stays the operator's).
+   * operator's delist stays the operator's). The caller saw no units above the level, but a
+   * restock may have landed since its read and, finding no low_stock mark yet, not relisted: so
+   * the units above the level are read again after marking, and any there lift the mark again.
+   * A restock landing after that read finds the marks and relists. True when the delist stands.
    */
-  async delistLowStock(saleId: string, sku: string, shards: number, now = Date.now()): Promise<void> {
-    await Promise.all(refsOf(saleId, { sku, shards }).map((ref) => delistItem(this.scripts, ref, { now, reason: 'low_stock' })));
+  async delistLowStock(saleId: string, sku: string, shards: number, now = Date.now()): Promise<boolean> {
+    const refs = refsOf(saleId, { sku, shards });
+    await Promise.all(refs.map((ref) => delistItem(this.scripts, ref, { now, reason: 'low_stock' })));
+    if ((await this.unitsAboveLevel(saleId, { sku, shards })) === 0) return true;
+    await Promise.all(refs.map((ref) => relistItem(this.scripts, ref, 'low_stock')));
+    return false;
+  }
+
+  /** K > 1: Σ available over the item's shards (the units above its low-stock level). */
+  private async unitsAboveLevel(saleId: string, item: ItemShards): Promise<number> {
+    const rows = await Promise.all(refsOf(saleId, item).map((ref) => this.redis.hget(shardKeys(this.prefix, saleId, item.sku, ref.shard).item, 'available')));
+    return rows.reduce((units, available) => units + Number(available ?? 0), 0);
   }
 
   /** An operator's relist, on every shard; on K > 1 shard 0 also releases its held units. */
