@@ -12,7 +12,8 @@ import { homeShard, shardKeys, userOrdersKey, type ShardRef } from '../stock/key
 import { mintOrderId } from '../stock/order-id.ts';
 import type { ReserveRefusal } from '../stock/scripts/refusals.ts';
 import type { Scripts } from '../stock/scripts/registry.ts';
-import { reserveOrder, reserveOrderAcked, type ReplicaAck, type ReserveOrderReply } from '../stock/scripts/reserve-order.ts';
+import type { ReplicaAck } from '../stock/scripts/acked.ts';
+import { reserveOrder, reserveOrderAcked, type ReserveOrderReply } from '../stock/scripts/reserve-order.ts';
 import { ShardCounts } from '../stock/shard-counts.ts';
 import { TransferNotDurable } from '../stock/transfers.ts';
 import { pendingOrder, type Order } from './order.ts';
