@@ -7,12 +7,11 @@ import { optionalNumber } from '../redis/hash-fields.ts';
 import { anchorKey, shardKeys, stockEventsChannel, type ShardRef } from '../stock/keys.ts';
 import { closeAnchor, closeShard } from '../stock/scripts/close-sale.ts';
 import { delistItem } from '../stock/scripts/delist-item.ts';
-import { loadSale, loadShard } from '../stock/scripts/load-sale.ts';
+import { loadSale, loadShard, skuOfAnchorField } from '../stock/scripts/load-sale.ts';
 import type { Scripts } from '../stock/scripts/registry.ts';
 import { relistItem } from '../stock/scripts/relist-item.ts';
 import { restockItem } from '../stock/scripts/restock-item.ts';
 import { ShardCounts } from '../stock/shard-counts.ts';
-import { decodeKeyPart } from '../stock/transfer-recovery.ts';
 import { stockShardsOf, type DelistReason, type ItemStock, type SaleDefinition } from './sale.ts';
 import { shardStocks } from './stock-split.ts';
 
@@ -48,11 +47,6 @@ const CLOSE_RETRY_DELAY_MS = 100;
 
 const refsOf = (saleId: string, item: ItemShards): ShardRef[] =>
   Array.from({ length: item.shards }, (_, shard) => ({ saleId, sku: item.sku, shard, shards: item.shards }));
-
-/** The SKU an anchor field `shards:<encoded sku>` names; undefined for the anchor's other fields. */
-export function skuOfAnchorField(field: string): string | undefined {
-  return field.startsWith('shards:') ? decodeKeyPart(field.slice('shards:'.length)) : undefined;
-}
 
 export class SaleCatalog {
   private readonly redis: RedisClient;

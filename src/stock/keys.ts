@@ -44,6 +44,18 @@ export function encodeKeyPart(part: string): string {
   return encoded;
 }
 
+/** encodeKeyPart's inverse: %XX runs are UTF-8 bytes, %uXXXX a lone surrogate; undefined when malformed. */
+export function decodeKeyPart(encoded: string): string | undefined {
+  try {
+    return encoded
+      .split(/(%u[0-9A-F]{4})/)
+      .map((part) => (part.startsWith('%u') ? String.fromCharCode(parseInt(part.slice(2), 16)) : decodeURIComponent(part)))
+      .join('');
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * FNV-1a (32 bits) of a string's UTF-8 bytes. Shard tags and home shards are derived from it, and
  * live data sits where it points: the function must never change (test/unit/keys.test.ts pins

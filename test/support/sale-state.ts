@@ -3,7 +3,7 @@
 // by the Lua and HTTP fixtures; `source` is read on each call, so it may name a client that is
 // opened later. An item's K is read from the sale's anchor.
 import type { Redis } from 'ioredis';
-import { skuOfAnchorField } from '../../src/sales/catalog.ts';
+import { skuOfAnchorField } from '../../src/stock/scripts/load-sale.ts';
 import { anchorKey, encodeKeyPart, orderKeyOf, shardKeys, tagHex, userOrdersKey, type ShardKeys } from '../../src/stock/keys.ts';
 import { scanKeys as scanRedisKeys } from '../../tools/redis-keys.ts';
 
