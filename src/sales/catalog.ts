@@ -7,7 +7,7 @@ import { optionalNumber } from '../redis/hash-fields.ts';
 import { anchorKey, shardKeys, stockEventsChannel, type ShardRef } from '../stock/keys.ts';
 import { closeAnchor, closeShard } from '../stock/scripts/close-sale.ts';
 import { delistItem } from '../stock/scripts/delist-item.ts';
-import { loadSale, loadShard, skuOfAnchorField } from '../stock/scripts/load-sale.ts';
+import { itemsOfAnchor, loadSale, loadShard } from '../stock/scripts/load-sale.ts';
 import type { Scripts } from '../stock/scripts/registry.ts';
 import { relistItem } from '../stock/scripts/relist-item.ts';
 import { restockItem } from '../stock/scripts/restock-item.ts';
@@ -67,11 +67,7 @@ export class SaleCatalog {
 
   /** Every item of a loaded sale with its K, as its anchor lists them. */
   private async itemsOf(saleId: string): Promise<ItemShards[]> {
-    const anchor = await this.redis.hgetall(anchorKey(this.prefix, saleId));
-    return Object.entries(anchor).flatMap(([field, shards]) => {
-      const sku = skuOfAnchorField(field);
-      return sku === undefined ? [] : [{ sku, shards: Number(shards) }];
-    });
+    return itemsOfAnchor(await this.redis.hgetall(anchorKey(this.prefix, saleId)));
   }
 
   /**

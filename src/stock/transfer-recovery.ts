@@ -6,7 +6,7 @@
 import type { Logger } from '../logger.ts';
 import type { RedisClient } from '../redis/connection.ts';
 import { anchorKey } from './keys.ts';
-import { skuOfAnchorField } from './scripts/load-sale.ts';
+import { itemsOfAnchor } from './scripts/load-sale.ts';
 import type { StockTransfers } from './transfers.ts';
 
 /** An item split into `shards` stock shards (only K > 1 items have transfers). */
@@ -83,11 +83,7 @@ export function anchoredItems(redis: RedisClient, prefix: string, liveSaleIds: (
     const sales = await liveSaleIds();
     const anchors = await Promise.all(sales.map((saleId) => redis.hgetall(anchorKey(prefix, saleId))));
     return sales.flatMap((saleId, i) =>
-      Object.entries(anchors[i] ?? {}).flatMap(([field, value]) => {
-        const sku = skuOfAnchorField(field);
-        const shards = Number(value);
-        return sku !== undefined && Number.isInteger(shards) && shards > 1 ? [{ saleId, sku, shards }] : [];
-      }),
+      itemsOfAnchor(anchors[i] ?? {}).flatMap(({ sku, shards }) => (Number.isInteger(shards) && shards > 1 ? [{ saleId, sku, shards }] : [])),
     );
   };
 }

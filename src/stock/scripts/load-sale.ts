@@ -61,3 +61,11 @@ export function anchorShardsField(sku: string): string {
 export function skuOfAnchorField(field: string): string | undefined {
   return field.startsWith('shards:') ? decodeKeyPart(field.slice('shards:'.length)) : undefined;
 }
+
+/** Every item an anchor (its HGETALL) lists, with its K. */
+export function itemsOfAnchor(anchor: Record<string, string>): { sku: string; shards: number }[] {
+  return Object.entries(anchor).flatMap(([field, shards]) => {
+    const sku = skuOfAnchorField(field);
+    return sku === undefined ? [] : [{ sku, shards: Number(shards) }];
+  });
+}
