@@ -161,10 +161,11 @@ export class Reservations {
 
   /**
    * K > 1, the home shard holds too few units: decides on the item's total. Σ available 0 (after
-   * completing transfers in flight): delisted at the low-stock level when units are held there,
-   * else sold out. Then the per-user cap (the home shard's count is the whole truth), then
-   * Σ < quantity: INSUFFICIENT_STOCK. Else pulls what is missing into the home shard and lets the
-   * caller ask again (undefined), at most PULL_ROUNDS times.
+   * completing stale transfers): INSUFFICIENT_STOCK while units are still in transfer, else
+   * delisted at the low-stock level when units are held there (unless units above the level
+   * turned up meanwhile: ask again), else sold out. Then the per-user cap (the home shard's count
+   * is the whole truth), then Σ < quantity: INSUFFICIENT_STOCK. Else pulls what is missing into
+   * the home shard and lets the caller ask again (undefined), at most PULL_ROUNDS times.
    */
   private async refill(
     ref: ShardRef,

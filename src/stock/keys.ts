@@ -96,10 +96,11 @@ export interface ShardKeys {
   /** The sale's window as this shard knows it: startsAt, endsAt, paymentWindowMs, closedAt, ordersAccepted. */
   readonly sale: string;
   /**
-   * The shard's stock: sku, shard, shards, available, total, unitPrice, perUserLimit, delisted,
-   * delistedAt, soldOutAt, outPending (units debited by transfers not yet credited);
-   * K = 1: lowUnits | lowPct (the low-stock rule decided in the script);
-   * K > 1, shard 0 only: held (the low-stock level's units, never sold or transferred).
+   * The shard's stock: sku, shard, shards, available, unitPrice, perUserLimit, delisted,
+   * delistedAt, soldOutAt, outPending (units debited by transfers not yet credited).
+   * Shard 0 only: total and lowUnits | lowPct (K = 1: the low-stock rule decided in the scripts;
+   * K > 1: the level restockItem tops `held` up to), and K > 1: held (the level's units, never
+   * sold or transferred).
    */
   readonly item: string;
   /** userId -> live quantity, for users whose home is this shard. */
