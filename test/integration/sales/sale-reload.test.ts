@@ -2,12 +2,14 @@
 // else: a sale without an anchor that has already lived (closed, or loaded under layout 1, or
 // whose Redis state was lost) must not be loaded again from its definition, which would reopen
 // it with its initial stock. Real Redis and Postgres through the HTTP API.
+import type pg from 'pg';
+import { uuidv7 } from 'uuidv7';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { anchorKey } from '../../../src/stock/keys.ts';
 import { testApi, type OpenApi } from '../../support/api.ts';
 
-const api = testApi();
-let opened: OpenApi<undefined>;
+const api = testApi({ db: true });
+let opened: OpenApi<pg.Client>;
 
 beforeAll(async () => {
   opened = await api.open();
@@ -49,4 +51,20 @@ it('when a create was cut short before its anchor (shards loaded, no anchor) and
   expect(await redis.exists(anchorKey(ctx.prefix, body.id))).toBe(1);
   const order = await app.inject({ method: 'POST', url: `/v1/sales/${body.id}/orders`, headers: { authorization: tk.shopper('on-time') }, payload: { sku: 'phone-x', quantity: 1 } });
   expect(order.statusCode, order.body).toBe(201);
+});
+
+it('when a sale with an order in Postgres (never closed) has no anchor in Redis and its create is sent again, then the answer is 409 and the sale is not loaded again', async () => {
+  const { app, tk, redis, ctx, db } = opened;
+  const body = await api.createSale([{ sku: 'phone-x', stock: 5 }]);
+  const now = new Date();
+  await db.query(
+    `INSERT INTO orders (id, sale_id, sku, user_id, quantity, unit_price, amount, status, created_at, expires_at)
+     VALUES ($1, $2, 'phone-x', 'early', 1, 399900, 399900, 'pending_payment', $3, $4)`,
+    [uuidv7(), body.id, now, new Date(now.getTime() + 900_000)],
+  );
+  await forgetInRedis(body.id);
+
+  const again = await app.inject({ method: 'POST', url: '/v1/admin/sales', headers: { authorization: tk.admin() }, payload: body });
+  expect(again.statusCode).toBe(409);
+  expect(await redis.exists(anchorKey(ctx.prefix, body.id))).toBe(0);
 });
