@@ -59,3 +59,25 @@ describe('an item in 2 stock shards: restock racing the low-stock delist', () =>
     expect((await fresh().reserve({ saleId, sku: 'phone-x', userId: 'later', quantity: 1 }, NOW + 2)).kind).toBe('accepted');
   });
 });
+
+describe('an item in 2 stock shards: an operator relist racing the low-stock delist', () => {
+  it('when an operator relists between the reserve path reading a total of 0 above the level and its delist, then the relist stands and the released held units sell', async () => {
+    const saleId = newSaleId('relist-vs-delist');
+    await loadSale(saleId, [saleItem({ stock: 20, perUserLimit: 100, lowStock: { units: 5 } , stockShards: 2 })]);
+    expect((await fresh().reserve({ saleId, sku: 'phone-x', userId: 'big', quantity: 15 }, NOW)).kind).toBe('accepted');
+
+    const catalog = lua.catalog;
+    const racing = new Reservations(lua.scripts, {
+      sharded: {
+        transfers: transfersThen(() => catalog.relist(saleId, 'phone-x')),
+        delistLowStock: catalog.delistLowStock.bind(catalog),
+      },
+    });
+    await racing.reserve({ saleId, sku: 'phone-x', userId: 'next', quantity: 1 }, NOW + 1);
+
+    const totals = await new StockTransfers(lua.scripts).totals(saleId, 'phone-x', 2);
+    expect(totals.held).toBe(0);
+    expect(new Set(totals.delisted)).toEqual(new Set(['']));
+    expect((await fresh().reserve({ saleId, sku: 'phone-x', userId: 'later', quantity: 1 }, NOW + 2)).kind).toBe('accepted');
+  });
+});
