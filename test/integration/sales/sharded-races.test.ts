@@ -1,7 +1,7 @@
 // Races between an operator's switches and the K > 1 reserve path, against real Redis. The
-// interleaving is forced: the reserve path's StockMover is the real StockTransfers, and the
-// operator's real restock runs right after the reserve path read the item's totals, the window in
-// which it decides to delist the item at its low-stock level.
+// interleaving is forced: the reserve path's StockMover is the real StockTransfers, and an
+// operator's real restock or relist runs right after the reserve path read the item's totals,
+// the window in which it decides to delist the item at its low-stock level.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Reservations, type StockMover } from '../../../src/orders/reservations.ts';
 import { StockTransfers } from '../../../src/stock/transfers.ts';
