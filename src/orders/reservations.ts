@@ -12,7 +12,8 @@ import { homeShard, shardKeys, userOrdersKey, type ShardRef } from '../stock/key
 import { mintOrderId } from '../stock/order-id.ts';
 import type { ReserveRefusal } from '../stock/scripts/refusals.ts';
 import type { Scripts } from '../stock/scripts/registry.ts';
-import { reserveOrder, reserveOrderAcked, type ReplicaAck, type ReserveOrderReply } from '../stock/scripts/reserve-order.ts';
+import type { ReplicaAck } from '../stock/scripts/acked.ts';
+import { reserveOrder, reserveOrderAcked, type ReserveOrderReply } from '../stock/scripts/reserve-order.ts';
 import { ShardCounts } from '../stock/shard-counts.ts';
 import { TransferNotDurable } from '../stock/transfers.ts';
 import { pendingOrder, type Order } from './order.ts';
@@ -47,7 +48,8 @@ export interface StockMover {
 /** What K > 1 needs besides the scripts: moving stock, and delisting an item on its total. */
 export interface ShardedStock {
   readonly transfers: StockMover;
-  delistLowStock(saleId: string, sku: string, shards: number, now: number): Promise<void>;
+  /** False when units above the level turned up meanwhile (a restock) and the delist was lifted again. */
+  delistLowStock(saleId: string, sku: string, shards: number, now: number): Promise<boolean>;
 }
 
 export interface ReservationEvents {
@@ -159,10 +161,11 @@ export class Reservations {
 
   /**
    * K > 1, the home shard holds too few units: decides on the item's total. Σ available 0 (after
-   * completing transfers in flight): delisted at the low-stock level when units are held there,
-   * else sold out. Then the per-user cap (the home shard's count is the whole truth), then
-   * Σ < quantity: INSUFFICIENT_STOCK. Else pulls what is missing into the home shard and lets the
-   * caller ask again (undefined), at most PULL_ROUNDS times.
+   * completing stale transfers): INSUFFICIENT_STOCK while units are still in transfer, else
+   * delisted at the low-stock level when units are held there (unless units above the level
+   * turned up meanwhile: ask again), else sold out. Then the per-user cap (the home shard's count
+   * is the whole truth), then Σ < quantity: INSUFFICIENT_STOCK. Else pulls what is missing into
+   * the home shard and lets the caller ask again (undefined), at most PULL_ROUNDS times.
    */
   private async refill(
     ref: ShardRef,
@@ -185,7 +188,8 @@ export class Reservations {
       // Units still in flight: the item is not empty, they are just not sellable this instant.
       if (sum(totals.outPending) > 0) return { code: 'INSUFFICIENT_STOCK' };
       if (totals.held > 0) {
-        await sharded.delistLowStock(saleId, sku, shards, now);
+        // Units above the level since the read (a restock): ask again (and pull) instead of refusing.
+        if (!(await sharded.delistLowStock(saleId, sku, shards, now))) return round >= PULL_ROUNDS ? { code: 'INSUFFICIENT_STOCK' } : undefined;
         this.closedItems.mark(saleId, sku, 'ITEM_DELISTED', now);
         this.options.events?.onLowStockDelisted?.(saleId, sku);
         this.options.logger?.warn({ event: 'item_delisted', saleId, sku, reason: 'low_stock', held: totals.held }, 'item delisted: its total fell to its low-stock level');

@@ -129,6 +129,12 @@ export class SaleRepository {
     };
   }
 
+  /** Whether Postgres holds any order of the sale (orders_by_item_status answers it). */
+  async hasOrders(saleId: string): Promise<boolean> {
+    const found = await this.pool.query('SELECT 1 FROM orders WHERE sale_id = $1 LIMIT 1', [saleId]);
+    return (found.rowCount ?? 0) > 0;
+  }
+
   async list(): Promise<SaleSummary[]> {
     const { rows } = await this.pool.query<SaleRow>('SELECT * FROM sales ORDER BY starts_at DESC, id');
     return rows.map(summaryFromRow);
