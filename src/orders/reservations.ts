@@ -177,13 +177,8 @@ export class Reservations {
     const sharded = this.options.sharded;
     if (!sharded) throw new Error(`item ${ref.sku} of ${ref.saleId} has ${ref.shards} shards, and this process cannot move stock between them`);
     const { saleId, sku, shards } = ref;
-    let totals = await sharded.transfers.totals(saleId, sku, shards);
-    let units = sum(totals.available);
-    if (units === 0 && sum(totals.outPending) > 0) {
-      await sharded.transfers.recover(saleId, sku, shards);
-      totals = await sharded.transfers.totals(saleId, sku, shards);
-      units = sum(totals.available);
-    }
+    const totals = await this.itemTotals(sharded, ref);
+    const units = sum(totals.available);
     if (units === 0) {
       // Units still in flight: the item is not empty, they are just not sellable this instant.
       if (sum(totals.outPending) > 0) return { code: 'INSUFFICIENT_STOCK' };
@@ -212,6 +207,22 @@ export class Reservations {
       this.options.logger?.warn({ event: 'transfer_not_durable', saleId, sku, shard: ref.shard, err: error }, 'a stock pull was left to recovery');
     }
     return undefined;
+  }
+
+  /**
+   * The item's shards as one total. Transfers in flight are finished first when nothing else is
+   * sellable. The shards are read one by one (on a cluster, from different masters), so a transfer
+   * whose credit and close both land between two of the reads can hide its units: an item is only
+   * called empty when a second read agrees.
+   */
+  private async itemTotals(sharded: ShardedStock, { saleId, sku, shards }: ShardRef): ReturnType<StockMover['totals']> {
+    let totals = await sharded.transfers.totals(saleId, sku, shards);
+    if (sum(totals.available) === 0 && sum(totals.outPending) > 0) {
+      await sharded.transfers.recover(saleId, sku, shards);
+      totals = await sharded.transfers.totals(saleId, sku, shards);
+    }
+    if (sum(totals.available) === 0 && sum(totals.outPending) === 0) totals = await sharded.transfers.totals(saleId, sku, shards);
+    return totals;
   }
 
   /** Adds the order to the shopper's index (one pipelined round trip); a failure is reported, never thrown. */

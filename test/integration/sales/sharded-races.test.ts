@@ -4,6 +4,7 @@
 // the window in which it decides to delist the item at its low-stock level.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Reservations, type StockMover } from '../../../src/orders/reservations.ts';
+import { homeShard } from '../../../src/stock/keys.ts';
 import { StockTransfers } from '../../../src/stock/transfers.ts';
 import { luaFixture, saleItem } from '../../support/lua-fixtures.ts';
 
@@ -79,5 +80,36 @@ describe('an item in 2 stock shards: an operator relist racing the low-stock del
     expect(totals.held).toBe(0);
     expect(new Set(totals.delisted)).toEqual(new Set(['']));
     expect((await fresh().reserve({ saleId, sku: 'phone-x', userId: 'later', quantity: 1 }, NOW + 2)).kind).toBe('accepted');
+  });
+});
+
+describe('an item in 2 stock shards: a read torn by a transfer', () => {
+  it('when a whole transfer lands between the reads of two shards so that one read sees no units anywhere, then the item is not called sold out: a second read finds them and the attempt is served', async () => {
+    const saleId = newSaleId('torn-read');
+    await loadSale(saleId, [saleItem({ stock: 4, perUserLimit: 10, stockShards: 2 })]);
+    const onShard = (shard: number) => Array.from({ length: 100 }, (_, i) => `torn-${i}`).filter((user) => homeShard(user, 2) === shard);
+    const [buyer, racer] = onShard(0);
+    // Shard 0 sells its 2 units; shard 1 still holds 2.
+    expect((await fresh().reserve({ saleId, sku: 'phone-x', userId: buyer!, quantity: 2 }, NOW)).kind).toBe('accepted');
+
+    const real = new StockTransfers(lua.scripts);
+    let torn = false;
+    const tearing: StockMover = {
+      // The first read sees shard 0 before, and shard 1 after, a transfer of shard 1's units to shard 0:
+      // what reading two masters one after the other can see on a cluster.
+      totals: async (id, sku, shards) => {
+        if (torn) return real.totals(id, sku, shards);
+        torn = true;
+        const before = await real.totals(id, sku, shards);
+        expect(await real.pullInto(id, sku, shards, 0, 2)).toBe(2);
+        const after = await real.totals(id, sku, shards);
+        return { ...after, available: [before.available[0]!, after.available[1]!], outPending: [before.outPending[0]!, after.outPending[1]!] };
+      },
+      pullInto: (id, sku, shards, to, need) => real.pullInto(id, sku, shards, to, need),
+      recover: (id, sku, shards) => real.recover(id, sku, shards),
+    };
+    const racing = new Reservations(lua.scripts, { sharded: { transfers: tearing, delistLowStock: lua.catalog.delistLowStock.bind(lua.catalog) } });
+    expect(await racing.reserve({ saleId, sku: 'phone-x', userId: racer!, quantity: 1 }, NOW + 1)).toMatchObject({ kind: 'accepted' });
+    expect(torn).toBe(true);
   });
 });
