@@ -142,9 +142,10 @@ function perUserLimit(evidence: Evidence, distinct: readonly AcceptedOrder[]): I
 function persistedOnce(evidence: Evidence, distinct: readonly AcceptedOrder[]): InvariantResult {
   const name = 'every 201 persisted exactly once';
   if (!evidence.rows) return skip(name, 'no database URL');
-  const { missing, duplicated, mismatched } = compareWithRows(distinct.map(facts), evidence.rows);
+  const { missing, duplicated, mismatched, rejected } = compareWithRows(distinct.map(facts), evidence.rows);
   const problems = [...missing.map((id) => `${id}: 0 rows`), ...duplicated, ...mismatched];
-  return verdict(name, problems, `${distinct.length} orders, each one row with the same user, SKU and quantity`);
+  const rejections = rejected.length > 0 ? `; ${rejected.length} of them rejected_oversell (the guard refused; compensate)` : '';
+  return verdict(name, problems, `${distinct.length} orders, each one row with the same user, SKU and quantity${rejections}`);
 }
 
 function noPhantoms(evidence: Evidence): InvariantResult {

@@ -14,6 +14,7 @@
   ARGV[1] userId of the caller ('' = any: operators)
   ARGV[2] paymentRef (1-128 chars)
   ARGV[3] nowMs
+  ARGV[4] '1' while a payment outage holds deadlines: lateness does not expire the order
 
   Returns
     {'PAID'}                   paid now
@@ -22,6 +23,7 @@
     {'ORDER_ALREADY_PAID'}     paid before with another reference
     {'ORDER_CANCELLED'}
     {'ORDER_EXPIRED'}          expired before
+    {'ORDER_REJECTED'}         accepted, then refused by Postgres's oversell guard (rejected_oversell)
     {'EXPIRED_NOW', reopened (0|1)}  the deadline had passed: expired now, its stock released;
                                      reopened when the item went from sold out to available
 ]]
@@ -38,8 +40,9 @@ if status == 'paid' then
 end
 if status == 'cancelled' then return {'ORDER_CANCELLED'} end
 if status == 'expired' then return {'ORDER_EXPIRED'} end
+if status == 'rejected_oversell' then return {'ORDER_REJECTED'} end
 
-if now >= tonumber(order[5]) then
+if now >= tonumber(order[5]) and ARGV[4] ~= '1' then
   local reopened = endUnpaid(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], order[1], order[2], tonumber(order[4]), 'expired', now)
   return {'EXPIRED_NOW', reopened}
 end

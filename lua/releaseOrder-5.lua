@@ -14,6 +14,7 @@
 
   ARGV[1] userId of the caller ('' = any: operators)
   ARGV[2] nowMs
+  ARGV[3] '1' while a payment outage holds deadlines: a late cancel cancels, it does not expire
 
   Returns
     {'RELEASED', status, reopened (0|1)}  status is cancelled, or expired at or after the
@@ -23,6 +24,7 @@
     {'ORDER_NOT_FOUND'}        no such order, or another user's
     {'ORDER_ALREADY_PAID'}
     {'ORDER_EXPIRED'}          expired before (by the sweeper, a late payment or a late cancel)
+    {'ORDER_REJECTED'}         accepted, then refused by Postgres's oversell guard (rejected_oversell)
 ]]
 --- @include "includes/giveBack"
 --- @include "includes/endUnpaid"
@@ -35,8 +37,9 @@ local status, now = order[3], tonumber(ARGV[2])
 if status == 'paid' then return {'ORDER_ALREADY_PAID'} end
 if status == 'cancelled' then return {'ALREADY', 'cancelled'} end
 if status == 'expired' then return {'ORDER_EXPIRED'} end
+if status == 'rejected_oversell' then return {'ORDER_REJECTED'} end
 
 local target = 'cancelled'
-if now >= tonumber(order[5]) then target = 'expired' end
+if now >= tonumber(order[5]) and ARGV[3] ~= '1' then target = 'expired' end
 local reopened = endUnpaid(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], order[1], order[2], tonumber(order[4]), target, now)
 return {'RELEASED', target, reopened}

@@ -11,7 +11,7 @@ export const RESERVATION_RESULTS = ['ok', 'replayed', ...RESERVE_REFUSALS.map((c
 // Sub-millisecond buckets: a reservation answered from memory takes ~100 µs.
 const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
 
-export const PAYMENT_RESULTS = ['paid', 'already_paid', 'order_not_found', 'order_already_paid', 'order_cancelled', 'order_expired'];
+export const PAYMENT_RESULTS = ['paid', 'already_paid', 'order_not_found', 'order_already_paid', 'order_cancelled', 'order_expired', 'order_rejected'];
 
 /**
  * `process` names this process when it is one of a cluster's (src/cluster/): its process metrics (CPU, memory,
@@ -60,8 +60,18 @@ export function createMetrics(options: { process?: string } = {}) {
     }),
     persistFailures: new Counter({
       name: 'flashsale_persist_failures_total',
-      help: 'Batches that failed to persist, by reason (guard: would oversell; malformed; error: retried)',
+      help: 'Batches that failed to persist, by reason (malformed; error: retried)',
       labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
+    ordersRejectedOversell: new Counter({
+      name: 'flashsale_orders_rejected_oversell_total',
+      help: 'Orders Redis accepted that Postgres\'s oversell guard refused (Redis had lost writes), recorded as rejected_oversell rows to compensate',
+      registers: [registry],
+    }),
+    outageDeadlinesStretched: new Counter({
+      name: 'flashsale_payment_outage_stretched_orders_total',
+      help: 'Pending orders whose payment deadline moved on by a payment outage\'s length when it ended',
       registers: [registry],
     }),
     outboxSaleFailures: new Counter({
@@ -108,6 +118,24 @@ export function createMetrics(options: { process?: string } = {}) {
   for (const status of ['paid', 'cancelled', 'expired']) metrics.ordersFinalised.inc({ status }, 0);
   for (const result of PAYMENT_RESULTS) metrics.paymentAttempts.inc({ result }, 0);
   return metrics;
+}
+
+/**
+ * `flashsale_payment_outage_active`: 1 while an operator's payment outage holds deadlines (on, or
+ * its deadlines still being moved), read from Redis at scrape time; every process reads the same
+ * switch, so a cluster's aggregate is the largest.
+ */
+export function registerPaymentOutageGauge(metrics: Metrics, paused: () => Promise<boolean>): void {
+  new Gauge({
+    name: 'flashsale_payment_outage_active',
+    help: 'Whether a payment outage holds payment deadlines (1) or not (0), read from Redis at scrape time',
+    aggregator: 'max',
+    registers: [metrics.registry],
+    async collect() {
+      const on = await paused().catch(() => undefined);
+      if (on !== undefined) this.set(on ? 1 : 0);
+    },
+  });
 }
 
 /** `flashsale_queue_jobs{state}`, read from BullMQ at scrape time. */

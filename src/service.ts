@@ -2,12 +2,13 @@
 // readiness fails first, in-flight requests finish, then workers, Redis and Postgres close.
 import type { Config, Role } from './config.ts';
 import type { Logger } from './logger.ts';
-import { createMetrics, initialiseItemSeries, registerQueueGauge, registerStockGauge, startMetricsServer, type Metrics, type MetricsServer } from './metrics.ts';
+import { createMetrics, initialiseItemSeries, registerPaymentOutageGauge, registerQueueGauge, registerStockGauge, startMetricsServer, type Metrics, type MetricsServer } from './metrics.ts';
 import { BatchWriter } from './orders/batch-writer.ts';
 import { DeadLetters } from './orders/dead-letters.ts';
 import { OrderWriter } from './orders/order-writer.ts';
 import { OutboxPersister } from './orders/outbox-persister.ts';
 import { LiveOutboxStreams } from './orders/outbox-streams.ts';
+import { PaymentOutage } from './orders/payment-outage.ts';
 import { PartitionWorkers } from './orders/persist-worker.ts';
 import { createPersistQueues } from './orders/queue.ts';
 import { closeRedis, createRedis, type RedisClient } from './redis/connection.ts';
@@ -29,6 +30,8 @@ import { stockEventsChannel } from './stock/keys.ts';
 import { defineScripts, ensureScriptsLoaded } from './stock/scripts/registry.ts';
 import { anchoredItems, TransferRecovery } from './stock/transfer-recovery.ts';
 import { StockTransfers } from './stock/transfers.ts';
+import { SaleRebuilder } from './recovery/rebuild.ts';
+import { SaleRecovery, createRecoveryMetrics } from './recovery/recovery.ts';
 import { boundedStep } from './bounded-step.ts';
 
 export interface RunningService {
@@ -143,9 +146,14 @@ export async function startService(config: Config, logger: Logger, role: Role, o
   const saleRepository = new SaleRepository(pool);
   const sales = new SalesService(saleRepository, catalog, metricEvents(metrics), logger);
   const orders = new OrderStore(redis, prefix, new OrderRepository(pool));
-  const lifecycle = new OrderLifecycle(scripts, orders, lifecycleEvents(metrics, catalog, closedItems));
+  // Every stock shard of every sale that may still hold pending orders: where an outage's deadlines move.
+  const paymentOutage = new PaymentOutage(redis, prefix, () => sales.liveShards(), { onChanged: () => undefined, onStretched: (n) => metrics.outageDeadlinesStretched.inc(n) }, logger);
+  registerPaymentOutageGauge(metrics, () => paymentOutage.paused());
+  const lifecycle = new OrderLifecycle(scripts, orders, lifecycleEvents(metrics, catalog, closedItems), paymentOutage);
   const persistQueues = createPersistQueues(config, logger);
   const reporter = new SaleReporter(sales, pool, catalog, () => persistQueues.queues);
+  // Every role rebuilds a sale whose Redis state is lost from Postgres (racing processes are serialised).
+  const recovery = new SaleRecovery(redis, prefix, pool, new SaleRebuilder(redis, prefix, pool, saleRepository, logger), createRecoveryMetrics(metrics.registry), logger);
 
   let stopping = false;
   const readiness = async (): Promise<ReadinessReport> => {
@@ -155,7 +163,10 @@ export async function startService(config: Config, logger: Logger, role: Role, o
       probe(() => ensureScriptsLoaded(redis)),
     ]);
     const checks = { redis: redisOk, postgres: postgresOk, scripts: scriptsOk, accepting: !stopping };
-    return { ready: Object.values(checks).every(Boolean), checks };
+    // Detail, not a check: an instance is as ready during a payment outage as outside one.
+    const outage = await paymentOutage.status().catch(() => undefined);
+    const paymentOutageDetail = outage && outage.state !== 'none' ? { paymentOutage: { state: outage.state, startedAt: new Date(outage.startedAt!).toISOString() } } : {};
+    return { ready: Object.values(checks).every(Boolean), checks, degraded: recovery.degraded(), ...paymentOutageDetail };
   };
 
   const metricsServer =
@@ -166,7 +177,7 @@ export async function startService(config: Config, logger: Logger, role: Role, o
       logger.warn({ err }, 'stock events subscription failed; sold-out marks expire on their own'),
     );
     await sales.announceKnownSales().catch((err: unknown) => logger.warn({ err }, 'could not list sales at start-up'));
-    app = await buildApp({ config, logger, metrics, readiness, sales, reservations, orders, lifecycle, reporter });
+    app = await buildApp({ config, logger, metrics, readiness, sales, reservations, orders, lifecycle, reporter, paymentOutage, recovery });
     await app.listen({ host: config.http.host, port: config.http.port });
   }
   let persister: OutboxPersister | undefined;
@@ -184,7 +195,9 @@ export async function startService(config: Config, logger: Logger, role: Role, o
     registerQueueGauge(metrics, () => persistQueues.getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed'));
     // One reader per deployment's worker, not every API process: see registerStockGauge.
     registerStockGauge(metrics, () => sales.stockLevels());
-    const sweeper = new ExpirySweeper(redis, lifecycle, prefix, () => sales.liveShards(), logger);
+    // While a payment outage holds deadlines the sweeper finds nothing to sweep (read each round).
+    const sweepable = async () => ((await paymentOutage.paused()) ? [] : sales.liveShards());
+    const sweeper = new ExpirySweeper(redis, lifecycle, prefix, sweepable, logger);
     // Finishes stock transfers whose driver died between a shard's debit and the other's credit.
     const transferRecovery = new TransferRecovery(
       new StockTransfers(scripts, { onReopened: (saleId, sku) => catalog.announceReopened(saleId, sku) }),
@@ -203,6 +216,10 @@ export async function startService(config: Config, logger: Logger, role: Role, o
       ['persist workers', () => persistWorkers.close()],
     );
   }
+  // The worker role looks at every live sale each second; API processes look on demand (a storefront
+  // not-found), so they send Redis nothing in the background.
+  if (role === 'worker' || role === 'all') recovery.start();
+  stopWorkers.unshift(['lost-state recovery', () => recovery.stop()]);
   stopWorkers.push(['persist queues', () => persistQueues.close()]);
   logger.info({ role, metricsPort: metricsServer?.port }, 'service started');
 

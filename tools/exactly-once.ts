@@ -1,6 +1,8 @@
 // The exactly-once check (DESIGN.md invariants 3 and 4): the orders answered 201 against the rows
-// Postgres holds — each accepted order one row with the same user, SKU and quantity, no row that
-// answers no order. Pure; the load kit's invariants and the fault tests both judge with it.
+// Postgres holds — each accepted order exactly one row with the same user, SKU and quantity,
+// either a live order or a counted rejection (`rejected_oversell`: Postgres's guard refused what
+// Redis accepted after losing writes) — and no row that answers no order. Pure; the load kit's
+// invariants, the fault tests and the drills judge with it.
 
 export interface OrderFacts {
   /** The order id (orderId of the 201, id of the row). */
@@ -8,7 +10,11 @@ export interface OrderFacts {
   readonly userId: string;
   readonly sku: string;
   readonly quantity: number;
+  /** The row's status, when the caller read it: `rejected_oversell` rows are counted apart. */
+  readonly status?: string;
 }
+
+export const REJECTED_OVERSELL = 'rejected_oversell';
 
 export interface ExactlyOnce {
   /** Accepted orders with no row. */
@@ -19,6 +25,9 @@ export interface ExactlyOnce {
   readonly mismatched: readonly string[];
   /** Rows that answer no accepted order. */
   readonly extra: readonly OrderFacts[];
+  /** Accepted orders whose one row is a rejection: not a failure of invariant 3, but every one
+   *  a buyer to compensate, so the count is reported (0 unless Redis lost writes). */
+  readonly rejected: readonly string[];
 }
 
 const describe = (o: OrderFacts) => `${o.userId}/${o.sku}×${o.quantity}`;
@@ -32,6 +41,7 @@ export function compareWithRows(accepted: Iterable<OrderFacts>, rows: Iterable<O
   const missing: string[] = [];
   const duplicated: string[] = [];
   const mismatched: string[] = [];
+  const rejected: string[] = [];
   for (const order of orders.values()) {
     const found = rowsById.get(order.id) ?? [];
     const [row] = found;
@@ -39,10 +49,10 @@ export function compareWithRows(accepted: Iterable<OrderFacts>, rows: Iterable<O
     else if (found.length > 1) duplicated.push(`${order.id}: ${found.length} rows`);
     else if (row.userId !== order.userId || row.sku !== order.sku || row.quantity !== order.quantity) {
       mismatched.push(`${order.id}: row says ${describe(row)}, the 201 said ${describe(order)}`);
-    }
+    } else if (row.status === REJECTED_OVERSELL) rejected.push(order.id);
   }
   const extra = [...rowsById.values()].flat().filter((row) => !orders.has(row.id));
-  return { missing, duplicated, mismatched, extra };
+  return { missing, duplicated, mismatched, extra, rejected };
 }
 
 /** The orders' quantities summed per SKU. */

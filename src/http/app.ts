@@ -12,6 +12,7 @@ import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
 import type { OrderLifecycle } from '../orders/lifecycle.ts';
 import type { OrderStore } from '../orders/order-store.ts';
+import type { PaymentOutage } from '../orders/payment-outage.ts';
 import type { Reservations } from '../orders/reservations.ts';
 import type { SaleReporter } from '../sales/report.ts';
 import type { SalesService } from '../sales/sales-service.ts';
@@ -21,7 +22,9 @@ import { OverloadedError, ShuttingDownError, apiErrorBody, installErrorHandling 
 import { adminRoutes } from './routes/admin.ts';
 import { healthRoutes, type ReadinessCheck } from './routes/health.ts';
 import { orderRoutes } from './routes/orders.ts';
+import { paymentAdminRoutes } from './routes/payments-admin.ts';
 import { saleRoutes } from './routes/sales.ts';
+import { installRecoveringAnswers, type RecoveringSales } from '../recovery/storefront.ts';
 
 export interface AppDeps {
   readonly config: Config;
@@ -33,6 +36,9 @@ export interface AppDeps {
   readonly orders: OrderStore;
   readonly lifecycle: OrderLifecycle;
   readonly reporter: SaleReporter;
+  readonly paymentOutage: PaymentOutage;
+  /** Lost sales being rebuilt (src/recovery/): their storefront answers 503 SALE_RECOVERING. */
+  readonly recovery?: RecoveringSales | undefined;
 }
 
 export type App = FastifyInstance<Server, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxTypeProvider>;
@@ -70,6 +76,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   app.removeContentTypeParser('text/plain');
   installErrorHandling(app);
   decoratePrincipal(app);
+  if (deps.recovery) installRecoveringAnswers(app, deps.recovery);
 
   let closing = false;
   app.addHook('preClose', async () => {
@@ -139,5 +146,6 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     logger: deps.logger,
   });
   await app.register(adminRoutes, { auth, sales: deps.sales, reporter: deps.reporter });
+  await app.register(paymentAdminRoutes, { auth, outage: deps.paymentOutage });
   return app;
 }

@@ -30,6 +30,7 @@ export const API_ERRORS = {
   ORDER_EXPIRED: [409, 'The order expired before payment'],
   ORDER_CANCELLED: [409, 'The order was cancelled'],
   ORDER_ALREADY_PAID: [409, 'The order is already paid'],
+  ORDER_REJECTED: [409, 'The order could not be honoured (sold twice after a data loss); it is void and will be compensated'],
   STOCK_LIMIT_EXCEEDED: [409, "The restock would take the item past its maximum total stock (1,000,000,000 units, and stock × unitPrice ≤ 9,007,199,254,740,991)"],
   PAYLOAD_TOO_LARGE: [413, 'Request body is larger than 16 KiB'],
   URI_TOO_LONG: [414, 'A path segment is longer than 100 characters'],
@@ -40,6 +41,7 @@ export const API_ERRORS = {
   INTERNAL: [500, 'Internal Server Error'],
   OVERLOADED: [503, 'The service is shedding load; retry later'],
   NOT_READY: [503, 'The service is not ready'],
+  SALE_RECOVERING: [503, "The sale's live state is being rebuilt from the system of record; retry after Retry-After"],
   SHUTTING_DOWN: [503, 'This instance is shutting down; retry'],
   REDIS_UNAVAILABLE: [
     503,

@@ -20,6 +20,7 @@ export function presentOrder(order: Order): OrderBodyType {
     ...(order.paidAt !== undefined && { paidAt: iso(order.paidAt) }),
     ...(order.cancelledAt !== undefined && { cancelledAt: iso(order.cancelledAt) }),
     ...(order.expiredAt !== undefined && { expiredAt: iso(order.expiredAt) }),
+    ...(order.rejectedAt !== undefined && { rejectedAt: iso(order.rejectedAt) }),
   };
 }
 

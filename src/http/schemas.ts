@@ -29,6 +29,7 @@ const OrderStatusSchema = Type.Union([
   Type.Literal('paid'),
   Type.Literal('cancelled'),
   Type.Literal('expired'),
+  Type.Literal('rejected_oversell'),
 ]);
 
 export const OrderBody = Type.Object({
@@ -45,6 +46,7 @@ export const OrderBody = Type.Object({
   paidAt: Type.Optional(Timestamp),
   cancelledAt: Type.Optional(Timestamp),
   expiredAt: Type.Optional(Timestamp),
+  rejectedAt: Type.Optional(Timestamp),
 });
 export type OrderBodyType = Static<typeof OrderBody>;
 

@@ -7,6 +7,7 @@ import type { RedisClient } from '../redis/connection.ts';
 import { orderKeyOf } from '../stock/keys.ts';
 import type { Order } from './order.ts';
 import type { OrderWriter, WriteResult } from './order-writer.ts';
+import { takeOffLiveBooks } from './oversell-rejections.ts';
 
 /** How long a persisted order in a final state stays readable from Redis. */
 export const FINAL_ORDER_RETENTION_SECONDS = 600;
@@ -21,7 +22,7 @@ export class BatchWriter {
     private readonly logger: Logger,
   ) {}
 
-  /** Throws what the writer throws (GuardViolation, a data error, a transient failure); nothing is recorded then.
+  /** Throws what the writer throws (a data error, a transient failure); nothing is recorded then.
    *  Once Postgres committed it does not throw. */
   async write(saleId: string, orders: readonly Order[]): Promise<WriteResult> {
     const result = await this.writer.write(saleId, orders);
@@ -29,6 +30,11 @@ export class BatchWriter {
     this.metrics.ordersPersisted.inc(result.inserted.length);
     for (const { createdAt } of result.inserted) this.metrics.persistLag.observe(Math.max(0, now - createdAt) / 1000);
     if (result.finalised.length > 0) await this.shortenRetention(saleId, result.finalised);
+    if (result.rejected.length > 0) {
+      this.metrics.ordersRejectedOversell.inc(result.rejected.length);
+      this.logger.error({ event: 'orders_rejected_oversell', saleId, orders: result.rejected.map((o) => o.id) }, 'Postgres guard refused orders Redis accepted; recorded as rejected_oversell for compensation');
+      await takeOffLiveBooks(this.redis, this.prefix, result.rejected, this.logger);
+    }
     return result;
   }
 

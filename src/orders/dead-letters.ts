@@ -8,7 +8,8 @@ import type { Order } from './order.ts';
  * Whether Postgres refused the data itself, so that writing it again can never succeed:
  * SQLSTATE class 22 (data exception: bad encoding, out of range, bad datetime…) and class 23
  * (integrity: a CHECK, a foreign key, NOT NULL). The oversell guard (23514 on
- * sale_items_sold_within_stock) is told apart before this. Anything else — connection loss,
+ * sale_items_sold_within_stock) never reaches this: the writer records its refusals as
+ * rejected_oversell rows. Anything else — connection loss,
  * shutdown, deadlock, serialization failure, no SQLSTATE at all — is transient and retried.
  */
 export function isDataError(error: unknown): boolean {

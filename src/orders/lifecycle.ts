@@ -39,8 +39,15 @@ function decideOnFinalOrder(order: Order, action: 'pay' | 'cancel', paymentRef?:
   }
   if (order.status === 'cancelled') return action === 'cancel' ? { kind: 'done', order, changed: false } : { kind: 'refused', code: 'ORDER_CANCELLED' };
   if (order.status === 'expired') return { kind: 'refused', code: 'ORDER_EXPIRED' };
+  if (order.status === 'rejected_oversell') return { kind: 'refused', code: 'ORDER_REJECTED' };
   // A pending order always lives in Redis; finding one only in Postgres is a lost record.
   throw new Error(`pending order ${order.id} is missing from Redis`);
+}
+
+/** The payment-outage switch as pay and cancel see it (src/orders/payment-outage.ts). */
+export interface PaymentDeadlines {
+  /** Whether lateness must not expire orders now. */
+  paused(): Promise<boolean>;
 }
 
 /** The keys of the order's own shard: the one its record names. */
@@ -51,7 +58,14 @@ export class OrderLifecycle {
     private readonly scripts: Scripts,
     private readonly orders: OrderStore,
     private readonly events: LifecycleEvents,
+    private readonly deadlines?: PaymentDeadlines,
   ) {}
+
+  /** Whether a payment outage keeps this order from expiring for lateness. Read only for an order
+   *  already past its deadline: the switch matters to no other. */
+  private async heldByOutage(order: Order, now: number): Promise<boolean> {
+    return now >= order.expiresAt && this.deadlines !== undefined && (await this.deadlines.paused());
+  }
 
   /** The order as its owner (or an operator, userId '') may act on it. */
   private async load(orderId: string, userId: string): Promise<LocatedOrder | undefined> {
@@ -70,7 +84,8 @@ export class OrderLifecycle {
     if (!loaded) return { kind: 'refused', code: 'ORDER_NOT_FOUND' };
     if (!loaded.inRedis) return decideOnFinalOrder(loaded.order, 'pay', paymentRef);
     const { order } = loaded;
-    const reply = await payOrder(this.scripts, orderKeysOf(order), { userId, paymentRef, now });
+    const outage = await this.heldByOutage(order, now);
+    const reply = await payOrder(this.scripts, orderKeysOf(order), { userId, paymentRef, now, outage });
     switch (reply.code) {
       case 'PAID':
       case 'ALREADY_PAID': {
@@ -116,7 +131,8 @@ export class OrderLifecycle {
   }
 
   private async release(order: LiveOrder, userId: string, now: number): Promise<LifecycleOutcome> {
-    const reply = await releaseOrder(this.scripts, orderKeysOf(order), { userId, now });
+    const outage = await this.heldByOutage(order, now);
+    const reply = await releaseOrder(this.scripts, orderKeysOf(order), { userId, now, outage });
     switch (reply.code) {
       case 'ALREADY':
         return this.after(order, false);

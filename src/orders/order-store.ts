@@ -9,6 +9,8 @@ import { isOrderId, liveOrderFromHash, type LiveOrder, type Order } from './orde
 import type { OrderRepository } from './repository.ts';
 
 const HISTORY_LIMIT = 200;
+/** How long a live record's lookup waits for its row (a Postgres outage must not hold pay/cancel). */
+const ROW_WAIT_MS = 250;
 
 /** Where an order was found: its live Redis record (with its shard), or only Postgres. */
 export type LocatedOrder = { readonly order: LiveOrder; readonly inRedis: true } | { readonly order: Order; readonly inRedis: false };
@@ -34,10 +36,28 @@ export class OrderStore {
   async locate(orderId: string): Promise<LocatedOrder | undefined> {
     if (!isOrderId(orderId)) return undefined;
     // Redis first: a live record is at least as new as its row (its changes land there first).
+    // Postgres is read alongside (not after) the record: a live record may be behind its row in
+    // one way (rejectedInPostgres), and the two reads in parallel cost one round trip's wait.
+    const row = this.repository.find(orderId);
+    row.catch(() => undefined); // awaited below; never left unhandled should Redis fail first
     const live = await this.fromRedis(orderId);
-    if (live) return { order: live, inRedis: true };
-    const persisted = await this.repository.find(orderId);
+    if (live) return (await this.rejectedInPostgres(live, row)) ?? { order: live, inRedis: true };
+    const persisted = await row;
     return persisted && { order: persisted, inRedis: false };
+  }
+
+  /**
+   * The one way a live record can be behind its row: Postgres's oversell guard rejected the order
+   * and turning the record into a rejection failed (src/orders/oversell-rejections.ts). Postgres's
+   * word wins then, so a record still saying pending or paid is checked against its row (read by
+   * primary key; with Postgres away or slower than ROW_WAIT_MS, the record answers).
+   */
+  private async rejectedInPostgres(live: LiveOrder, row: Promise<Order | undefined>): Promise<LocatedOrder | undefined> {
+    if (live.status !== 'pending_payment' && live.status !== 'paid') return undefined;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), ROW_WAIT_MS)));
+    const persisted = await Promise.race([row.catch(() => undefined), late]).finally(() => clearTimeout(timer));
+    return persisted?.status === 'rejected_oversell' ? { order: persisted, inRedis: false } : undefined;
   }
 
   /**

@@ -2,7 +2,9 @@
 import { optionalNumber } from '../redis/hash-fields.ts';
 import type { ReservedOrder } from '../stock/scripts/reserve-order.ts';
 
-const ORDER_STATUSES = ['pending_payment', 'paid', 'cancelled', 'expired'] as const;
+// `rejected_oversell`: accepted by Redis, refused by Postgres's oversell guard (Redis had lost
+// writes); final, holds no stock, its buyer is compensated (DESIGN.md, "When Postgres refuses").
+const ORDER_STATUSES = ['pending_payment', 'paid', 'cancelled', 'expired', 'rejected_oversell'] as const;
 export type OrderStatus = (typeof ORDER_STATUSES)[number];
 
 /** The order's fields as reserveOrder recorded them, plus where its life has got to since. */
@@ -13,6 +15,7 @@ export interface Order extends ReservedOrder {
   readonly paymentRef?: string;
   readonly cancelledAt?: number;
   readonly expiredAt?: number;
+  readonly rejectedAt?: number;
 }
 
 /** A just-reserved order: the fields reserveOrder recorded, awaiting payment. */
@@ -69,6 +72,7 @@ export function orderFromHash(hash: Record<string, string>): Order | undefined {
     paymentRef: hash.paymentRef || undefined,
     cancelledAt: optionalNumber(hash.cancelledAt),
     expiredAt: optionalNumber(hash.expiredAt),
+    rejectedAt: optionalNumber(hash.rejectedAt),
   };
   return order;
 }

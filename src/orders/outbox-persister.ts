@@ -3,9 +3,10 @@
 // entries. The stream's pending list is the record of batches in flight, so each order crosses
 // Redis once on its way to Postgres. Killed at any point it loses nothing: entries read and not
 // acknowledged stay pending and are claimed by another persister once idle for `claimIdleMs`;
-// writing them again is harmless (the writer is idempotent). A batch Postgres refuses (the
-// oversell guard, a value it cannot store) is handed to its partition's BullMQ queue, whose worker
-// writes it order by order and keeps the refusals visible.
+// writing them again is harmless (the writer is idempotent). A batch Postgres refuses as data (a
+// value it cannot store) is handed to its partition's BullMQ queue, whose worker writes it order
+// by order and keeps the refusals visible. (The oversell guard's refusals are recorded by the
+// writer itself, as rejected_oversell rows.)
 //
 // Streams belong to persistence partitions (tag % partitions). With leases on (the service), a
 // process works only the partitions it holds the lease of (partition-leases.ts), so all of a
@@ -22,7 +23,6 @@ import { ackOutbox } from '../stock/scripts/ack-outbox.ts';
 import type { Scripts } from '../stock/scripts/registry.ts';
 import type { BatchWriter } from './batch-writer.ts';
 import { isDataError, type DeadLetters } from './dead-letters.ts';
-import { GuardViolation } from './order-writer.ts';
 import { latestPerOrder, parseStreamEntries, type OutboxEntry, type RawStreamEntries } from './outbox.ts';
 import { partitionOf, type OutboxStream } from './outbox-streams.ts';
 import { PartitionLeases } from './partition-leases.ts';
@@ -286,7 +286,7 @@ export class OutboxPersister {
         await this.batches.write(saleId, orders);
         return;
       } catch (error) {
-        if (error instanceof GuardViolation || isDataError(error)) {
+        if (isDataError(error)) {
           // Refused, not failed: retrying the batch cannot help; BullMQ's worker sorts it order by order.
           const queue = this.refusedBatches[partitionOf(stream.tag, this.partitions)]!;
           await queue.add(PERSIST_JOB, { saleId, entries }, { jobId: handOverJobId(stream, entries) });

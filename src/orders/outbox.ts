@@ -33,17 +33,18 @@ export function parseStreamEntries(saleId: string, raw: readonly [string, string
   return { entries, malformed };
 }
 
-const STATUS_RANK = { pending_payment: 0, paid: 1, cancelled: 1, expired: 1 } as const;
+const STATUS_RANK = { pending_payment: 0, paid: 1, cancelled: 1, expired: 1, rejected_oversell: 1 } as const;
 
 /**
- * One row per order, the most advanced state winning (a final status beats pending_payment),
+ * One row per order, the most advanced state winning (a final status beats pending_payment; of
+ * two pending states the later, which may carry a deadline stretched by a payment outage),
  * sorted by id so concurrent batches lock rows in the same order.
  */
 export function latestPerOrder(entries: readonly OutboxEntry[]): Order[] {
   const byId = new Map<string, Order>();
   for (const { order } of entries) {
     const seen = byId.get(order.id);
-    if (!seen || STATUS_RANK[order.status] > STATUS_RANK[seen.status]) byId.set(order.id, order);
+    if (!seen || STATUS_RANK[order.status] >= STATUS_RANK[seen.status]) byId.set(order.id, order);
   }
   return [...byId.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 }

@@ -1,9 +1,9 @@
 // The BullMQ worker: the slow path for batches the outbox persister handed over because Postgres
-// refused them (and for an operator's retry of a failed one). Transient failures (Postgres away)
-// are retried with capped backoff until they succeed. The batch is written order by order so the
-// rest still lands: an order that would oversell fails the job for good (kept in the failed set),
-// an order whose data Postgres refuses (e.g. a NUL) goes to the dead-letter table — each kept,
-// counted and logged for an operator, never dropped.
+// refused them as data (and for an operator's retry of a failed one). Transient failures (Postgres
+// away) are retried with capped backoff until they succeed. The batch is written order by order so
+// the rest still lands: an order whose data Postgres refuses (e.g. a NUL) goes to the dead-letter
+// table — kept, counted and logged for an operator, never dropped. (Orders the oversell guard
+// refuses never come here: the writer records them as rejected_oversell rows.)
 import { UnrecoverableError, Worker, type ConnectionOptions, type Job } from 'bullmq';
 import type { Config } from '../config.ts';
 import type { Pool } from '../db/pool.ts';
@@ -15,7 +15,6 @@ import { escapeUnsafe } from '../text.ts';
 import type { BatchWriter } from './batch-writer.ts';
 import { DeadLetters, isDataError } from './dead-letters.ts';
 import type { Order } from './order.ts';
-import { GuardViolation } from './order-writer.ts';
 import { isBatch, latestPerOrder, type PersistBatch } from './outbox.ts';
 import { PERSIST_ATTEMPTS, PERSIST_QUEUE, persistBackoff, queuePrefix } from './queue.ts';
 
@@ -29,21 +28,19 @@ export interface PersistWorkerDeps {
   readonly logger: Logger;
 }
 
-/** Writes the orders one by one: those the guard refuses and those whose data Postgres refuses
- *  are returned apart; a transient failure still throws, so the whole batch is retried. */
+/** Writes the orders one by one: those whose data Postgres refuses are returned apart; a
+ *  transient failure still throws, so the whole batch is retried. */
 async function writeEachAlone(batches: BatchWriter, saleId: string, orders: readonly Order[]) {
-  const refused: string[] = [];
   const poisoned: { order: Order; error: unknown }[] = [];
   for (const order of orders) {
     try {
       await batches.write(saleId, [order]);
     } catch (error) {
-      if (error instanceof GuardViolation) refused.push(order.id);
-      else if (isDataError(error)) poisoned.push({ order, error });
+      if (isDataError(error)) poisoned.push({ order, error });
       else throw error;
     }
   }
-  return { refused, poisoned };
+  return poisoned;
 }
 
 /** The worker of partition `partition`'s queue. */
@@ -74,17 +71,11 @@ export function createPersistWorker(deps: PersistWorkerDeps, partition = 0): { w
     try {
       await batches.write(saleId, orders);
     } catch (error) {
-      if (!(error instanceof GuardViolation) && !isDataError(error)) {
+      if (!isDataError(error)) {
         metrics.persistFailures.inc({ reason: 'error' });
         throw error;
       }
-      const { refused, poisoned } = await writeEachAlone(batches, saleId, orders);
-      for (const { order, error: cause } of poisoned) await setAside(saleId, order, cause, job.id);
-      if (refused.length > 0) {
-        metrics.persistFailures.inc({ reason: 'guard' });
-        logger.error({ event: 'persist_refused_oversell', saleId, jobId: job.id, refused }, 'Postgres guard refused orders that would oversell');
-        throw new UnrecoverableError(`Postgres guard refused ${refused.length} order(s) that would oversell: ${refused.join(', ')}`);
-      }
+      for (const { order, error: cause } of await writeEachAlone(batches, saleId, orders)) await setAside(saleId, order, cause, job.id);
     }
   };
 

@@ -1,7 +1,6 @@
 // The BullMQ queues of refused batches: those the outbox persister could not write as a whole
-// because Postgres refused one of their orders (the oversell guard, a value it cannot store). Their
-// workers write them order by order; a batch with an order that would oversell stays in the failed
-// set for an operator. One queue per persistence partition, each under its own hash tag
+// because Postgres refused one of their orders as data (a value it cannot store). Their workers
+// write them order by order, setting aside the orders Postgres refuses. One queue per persistence partition, each under its own hash tag
 // `{<prefix>:persist:<i>}`, so the queues spread over a cluster's masters and each works within
 // one slot; producers and workers use separate connections.
 import { Queue, type ConnectionOptions } from 'bullmq';

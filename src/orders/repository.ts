@@ -18,6 +18,7 @@ export interface OrderRow {
   payment_ref: string | null;
   cancelled_at: Date | null;
   expired_at: Date | null;
+  rejected_at: Date | null;
 }
 
 export function orderFromRow(row: OrderRow): Order {
@@ -37,6 +38,7 @@ export function orderFromRow(row: OrderRow): Order {
     paymentRef: row.payment_ref ?? undefined,
     cancelledAt: row.cancelled_at?.getTime(),
     expiredAt: row.expired_at?.getTime(),
+    rejectedAt: row.rejected_at?.getTime(),
   };
 }
 

@@ -12,7 +12,8 @@ import { homeShard, shardKeys, userOrdersKey, type ShardRef } from '../stock/key
 import { mintOrderId } from '../stock/order-id.ts';
 import type { ReserveRefusal } from '../stock/scripts/refusals.ts';
 import type { Scripts } from '../stock/scripts/registry.ts';
-import { reserveOrder, reserveOrderAcked, type ReplicaAck, type ReserveOrderReply } from '../stock/scripts/reserve-order.ts';
+import type { ReplicaAck } from '../stock/scripts/acked.ts';
+import { reserveOrder, reserveOrderAcked, type ReserveOrderReply } from '../stock/scripts/reserve-order.ts';
 import { ShardCounts } from '../stock/shard-counts.ts';
 import { TransferNotDurable } from '../stock/transfers.ts';
 import { pendingOrder, type Order } from './order.ts';
@@ -47,7 +48,8 @@ export interface StockMover {
 /** What K > 1 needs besides the scripts: moving stock, and delisting an item on its total. */
 export interface ShardedStock {
   readonly transfers: StockMover;
-  delistLowStock(saleId: string, sku: string, shards: number, now: number): Promise<void>;
+  /** False when units above the level turned up meanwhile (a restock) and the delist was lifted again. */
+  delistLowStock(saleId: string, sku: string, shards: number, now: number): Promise<boolean>;
 }
 
 export interface ReservationEvents {
@@ -159,10 +161,11 @@ export class Reservations {
 
   /**
    * K > 1, the home shard holds too few units: decides on the item's total. Σ available 0 (after
-   * completing transfers in flight): delisted at the low-stock level when units are held there,
-   * else sold out. Then the per-user cap (the home shard's count is the whole truth), then
-   * Σ < quantity: INSUFFICIENT_STOCK. Else pulls what is missing into the home shard and lets the
-   * caller ask again (undefined), at most PULL_ROUNDS times.
+   * completing stale transfers): INSUFFICIENT_STOCK while units are still in transfer, else
+   * delisted at the low-stock level when units are held there (unless units above the level
+   * turned up meanwhile: ask again), else sold out. Then the per-user cap (the home shard's count
+   * is the whole truth), then Σ < quantity: INSUFFICIENT_STOCK. Else pulls what is missing into
+   * the home shard and lets the caller ask again (undefined), at most PULL_ROUNDS times.
    */
   private async refill(
     ref: ShardRef,
@@ -174,18 +177,14 @@ export class Reservations {
     const sharded = this.options.sharded;
     if (!sharded) throw new Error(`item ${ref.sku} of ${ref.saleId} has ${ref.shards} shards, and this process cannot move stock between them`);
     const { saleId, sku, shards } = ref;
-    let totals = await sharded.transfers.totals(saleId, sku, shards);
-    let units = sum(totals.available);
-    if (units === 0 && sum(totals.outPending) > 0) {
-      await sharded.transfers.recover(saleId, sku, shards);
-      totals = await sharded.transfers.totals(saleId, sku, shards);
-      units = sum(totals.available);
-    }
+    const totals = await this.itemTotals(sharded, ref);
+    const units = sum(totals.available);
     if (units === 0) {
       // Units still in flight: the item is not empty, they are just not sellable this instant.
       if (sum(totals.outPending) > 0) return { code: 'INSUFFICIENT_STOCK' };
       if (totals.held > 0) {
-        await sharded.delistLowStock(saleId, sku, shards, now);
+        // Units above the level since the read (a restock): ask again (and pull) instead of refusing.
+        if (!(await sharded.delistLowStock(saleId, sku, shards, now))) return round >= PULL_ROUNDS ? { code: 'INSUFFICIENT_STOCK' } : undefined;
         this.closedItems.mark(saleId, sku, 'ITEM_DELISTED', now);
         this.options.events?.onLowStockDelisted?.(saleId, sku);
         this.options.logger?.warn({ event: 'item_delisted', saleId, sku, reason: 'low_stock', held: totals.held }, 'item delisted: its total fell to its low-stock level');
@@ -208,6 +207,22 @@ export class Reservations {
       this.options.logger?.warn({ event: 'transfer_not_durable', saleId, sku, shard: ref.shard, err: error }, 'a stock pull was left to recovery');
     }
     return undefined;
+  }
+
+  /**
+   * The item's shards as one total. Transfers in flight are finished first when nothing else is
+   * sellable. The shards are read one by one (on a cluster, from different masters), so a transfer
+   * whose credit and close both land between two of the reads can hide its units: an item is only
+   * called empty when a second read agrees.
+   */
+  private async itemTotals(sharded: ShardedStock, { saleId, sku, shards }: ShardRef): ReturnType<StockMover['totals']> {
+    let totals = await sharded.transfers.totals(saleId, sku, shards);
+    if (sum(totals.available) === 0 && sum(totals.outPending) > 0) {
+      await sharded.transfers.recover(saleId, sku, shards);
+      totals = await sharded.transfers.totals(saleId, sku, shards);
+    }
+    if (sum(totals.available) === 0 && sum(totals.outPending) === 0) totals = await sharded.transfers.totals(saleId, sku, shards);
+    return totals;
   }
 
   /** Adds the order to the shopper's index (one pipelined round trip); a failure is reported, never thrown. */

@@ -7,12 +7,11 @@ import { optionalNumber } from '../redis/hash-fields.ts';
 import { anchorKey, shardKeys, stockEventsChannel, type ShardRef } from '../stock/keys.ts';
 import { closeAnchor, closeShard } from '../stock/scripts/close-sale.ts';
 import { delistItem } from '../stock/scripts/delist-item.ts';
-import { loadSale, loadShard } from '../stock/scripts/load-sale.ts';
+import { itemsOfAnchor, loadSale, loadShard } from '../stock/scripts/load-sale.ts';
 import type { Scripts } from '../stock/scripts/registry.ts';
 import { relistItem } from '../stock/scripts/relist-item.ts';
 import { restockItem } from '../stock/scripts/restock-item.ts';
 import { ShardCounts } from '../stock/shard-counts.ts';
-import { decodeKeyPart } from '../stock/transfer-recovery.ts';
 import { stockShardsOf, type DelistReason, type ItemStock, type SaleDefinition } from './sale.ts';
 import { shardStocks } from './stock-split.ts';
 
@@ -49,11 +48,6 @@ const CLOSE_RETRY_DELAY_MS = 100;
 const refsOf = (saleId: string, item: ItemShards): ShardRef[] =>
   Array.from({ length: item.shards }, (_, shard) => ({ saleId, sku: item.sku, shard, shards: item.shards }));
 
-/** The SKU an anchor field `shards:<encoded sku>` names; undefined for the anchor's other fields. */
-export function skuOfAnchorField(field: string): string | undefined {
-  return field.startsWith('shards:') ? decodeKeyPart(field.slice('shards:'.length)) : undefined;
-}
-
 export class SaleCatalog {
   private readonly redis: RedisClient;
   private readonly prefix: string;
@@ -73,11 +67,7 @@ export class SaleCatalog {
 
   /** Every item of a loaded sale with its K, as its anchor lists them. */
   private async itemsOf(saleId: string): Promise<ItemShards[]> {
-    const anchor = await this.redis.hgetall(anchorKey(this.prefix, saleId));
-    return Object.entries(anchor).flatMap(([field, shards]) => {
-      const sku = skuOfAnchorField(field);
-      return sku === undefined ? [] : [{ sku, shards: Number(shards) }];
-    });
+    return itemsOfAnchor(await this.redis.hgetall(anchorKey(this.prefix, saleId)));
   }
 
   /**
@@ -135,10 +125,23 @@ export class SaleCatalog {
 
   /**
    * The K > 1 low-stock rule on the item's total: marks every shard still listed `low_stock` (an
-   * operator's delist stays the operator's).
+   * operator's delist stays the operator's). The caller saw no units above the level, but a
+   * restock may have landed since its read and, finding no low_stock mark yet, not relisted: so
+   * the units above the level are read again after marking, and any there lift the mark again.
+   * A restock landing after that read finds the marks and relists. True when the delist stands.
    */
-  async delistLowStock(saleId: string, sku: string, shards: number, now = Date.now()): Promise<void> {
-    await Promise.all(refsOf(saleId, { sku, shards }).map((ref) => delistItem(this.scripts, ref, { now, reason: 'low_stock' })));
+  async delistLowStock(saleId: string, sku: string, shards: number, now = Date.now()): Promise<boolean> {
+    const refs = refsOf(saleId, { sku, shards });
+    await Promise.all(refs.map((ref) => delistItem(this.scripts, ref, { now, reason: 'low_stock' })));
+    if ((await this.unitsAboveLevel(saleId, { sku, shards })) === 0) return true;
+    await Promise.all(refs.map((ref) => relistItem(this.scripts, ref, 'low_stock')));
+    return false;
+  }
+
+  /** K > 1: Σ available over the item's shards (the units above its low-stock level). */
+  private async unitsAboveLevel(saleId: string, item: ItemShards): Promise<number> {
+    const rows = await Promise.all(refsOf(saleId, item).map((ref) => this.redis.hget(shardKeys(this.prefix, saleId, item.sku, ref.shard).item, 'available')));
+    return rows.reduce((units, available) => units + Number(available ?? 0), 0);
   }
 
   /** An operator's relist, on every shard; on K > 1 shard 0 also releases its held units. */

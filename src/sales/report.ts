@@ -32,9 +32,41 @@ export interface SaleReportData {
   readonly persistLagSeconds: number;
   /** Order states Postgres refused as data, set aside in order_dead_letters. */
   readonly ordersDeadLettered: number;
-  /** Persist batches that failed for good (e.g. the oversell guard refused an order). */
+  /** Persist batches that failed for good (kept in BullMQ's failed set for an operator). */
   readonly persistFailedBatches: number;
   readonly items: readonly ItemReport[];
+  /** Orders Redis accepted and Postgres's oversell guard refused: every one of them. */
+  readonly ordersRejectedOversell: number;
+  /** Those orders, oldest first (at most REJECTED_LISTED): whom to compensate, a coupon each. */
+  readonly rejectedOversell: readonly RejectedOversell[];
+}
+
+/** An accepted order the record could not hold; `paymentRef` when it was paid (refund it too). */
+export interface RejectedOversell {
+  readonly orderId: string;
+  readonly userId: string;
+  readonly sku: string;
+  readonly quantity: number;
+  readonly amount: number;
+  readonly createdAt: number;
+  readonly rejectedAt: number;
+  readonly paymentRef: string | null;
+}
+
+/** Rejections listed in one report; the count is always whole. Beyond this an operator queries
+ *  `orders WHERE status = 'rejected_oversell'` directly. */
+export const REJECTED_LISTED = 1_000;
+
+interface RejectedRow {
+  id: string;
+  user_id: string;
+  sku: string;
+  quantity: number;
+  amount: string;
+  created_at: Date;
+  rejected_at: Date;
+  payment_ref: string | null;
+  total: string;
 }
 
 interface StatusRow {
@@ -55,7 +87,7 @@ export class SaleReporter {
   async report(saleId: string, now = Date.now()): Promise<SaleReportData | undefined> {
     const view = await this.sales.view(saleId, now, { fresh: true });
     if (!view) return undefined;
-    const [shards, counts, persisted, queued] = await Promise.all([
+    const [shards, counts, persisted, queued, rejected] = await Promise.all([
       this.catalog.shards(saleId),
       // sum(int) is bigint and sum(bigint) numeric: both arrive as strings. The stock and price
       // limits (src/sales/sale.ts) keep them within Number.MAX_SAFE_INTEGER, so Number() is exact.
@@ -68,6 +100,11 @@ export class SaleReporter {
         [saleId],
       ),
       queuedSale(this.queues(), saleId),
+      this.pool.query<RejectedRow>(
+        `SELECT id::text, user_id, sku, quantity, amount, created_at, rejected_at, payment_ref, count(*) OVER () AS total
+         FROM orders WHERE sale_id = $1 AND status = 'rejected_oversell' ORDER BY created_at, id LIMIT $2`,
+        [saleId, REJECTED_LISTED],
+      ),
     ]);
     // Every shard counts its own accepted orders and has its own outbox.
     const items = [...shards.values()];
@@ -102,6 +139,17 @@ export class SaleReporter {
         delistedAt: item.stock.delistedAt,
         state: item.state,
         shards: shards.get(item.sku)?.shards ?? [],
+      })),
+      ordersRejectedOversell: Number(rejected.rows[0]?.total ?? 0),
+      rejectedOversell: rejected.rows.map((row) => ({
+        orderId: row.id,
+        userId: row.user_id,
+        sku: row.sku,
+        quantity: row.quantity,
+        amount: Number(row.amount),
+        createdAt: row.created_at.getTime(),
+        rejectedAt: row.rejected_at.getTime(),
+        paymentRef: row.payment_ref,
       })),
     };
   }

@@ -7,6 +7,9 @@ export interface StoredSale extends SaleDefinition {
   readonly items: readonly (SaleItemDefinition & { readonly restocked: number })[];
 }
 
+/** An operator's last switch of an item (delist or relist), recorded for rebuilds. */
+export type OperatorListing = 'delisted' | 'relisted';
+
 /** A row of `sales` as `SELECT *` returns it (tests read Postgres through the same shape). */
 export interface SaleRow {
   id: string;
@@ -126,6 +129,12 @@ export class SaleRepository {
     };
   }
 
+  /** Whether Postgres holds any order of the sale (orders_by_item_status answers it). */
+  async hasOrders(saleId: string): Promise<boolean> {
+    const found = await this.pool.query('SELECT 1 FROM orders WHERE sale_id = $1 LIMIT 1', [saleId]);
+    return (found.rowCount ?? 0) > 0;
+  }
+
   async list(): Promise<SaleSummary[]> {
     const { rows } = await this.pool.query<SaleRow>('SELECT * FROM sales ORDER BY starts_at DESC, id');
     return rows.map(summaryFromRow);
@@ -149,6 +158,25 @@ export class SaleRepository {
       if (STOCK_LIMIT_CONSTRAINTS.has(String((error as { constraint?: unknown }).constraint))) return 'STOCK_LIMIT_EXCEEDED';
       throw error;
     }
+  }
+
+  /** Records an operator's delist or relist (migrations/0004), so a rebuilt sale shows the item as the operator left it. */
+  async recordListing(saleId: string, sku: string, listing: OperatorListing, at: number): Promise<void> {
+    await this.pool.query('UPDATE sale_items SET operator_listing = $3, operator_listing_at = $4 WHERE sale_id = $1 AND sku = $2', [
+      saleId,
+      sku,
+      listing,
+      new Date(at),
+    ]);
+  }
+
+  /** Each item's last operator delist or relist; items never switched are absent. */
+  async listings(saleId: string): Promise<Map<string, { listing: OperatorListing; at: number }>> {
+    const { rows } = await this.pool.query<{ sku: string; operator_listing: OperatorListing; operator_listing_at: Date }>(
+      'SELECT sku, operator_listing, operator_listing_at FROM sale_items WHERE sale_id = $1 AND operator_listing IS NOT NULL',
+      [saleId],
+    );
+    return new Map(rows.map((row) => [row.sku, { listing: row.operator_listing, at: row.operator_listing_at.getTime() }]));
   }
 
   async markClosed(saleId: string, closedAt: number): Promise<void> {

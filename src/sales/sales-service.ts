@@ -60,12 +60,16 @@ export class SalesService {
   /**
    * Creates a sale: Postgres first (the id's owner), then Redis. A create that finds the id taken
    * finishes loading it into Redis if an earlier create was cut short (no anchor yet), and still
-   * answers SALE_EXISTS.
+   * answers SALE_EXISTS. A sale cut short never took an order nor a close (both need the anchor):
+   * one without an anchor that has either (loaded under layout 1, or its Redis state lost) is
+   * left alone, since loading it from its definition would reopen it with its initial stock.
    */
   async create(sale: SaleDefinition): Promise<SaleView | 'SALE_EXISTS'> {
     if (!(await this.repository.insert(sale))) {
       const stored = await this.definition(sale.id, true);
-      if (stored && (await this.catalog.load(stored))) this.logger.warn({ event: 'sale_load_finished', saleId: sale.id }, 'finished loading a sale cut short');
+      if (stored && stored.closedAt === null && !(await this.repository.hasOrders(sale.id)) && (await this.catalog.load(stored))) {
+        this.logger.warn({ event: 'sale_load_finished', saleId: sale.id }, 'finished loading a sale cut short');
+      }
       return 'SALE_EXISTS';
     }
     await this.catalog.load(sale);
@@ -153,6 +157,7 @@ export class SalesService {
     if (missing) return missing;
     const result = await this.catalog.delist(saleId, sku);
     if (!result.ok) return result.code;
+    await this.repository.recordListing(saleId, sku, 'delisted', Date.now());
     this.events.onDelisted(saleId, sku, 'operator');
     this.logger.info({ event: 'item_delisted', saleId, sku, reason: 'operator' }, 'item delisted by an operator');
     return this.itemView(saleId, sku);
@@ -163,6 +168,7 @@ export class SalesService {
     if (missing) return missing;
     const result = await this.catalog.relist(saleId, sku);
     if (!result.ok) return result.code;
+    await this.repository.recordListing(saleId, sku, 'relisted', Date.now());
     this.logger.info({ event: 'item_relisted', saleId, sku }, 'item relisted by an operator');
     return this.itemView(saleId, sku);
   }

@@ -44,6 +44,18 @@ export function encodeKeyPart(part: string): string {
   return encoded;
 }
 
+/** encodeKeyPart's inverse: %XX runs are UTF-8 bytes, %uXXXX a lone surrogate; undefined when malformed. */
+export function decodeKeyPart(encoded: string): string | undefined {
+  try {
+    return encoded
+      .split(/(%u[0-9A-F]{4})/)
+      .map((part) => (part.startsWith('%u') ? String.fromCharCode(parseInt(part.slice(2), 16)) : decodeURIComponent(part)))
+      .join('');
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * FNV-1a (32 bits) of a string's UTF-8 bytes. Shard tags and home shards are derived from it, and
  * live data sits where it points: the function must never change (test/unit/keys.test.ts pins
@@ -84,10 +96,11 @@ export interface ShardKeys {
   /** The sale's window as this shard knows it: startsAt, endsAt, paymentWindowMs, closedAt, ordersAccepted. */
   readonly sale: string;
   /**
-   * The shard's stock: sku, shard, shards, available, total, unitPrice, perUserLimit, delisted,
-   * delistedAt, soldOutAt, outPending (units debited by transfers not yet credited);
-   * K = 1: lowUnits | lowPct (the low-stock rule decided in the script);
-   * K > 1, shard 0 only: held (the low-stock level's units, never sold or transferred).
+   * The shard's stock: sku, shard, shards, available, unitPrice, perUserLimit, delisted,
+   * delistedAt, soldOutAt, outPending (units debited by transfers not yet credited).
+   * Shard 0 only: total and lowUnits | lowPct (K = 1: the low-stock rule decided in the scripts;
+   * K > 1: the level restockItem tops `held` up to), and K > 1: held (the level's units, never
+   * sold or transferred).
    */
   readonly item: string;
   /** userId -> live quantity, for users whose home is this shard. */

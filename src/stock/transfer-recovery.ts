@@ -6,6 +6,7 @@
 import type { Logger } from '../logger.ts';
 import type { RedisClient } from '../redis/connection.ts';
 import { anchorKey } from './keys.ts';
+import { itemsOfAnchor } from './scripts/load-sale.ts';
 import type { StockTransfers } from './transfers.ts';
 
 /** An item split into `shards` stock shards (only K > 1 items have transfers). */
@@ -82,23 +83,7 @@ export function anchoredItems(redis: RedisClient, prefix: string, liveSaleIds: (
     const sales = await liveSaleIds();
     const anchors = await Promise.all(sales.map((saleId) => redis.hgetall(anchorKey(prefix, saleId))));
     return sales.flatMap((saleId, i) =>
-      Object.entries(anchors[i] ?? {}).flatMap(([field, value]) => {
-        const sku = field.startsWith('shards:') ? decodeKeyPart(field.slice('shards:'.length)) : undefined;
-        const shards = Number(value);
-        return sku !== undefined && Number.isInteger(shards) && shards > 1 ? [{ saleId, sku, shards }] : [];
-      }),
+      itemsOfAnchor(anchors[i] ?? {}).flatMap(({ sku, shards }) => (Number.isInteger(shards) && shards > 1 ? [{ saleId, sku, shards }] : [])),
     );
   };
-}
-
-/** encodeKeyPart's inverse (keys.ts): %XX runs are UTF-8 bytes, %uXXXX a lone surrogate; undefined when malformed. */
-export function decodeKeyPart(encoded: string): string | undefined {
-  try {
-    return encoded
-      .split(/(%u[0-9A-F]{4})/)
-      .map((part) => (part.startsWith('%u') ? String.fromCharCode(parseInt(part.slice(2), 16)) : decodeURIComponent(part)))
-      .join('');
-  } catch {
-    return undefined;
-  }
 }

@@ -10,7 +10,7 @@
 import { randomUUID } from 'node:crypto';
 import { shardKeys } from './keys.ts';
 import type { Scripts } from './scripts/registry.ts';
-import type { ReplicaAck } from './scripts/reserve-order.ts';
+import type { ReplicaAck } from './scripts/acked.ts';
 import { transferDone } from './scripts/transfer-done.ts';
 import { transferIn } from './scripts/transfer-in.ts';
 import { transferOut, type TransferShard } from './scripts/transfer-out.ts';

@@ -10,9 +10,9 @@ import { startService } from '../../src/service.ts';
 import { saleDefinition, saleItem } from '../support/lua-fixtures.ts';
 import type { Scripts } from '../../src/stock/scripts/registry.ts';
 import { transferOut } from '../../src/stock/scripts/transfer-out.ts';
-import { TransferRecovery, anchoredItems, decodeKeyPart } from '../../src/stock/transfer-recovery.ts';
+import { TransferRecovery, anchoredItems } from '../../src/stock/transfer-recovery.ts';
 import { StockTransfers } from '../../src/stock/transfers.ts';
-import { anchorKey, encodeKeyPart } from '../../src/stock/keys.ts';
+import { anchorKey, decodeKeyPart, encodeKeyPart } from '../../src/stock/keys.ts';
 import { shardFixture } from './../support/shard-fixture.ts';
 
 const fx = shardFixture({ connections: 6 });

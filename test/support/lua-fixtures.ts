@@ -11,9 +11,8 @@ import { liveOrderFromHash, type LiveOrder, type Order } from '../../src/orders/
 import { OrderStore } from '../../src/orders/order-store.ts';
 import { OrderRepository } from '../../src/orders/repository.ts';
 import { SaleCatalog } from '../../src/sales/catalog.ts';
-import { anchorKey, encodeKeyPart, homeShard, orderKeyOf, shardKeys, stockEventsChannel, userOrdersKey, type ShardKeys, type ShardRef } from '../../src/stock/keys.ts';
-import { mintOrderId } from '../../src/stock/order-id.ts';
-import { shardRefsOf, stockShardsOf, type SaleDefinition, type SaleItemDefinition } from '../../src/sales/sale.ts';
+import { orderKeyOf, shardKeys, stockEventsChannel, type ShardKeys } from '../../src/stock/keys.ts';
+import type { SaleDefinition, SaleItemDefinition } from '../../src/sales/sale.ts';
 import { Reservations, type Reservation, type ReserveRequest } from '../../src/orders/reservations.ts';
 import { payOrder, type PayOrderReply } from '../../src/stock/scripts/pay-order.ts';
 import { expireDue, type ExpireDueReply } from '../../src/stock/scripts/expire-due.ts';
@@ -22,7 +21,6 @@ import { releaseOrder, type ReleaseOrderReply } from '../../src/stock/scripts/re
 import { StockTransfers } from '../../src/stock/transfers.ts';
 import { createTestContext, type TestContext } from './context.ts';
 import { saleState, shardZeroKeys } from './sale-state.ts';
-import { scanKeys as scanRedisKeys } from '../../tools/redis-keys.ts';
 
 /** The item most script tests sell. */
 const SKU = 'phone-x';
@@ -115,6 +113,8 @@ export function luaFixture(options: LuaFixtureOptions) {
     },
     /** The keys of shard 0 (of K) of an item (phone-x unless told) of a sale, in this file's namespace. */
     keys: (saleId: string, sku = SKU, shard = 0) => shardZeroKeys(the().prefix, saleId, sku, shard),
+    /** Every key of one stock shard (shard 0 of phone-x unless told): order(id), sweepLease, transfers… */
+    shardKeys: (saleId: string, sku = SKU, shard = 0): ShardKeys => shardKeys(the().prefix, saleId, sku, shard),
 
     /** What the stock-events channel announced while `act` ran, parsed, in order. */
     async announced(act: () => Promise<unknown>): Promise<unknown[]> {
@@ -182,14 +182,29 @@ export function luaFixture(options: LuaFixtureOptions) {
       );
     },
 
-    /** Places an order at `now` that must be accepted, and returns it. */
-    async place(saleId: string, userId = 'u-1', quantity = 1, sku = SKU): Promise<Order> {
-      const result = await reservationsOn(the().redis).reserve({ saleId, sku, userId, quantity }, now);
+    /** Places an order at `now` (or `at`) through the reserve, on the shopper's home shard; it must be accepted. */
+    async place(saleId: string, userId = 'u-1', quantity = 1, sku = SKU, at = now): Promise<LiveOrder> {
+      const result = await reservationsOn(the().redis).reserve({ saleId, sku, userId, quantity }, at);
       if (result.kind !== 'accepted') throw new Error(`expected an accepted order, got ${JSON.stringify(result)}`);
-      return result.order;
+      // The record the reserve wrote, which also names the shard that made the order.
+      const order = liveOrderFromHash(await the().redis.hgetall(orderKeyOf(the().prefix, result.order.id) ?? ''));
+      if (!order) throw new Error(`order ${result.order.id} has no layout-2 record`);
+      return order;
     },
 
     scriptsFor,
+
+    /** Delists an item (phone-x unless told) at `now` the way production does: an operator's delist, or the low-stock rule's on every shard. */
+    async delist(saleId: string, reason: 'operator' | 'low_stock', sku = SKU): Promise<void> {
+      const { catalog } = the();
+      if (reason === 'operator') {
+        expect(await catalog.delist(saleId, sku, now)).toEqual({ ok: true });
+        return;
+      }
+      const item = (await state.itemsOf(saleId)).find((candidate) => candidate.sku === sku);
+      if (!item) throw new Error(`no item ${sku} in sale ${saleId}`);
+      await catalog.delistLowStock(saleId, sku, item.shards, now);
+    },
 
     /** payOrder's binding called directly, on `client` (the main connection by default). */
     pay: async (order: OrderRef, userId: string, paymentRef: string, at: number, client?: Redis): Promise<PayOrderReply> =>
@@ -221,158 +236,10 @@ export function luaFixture(options: LuaFixtureOptions) {
   };
 }
 
-// ---- Layout 2 (appended by helper "orders") -------------------------------------------------
-
 /** The shard an order's record names (layout 2), read from the record its id points at. */
 async function shardOfRecord({ redis, prefix }: { redis: Redis; prefix: string }, orderId: string): Promise<number> {
   const key = orderKeyOf(prefix, orderId);
   const shard = key === undefined ? null : await redis.hget(key, 'shard');
   if (shard === null) throw new Error(`order ${orderId} has no layout-2 record naming its shard`);
   return Number(shard);
-}
-
-/**
- * Writes a sale in key layout 2 as layout2.md pins it: every shard's `sale` and `item` hashes
- * (stock split evenly over K = stockShards, no low-stock level), then the anchor last. A stand-in
- * for the layout-2 loader so the order scripts, lookups and sweeper are tested on layout 2 before
- * it lands; the real loader must write at least these fields.
- */
-export async function seedLayout2Sale(redis: Redis, prefix: string, sale: SaleDefinition): Promise<ShardRef[]> {
-  const paymentWindowMs = sale.paymentWindowSeconds * 1000;
-  const anchor: Record<string, string | number> = { startsAt: sale.startsAt, endsAt: sale.endsAt, paymentWindowMs, closedAt: '', layout: '2' };
-  const refs = shardRefsOf(sale);
-  for (const ref of refs) {
-    const item = sale.items.find((candidate) => candidate.sku === ref.sku);
-    if (!item) throw new Error(`no item ${ref.sku}`);
-    const keys = shardKeys(prefix, ref.saleId, ref.sku, ref.shard);
-    const units = Math.floor(item.stock / ref.shards) + (ref.shard < item.stock % ref.shards ? 1 : 0);
-    await redis.hset(keys.sale, { startsAt: sale.startsAt, endsAt: sale.endsAt, paymentWindowMs, closedAt: '', ordersAccepted: 0 });
-    await redis.hset(keys.item, {
-      sku: ref.sku, shard: ref.shard, shards: ref.shards, available: units, unitPrice: item.unitPrice, perUserLimit: item.perUserLimit,
-      delisted: '', delistedAt: '', soldOutAt: '', ...(ref.shard === 0 && { total: item.stock }),
-    });
-    anchor[`shards:${encodeKeyPart(item.sku)}`] = stockShardsOf(item);
-  }
-  await redis.hset(anchorKey(prefix, sale.id), anchor);
-  return refs;
-}
-
-/** A layout-2 order request: the shopper lands on homeShard(userId, shards). */
-export interface Layout2Placement {
-  readonly saleId: string;
-  readonly sku: string;
-  readonly userId: string;
-  readonly quantity?: number;
-  /** K of the item (1 unless told). */
-  readonly shards?: number;
-  /** Another shard than the shopper's home (what a record naming its shard must still be honoured for). */
-  readonly shard?: number;
-  readonly now: number;
-}
-
-/**
- * Places an order the way the layout-2 reserve does on the shopper's home shard: its units off the
- * shard's stock and onto the user's live quantity there, the order record (with `shard`, id minted
- * with the shard's tag, TTL a day past its deadline), its deadline, its outbox entry, and the
- * shopper index. No checks: tests arrange only orders the reserve would accept.
- */
-export async function seedLayout2Order(redis: Redis, prefix: string, placement: Layout2Placement): Promise<LiveOrder> {
-  const { saleId, sku, userId, now } = placement;
-  const quantity = placement.quantity ?? 1;
-  const shard = placement.shard ?? homeShard(userId, placement.shards ?? 1);
-  const keys: ShardKeys = shardKeys(prefix, saleId, sku, shard);
-  const [unitPrice, paymentWindowMs] = [await redis.hget(keys.item, 'unitPrice'), await redis.hget(keys.sale, 'paymentWindowMs')];
-  if (unitPrice === null || paymentWindowMs === null) throw new Error(`shard ${shard} of ${saleId}/${sku} is not loaded`);
-  const id = mintOrderId(keys.tag);
-  const expiresAt = now + Number(paymentWindowMs);
-  const record = {
-    id, saleId, sku, shard: String(shard), userId, quantity: String(quantity), unitPrice, amount: String(Number(unitPrice) * quantity),
-    status: 'pending_payment', createdAt: String(now), expiresAt: String(expiresAt), idempotencyKey: '',
-  };
-  await redis
-    .multi()
-    .hincrby(keys.item, 'available', -quantity)
-    .hincrby(keys.users, userId, quantity)
-    .hset(keys.order(id), record)
-    .pexpireat(keys.order(id), expiresAt + 86_400_000)
-    .zadd(keys.deadlines, expiresAt, id)
-    .hincrby(keys.sale, 'ordersAccepted', 1)
-    .xadd(keys.outbox, '*', ...Object.entries(record).flat())
-    .zadd(userOrdersKey(prefix, userId), now, id)
-    .pexpire(userOrdersKey(prefix, userId), 48 * 3_600_000)
-    .exec();
-  const order = liveOrderFromHash(record);
-  if (!order) throw new Error('seeded a malformed order');
-  return order;
-}
-
-/** Σ available over an item's shards (layout 2). */
-export async function layout2Available(redis: Redis, prefix: string, saleId: string, sku: string, shards = 1): Promise<number> {
-  let sum = 0;
-  for (let k = 0; k < shards; k++) sum += Number((await redis.hget(shardKeys(prefix, saleId, sku, k).item, 'available')) ?? Number.NaN);
-  return sum;
-}
-
-/** What layout2Orders needs of an open lua fixture. */
-interface OpenFixture {
-  readonly redis: Redis;
-  readonly prefix: string;
-}
-
-/**
- * The lua fixture's arrange and read steps on key layout 2, for the order scripts' tests: sales
- * seeded with seedLayout2Sale, orders with seedLayout2Order (on the shopper's home shard), stock
- * and live quantities summed over an item's shards, and a shard's keys.
- */
-export function layout2Orders(fixture: OpenFixture, now: number) {
-  const shardsOf = async (saleId: string, sku: string): Promise<number> => {
-    const { redis, prefix } = fixture;
-    const k = await redis.hget(anchorKey(prefix, saleId), `shards:${encodeKeyPart(sku)}`);
-    if (k === null) throw new Error(`no item ${sku} in sale ${saleId} (layout 2)`);
-    return Number(k);
-  };
-  return {
-    shardsOf,
-    /** Loads a sale open around `now` (see saleDefinition) in layout 2. */
-    async loadSale(id: string, items: SaleItemDefinition[] = [saleItem()], overrides: Partial<SaleDefinition> = {}): Promise<SaleDefinition> {
-      const sale = saleDefinition(id, items, now, overrides);
-      await seedLayout2Sale(fixture.redis, fixture.prefix, sale);
-      return sale;
-    },
-    /** Places an order at `now` (or `at`) on the user's home shard. */
-    async place(saleId: string, userId = 'u-1', quantity = 1, sku = SKU, at = now): Promise<LiveOrder> {
-      return seedLayout2Order(fixture.redis, fixture.prefix, { saleId, sku, userId, quantity, shards: await shardsOf(saleId, sku), now: at });
-    },
-    /** One shard's keys (shard 0 unless told). */
-    keys: (saleId: string, sku = SKU, shard = 0): ShardKeys => shardKeys(fixture.prefix, saleId, sku, shard),
-    /** The record key of an order. */
-    orderKey: (orderId: string): string => orderKeyOf(fixture.prefix, orderId) ?? '',
-    /** Σ available over the item's shards. */
-    available: async (saleId: string, sku = SKU): Promise<number> => layout2Available(fixture.redis, fixture.prefix, saleId, sku, await shardsOf(saleId, sku)),
-    /** Every user's live quantity of the item, over its shards. */
-    async liveQuantities(saleId: string, sku = SKU): Promise<Record<string, string>> {
-      const merged: Record<string, string> = {};
-      for (let k = 0; k < (await shardsOf(saleId, sku)); k++) Object.assign(merged, await fixture.redis.hgetall(shardKeys(fixture.prefix, saleId, sku, k).users));
-      return merged;
-    },
-    /** Every key in the slots of the sale's shards, with its content: what "writes nothing" is checked against. */
-    async snapshot(saleId: string, skus: readonly string[] = [SKU]): Promise<Record<string, unknown>> {
-      const { redis, prefix } = fixture;
-      const state: Record<string, unknown> = {};
-      for (const sku of skus) {
-        for (let k = 0; k < (await shardsOf(saleId, sku)); k++) {
-          const slot = shardKeys(prefix, saleId, sku, k).sale.split('}')[0] ?? '';
-          for (const key of await scanRedisKeys(redis, `${slot}}:*`)) {
-            const type = await redis.type(key);
-            if (type === 'hash') state[key] = await redis.hgetall(key);
-            else if (type === 'zset') state[key] = await redis.zrange(key, 0, -1, 'WITHSCORES');
-            else if (type === 'stream') state[key] = await redis.xrange(key, '-', '+');
-            else if (type === 'string') state[key] = await redis.get(key);
-            else state[key] = type;
-          }
-        }
-      }
-      return state;
-    },
-  };
 }

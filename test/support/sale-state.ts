@@ -3,7 +3,7 @@
 // by the Lua and HTTP fixtures; `source` is read on each call, so it may name a client that is
 // opened later. An item's K is read from the sale's anchor.
 import type { Redis } from 'ioredis';
-import { skuOfAnchorField } from '../../src/sales/catalog.ts';
+import { itemsOfAnchor } from '../../src/stock/scripts/load-sale.ts';
 import { anchorKey, encodeKeyPart, orderKeyOf, shardKeys, tagHex, userOrdersKey, type ShardKeys } from '../../src/stock/keys.ts';
 import { scanKeys as scanRedisKeys } from '../../tools/redis-keys.ts';
 
@@ -57,11 +57,7 @@ export function saleState(source: () => { redis: Redis; prefix: string }): SaleS
 
   async function itemsOf(saleId: string): Promise<{ sku: string; shards: number }[]> {
     const { redis, prefix } = source();
-    const anchor = await redis.hgetall(anchorKey(prefix, saleId));
-    return Object.entries(anchor).flatMap(([field, shards]) => {
-      const sku = skuOfAnchorField(field);
-      return sku === undefined ? [] : [{ sku, shards: Number(shards) }];
-    });
+    return itemsOfAnchor(await redis.hgetall(anchorKey(prefix, saleId)));
   }
 
   async function shardsOf(saleId: string, sku: string) {
@@ -120,11 +116,8 @@ export function saleState(source: () => { redis: Redis; prefix: string }): SaleS
 
 /** The keys of every stock shard of a loaded sale, read from its anchor (each item's K). */
 export async function shardKeysOfSale(redis: Redis, prefix: string, saleId: string): Promise<ShardKeys[]> {
-  const anchor = await redis.hgetall(anchorKey(prefix, saleId));
-  return Object.entries(anchor).flatMap(([field, value]) => {
-    const sku = skuOfAnchorField(field);
-    return sku === undefined ? [] : Array.from({ length: Number(value) }, (_, shard) => shardKeys(prefix, saleId, sku, shard));
-  });
+  const items = itemsOfAnchor(await redis.hgetall(anchorKey(prefix, saleId)));
+  return items.flatMap(({ sku, shards }) => Array.from({ length: shards }, (_, shard) => shardKeys(prefix, saleId, sku, shard)));
 }
 
 /** The keys of a one-item, one-shard sale's only stock shard (throws for any other sale). */

@@ -1,7 +1,7 @@
 // The anchor names each item's K under `shards:<encoded sku>`; closing a sale reads the SKUs back
 // from those fields, so decoding must invert encodeKeyPart exactly, whatever the SKU holds.
 import { expect, it } from 'vitest';
-import { skuOfAnchorField } from '../../src/sales/catalog.ts';
+import { skuOfAnchorField } from '../../src/stock/scripts/load-sale.ts';
 import { encodeKeyPart } from '../../src/stock/keys.ts';
 
 it.each(['phone-x', 'a:b', '{x} y', 'p%3Aq', '100%', '用户', 'emoji-😀', 'lone-\ud800-x', 'tail-\udfff'])('when the SKU is %j, then its anchor field decodes back to it', (sku) => {

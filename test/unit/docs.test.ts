@@ -1,7 +1,7 @@
 // The project's own docs stay true to the code they describe: every error code of the catalogue
-// is in docs/api.md's error table with its status, every setting in docs/design.md's table, and
-// the README sends readers to docs/, not outside the repository.
-import { readFileSync } from 'node:fs';
+// is in docs/api.md's error table with its status, every setting in docs/design.md's table, every
+// script of lua/ in its script table, and the README sends readers to docs/, not outside the repository.
+import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { API_ERRORS } from '../../src/http/errors.ts';
 
@@ -28,6 +28,15 @@ describe('docs/api.md', () => {
 });
 
 describe('docs/design.md', () => {
+  it('when read, then its script table names every script of lua/', () => {
+    // lua/reserveOrder-8.lua is the script `reserveOrder` (the suffix is its version).
+    const scripts = readdirSync(new URL('lua/', root)).flatMap((file) => /^([A-Za-z]+)(?:-\d+)?\.lua$/.exec(file)?.[1] ?? []);
+    const section = read('docs/design.md').split(/^## Redis: the scripts that decide\s*$/m)[1]?.split(/^## /m)[0] ?? '';
+    const documented = new Set([...section.matchAll(/^\|([^|]*)\|/gm)].flatMap((row) => [...row[1]!.matchAll(/`([A-Za-z]+)`/g)].map((name) => name[1]!)));
+    expect(scripts.length).toBeGreaterThan(0);
+    expect(scripts.filter((name) => !documented.has(name))).toEqual([]);
+  });
+
   it('when read, then its configuration table names every setting of .env.example', () => {
     const settings = [...read('.env.example').matchAll(/^([A-Z_]+)=/gm)].map((match) => match[1]!);
     const section = read('docs/design.md').split(/^## Configuration\s*$/m)[1]?.split(/^## /m)[0] ?? '';

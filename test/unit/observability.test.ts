@@ -253,7 +253,7 @@ describe('alert rules (ops/prometheus/alerts.yml)', () => {
     expect(lag.expr).toMatch(/>\s*5\b/);
     expect(lag.for).toBe('1m');
     find('failed jobs', (r) => /flashsale_queue_jobs\{state="failed"\}\)?\s*>\s*0/.test(r.expr));
-    find('guard refusals', (r) => /increase\(flashsale_persist_failures_total\{reason="guard"\}\[5m\]\)\)?\s*>\s*0/.test(r.expr));
+    find('guard refusals', (r) => /increase\(flashsale_orders_rejected_oversell_total\[5m\]\)\)?\s*>\s*0/.test(r.expr));
     find('5xx ratio', (r) => /http_request_duration_seconds_count\{status_code=~"5\.\."\}/.test(r.expr) && r.expr.includes('/'));
     find('negative stock', (r) => /flashsale_stock_available\)?\s*<\s*0/.test(r.expr));
     find('Postgres trailing', (r) => r.expr.includes('flashsale_queue_jobs{state="waiting"}') && r.for === '2m');

@@ -76,6 +76,19 @@ const ReportBody = Type.Object({
       ),
     }),
   ),
+  ordersRejectedOversell: Type.Integer(),
+  rejectedOversell: Type.Array(
+    Type.Object({
+      orderId: Type.String(),
+      userId: Type.String(),
+      sku: Type.String(),
+      quantity: Type.Integer(),
+      amount: Type.Integer(),
+      createdAt: Timestamp,
+      rejectedAt: Timestamp,
+      paymentRef: Type.Union([Type.String(), Type.Null()]),
+    }),
+  ),
 });
 
 export interface AdminRouteOptions {
@@ -164,6 +177,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox<AdminRouteOptions> = async (
           delistedAt: optionalIso(item.delistedAt),
           shards: item.shards.map((shard) => ({ ...shard, tag: tagHex(shard.tag) })),
         })),
+        rejectedOversell: report.rejectedOversell.map((order) => ({ ...order, createdAt: iso(order.createdAt), rejectedAt: iso(order.rejectedAt) })),
       };
     },
   );

@@ -1,7 +1,7 @@
 // loadShard-2.lua and loadSale-1.lua: a sale is loaded shard by shard (each shard's copy of the
 // window and its stock, one step per slot), then its anchor, last: the anchor's existence means
 // every shard is loaded, and a load cut short is finished by running it again.
-import { anchorKey, encodeKeyPart, shardKeys, type ShardRef } from '../keys.ts';
+import { anchorKey, decodeKeyPart, encodeKeyPart, shardKeys, type ShardRef } from '../keys.ts';
 import type { Scripts } from './registry.ts';
 import { parseReply } from './reply.ts';
 import type { Refusal } from './refusals.ts';
@@ -55,4 +55,17 @@ export async function loadSale(
 /** The anchor's field holding an item's K. */
 export function anchorShardsField(sku: string): string {
   return `shards:${encodeKeyPart(sku)}`;
+}
+
+/** The SKU an anchor field `shards:<encoded sku>` names; undefined for the anchor's other fields. */
+export function skuOfAnchorField(field: string): string | undefined {
+  return field.startsWith('shards:') ? decodeKeyPart(field.slice('shards:'.length)) : undefined;
+}
+
+/** Every item an anchor (its HGETALL) lists, with its K. */
+export function itemsOfAnchor(anchor: Record<string, string>): { sku: string; shards: number }[] {
+  return Object.entries(anchor).flatMap(([field, shards]) => {
+    const sku = skuOfAnchorField(field);
+    return sku === undefined ? [] : [{ sku, shards: Number(shards) }];
+  });
 }

@@ -10,6 +10,8 @@ export interface PayOrderArgs {
   readonly userId: string;
   readonly paymentRef: string;
   readonly now: number;
+  /** A payment outage holds deadlines (src/orders/payment-outage.ts): lateness does not expire the order. */
+  readonly outage?: boolean;
 }
 
 export type PayOrderReply =
@@ -21,7 +23,7 @@ export type PayOrderReply =
   | Refusal<'payOrder'>;
 
 export async function payOrder(scripts: Scripts, keys: OrderKeys, args: PayOrderArgs): Promise<PayOrderReply> {
-  const reply = await scripts.client.payOrder(...orderChangeKeys(scripts.prefix, keys), args.userId, args.paymentRef, args.now);
+  const reply = await scripts.client.payOrder(...orderChangeKeys(scripts.prefix, keys), args.userId, args.paymentRef, args.now, args.outage ? 1 : 0);
   return parseReply<PayOrderReply>('payOrder', reply, {
     PAID: () => ({ code: 'PAID' }) as const,
     ALREADY_PAID: () => ({ code: 'ALREADY_PAID' }) as const,

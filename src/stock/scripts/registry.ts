@@ -18,8 +18,8 @@ declare module 'ioredis' {
       saleId: string, sku: string, orderId: string, userId: string, quantity: number, nowMs: number,
       idempotencyKey: string, idempotencyTtlSeconds: number, orderRetentionMs: number, attemptsPerSecond: number, shard: number,
     ): Result<unknown, Context>;
-    payOrder(order: Key, item: Key, users: Key, outbox: Key, deadlines: Key, userId: string, paymentRef: string, nowMs: number): Result<unknown, Context>;
-    releaseOrder(order: Key, item: Key, users: Key, outbox: Key, deadlines: Key, userId: string, nowMs: number): Result<unknown, Context>;
+    payOrder(order: Key, item: Key, users: Key, outbox: Key, deadlines: Key, userId: string, paymentRef: string, nowMs: number, outage: 0 | 1): Result<unknown, Context>;
+    releaseOrder(order: Key, item: Key, users: Key, outbox: Key, deadlines: Key, userId: string, nowMs: number, outage: 0 | 1): Result<unknown, Context>;
     /** Variable keys: the key count first, then the shard's outbox, deadlines, item and users, the orders' keys; then nowMs, sku, shard, the order ids. */
     expireDue(numberOfKeys: number, ...keysThenArgs: (string | number)[]): Result<unknown, Context>;
     loadSale(anchor: Key, saleJson: string, shardsJson: string): Result<unknown, Context>;

@@ -9,6 +9,8 @@ export interface ReleaseOrderArgs {
   /** The cancelling user; '' for operators (any user's order). */
   readonly userId: string;
   readonly now: number;
+  /** A payment outage holds deadlines: a late cancel cancels instead of expiring the order. */
+  readonly outage?: boolean;
 }
 
 export type ReleasedStatus = 'cancelled' | 'expired';
@@ -23,7 +25,7 @@ export type ReleaseOrderReply =
 const isReleased = (value: unknown): value is ReleasedStatus => value === 'cancelled' || value === 'expired';
 
 export async function releaseOrder(scripts: Scripts, keys: OrderKeys, args: ReleaseOrderArgs): Promise<ReleaseOrderReply> {
-  const reply = await scripts.client.releaseOrder(...orderChangeKeys(scripts.prefix, keys), args.userId, args.now);
+  const reply = await scripts.client.releaseOrder(...orderChangeKeys(scripts.prefix, keys), args.userId, args.now, args.outage ? 1 : 0);
   return parseReply<ReleaseOrderReply>('releaseOrder', reply, {
     RELEASED: ([status, reopened]) => {
       const value = flag(reopened);

@@ -1,9 +1,8 @@
 // reserveOrder-8.lua: on the shopper's home stock shard, counts the attempt against the
 // shopper's per-second limit, decides it and, when it is accepted, records it (stock, the user's
 // live quantity, order record, outbox entry, deadline, idempotency key) in one step.
-import { setTimeout as sleep } from 'node:timers/promises';
-import { Cluster } from 'ioredis';
 import { shardKeys } from '../keys.ts';
+import { runAcked, type ReplicaAck } from './acked.ts';
 import type { Scripts } from './registry.ts';
 import { flag, integer, parseReply } from './reply.ts';
 import type { Refusal } from './refusals.ts';
@@ -65,18 +64,9 @@ export async function reserveOrder(scripts: Scripts, keys: ReserveOrderKeys, arg
   return parse(keys, args, await scripts.client.reserveOrder(...commandArguments(scripts.prefix, keys, args)));
 }
 
-/** What Redis WAIT asks for: this many replicas to acknowledge the write, waiting at most timeoutMs. */
-export interface ReplicaAck {
-  readonly replicas: number;
-  readonly timeoutMs: number;
-}
-
 /**
- * reserveOrder followed by WAIT on the same connection: the replies, and how many replicas
- * acknowledged every write sent on that connection so far (the reserve included). WAIT cannot run
- * inside a script, and on a Cluster a keyless WAIT alone would go to a random node; in one
- * pipeline, ioredis sends both to the node that owns the script's keys (the pipeline's first keyed
- * command picks it), one after the other on that node's connection.
+ * reserveOrder followed by WAIT on the same connection (acked.ts): the reply, and how many
+ * replicas acknowledged every write sent on that connection so far (the reserve included).
  */
 export async function reserveOrderAcked(
   scripts: Scripts,
@@ -84,38 +74,9 @@ export async function reserveOrderAcked(
   args: ReserveOrderArgs,
   ack: ReplicaAck,
 ): Promise<{ readonly reply: ReserveOrderReply; readonly acknowledgedBy: number }> {
-  const deadline = Date.now() + REDIRECT_BUDGET_MS;
-  for (;;) {
-    const results = await scripts.client
-      .pipeline()
-      .reserveOrder(...commandArguments(scripts.prefix, keys, args))
-      .wait(ack.replicas, ack.timeoutMs)
-      .exec();
-    const [reserved, waited] = results ?? [];
-    if (!reserved || !waited) throw new Error('reserveOrder pipeline came back without its replies');
-    const [reserveError, reply] = reserved;
-    // ioredis follows a pipeline's redirections only when its other commands are read-only, and
-    // WAIT is not: a node that no longer (or not yet) serves the sale's slot comes back to us. It
-    // refused the script, so sending it again is safe (and the order id would make it a REPLAY).
-    if (reserveError && REDIRECTED.test(reserveError.message) && Date.now() < deadline) {
-      if (scripts.client instanceof Cluster && reserveError.message.startsWith('MOVED')) scripts.client.refreshSlotsCache();
-      await sleep(REDIRECT_RETRY_DELAY_MS);
-      continue;
-    }
-    // Any other error reply means the script (or WAIT) did not answer: the same as a failed EVALSHA.
-    if (reserveError) throw reserveError;
-    if (waited[0]) throw waited[0];
-    const acknowledgedBy = waited[1];
-    if (typeof acknowledgedBy !== 'number') throw new Error(`WAIT answered ${String(acknowledgedBy)}, not a replica count`);
-    return { reply: parse(keys, args, reply), acknowledgedBy };
-  }
+  const acked = await runAcked(scripts.client, (pipeline) => pipeline.reserveOrder(...commandArguments(scripts.prefix, keys, args)), ack);
+  return { reply: parse(keys, args, acked.reply), acknowledgedBy: acked.acknowledgedBy };
 }
-
-// Replies that say the script did not run on this node: wrong node, or the cluster mid-failover.
-const REDIRECTED = /^(MOVED|ASK|TRYAGAIN|CLUSTERDOWN)\b/;
-// About a failover's worth (2–3 s with a 1 s node timeout); after it the request answers 503.
-const REDIRECT_BUDGET_MS = 5_000;
-const REDIRECT_RETRY_DELAY_MS = 100;
 
 function commandArguments(prefix: string, keys: ReserveOrderKeys, args: ReserveOrderArgs) {
   const { saleId, sku, userId, orderId } = keys;

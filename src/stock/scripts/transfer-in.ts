@@ -1,10 +1,9 @@
 // transferIn-2.lua: the target's credit of an exactly-once transfer (once per transfer id).
 import { shardKeys } from '../keys.ts';
 import type { Scripts } from './registry.ts';
-import type { ReplicaAck } from './reserve-order.ts';
 import { flag, integer, parseReply } from './reply.ts';
 import type { Refusal } from './refusals.ts';
-import { runAcked } from './transfer-ack.ts';
+import { runAcked, type ReplicaAck } from './acked.ts';
 import type { TransferShard } from './transfer-out.ts';
 
 export interface TransferInArgs {

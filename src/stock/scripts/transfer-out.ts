@@ -1,10 +1,9 @@
 // transferOut-3.lua: the donor's debit of an exactly-once transfer between two shards of an item.
 import { shardKeys } from '../keys.ts';
 import type { Scripts } from './registry.ts';
-import type { ReplicaAck } from './reserve-order.ts';
 import { integer, parseReply } from './reply.ts';
 import type { Refusal } from './refusals.ts';
-import { runAcked } from './transfer-ack.ts';
+import { runAcked, type ReplicaAck } from './acked.ts';
 
 /** One shard of one item. */
 export interface TransferShard {

@@ -211,7 +211,7 @@ it(
     expect(afterClose.filter((o) => o.reply.status === 201)).toEqual([]);
     expect(afterClose.filter((o) => o.code === 'SALE_ENDED').length).toBeGreaterThan(0);
     expect(caughtUp).toBe(true);
-    expect(invariants).toEqual({ exactlyOnce: { missing: [], duplicated: [], mismatched: [], extra: [] }, stockTaken: [], overLimit: [] });
+    expect(invariants).toEqual({ exactlyOnce: { missing: [], duplicated: [], mismatched: [], extra: [], rejected: [] }, stockTaken: [], overLimit: [] });
     expect(report.items.find((i) => i.sku === HOT)).toMatchObject({ available: 0, initialStock: HOT_STOCK });
     expect(report.items.find((i) => i.sku === WARM)).toMatchObject({ restocked: RESTOCK });
     expect(publicView.json).toMatchObject({ status: 'closed' });

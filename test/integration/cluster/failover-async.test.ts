@@ -121,7 +121,7 @@ it(
     expect(outcomes.length).toBeGreaterThan(answeredBeforeKill);
     expect(inFlightAtKill).toBeGreaterThan(0);
     expect(ready).toBe(true);
-    expect(compareWithRows(accepted, persisted)).toEqual({ missing: [], duplicated: [], mismatched: [], extra: [] });
+    expect(compareWithRows(accepted, persisted)).toEqual({ missing: [], duplicated: [], mismatched: [], extra: [], rejected: [] });
     expect(persisted.length).toBeLessThanOrEqual(STOCK);
   },
   90_000,

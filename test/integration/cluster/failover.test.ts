@@ -176,7 +176,7 @@ it(
     expect(replicaBack).toBe(true);
     expect(pending).toEqual([]);
     expect(missingInRedis).toEqual([]);
-    expect(compareWithRows(accepted, rows)).toEqual({ missing: [], duplicated: [], mismatched: [], extra: [] });
+    expect(compareWithRows(accepted, rows)).toEqual({ missing: [], duplicated: [], mismatched: [], extra: [], rejected: [] });
   },
   120_000,
 );

@@ -11,7 +11,7 @@ import type { LifecycleEvents } from '../../../src/orders/lifecycle.ts';
 import { shardRefsOf, type SaleDefinition } from '../../../src/sales/sale.ts';
 import type { ShardRef } from '../../../src/stock/keys.ts';
 import type { TestContext } from '../../support/context.ts';
-import { layout2Orders, luaFixture, saleItem as item } from '../../support/lua-fixtures.ts';
+import { luaFixture, saleItem as item } from '../../support/lua-fixtures.ts';
 
 const NOW = Math.floor(Date.now() / 1000) * 1000;
 const SWEEPERS = 4;
@@ -19,9 +19,7 @@ const ORDERS = 400;
 
 const lua = luaFixture({ now: NOW, salePrefix: 'sweepers', connections: SWEEPERS, postgres: true });
 const { pool, newSaleId } = lua;
-// Key layout 2: sales and orders seeded as the layout-2 loader and reserve write them.
-const l2 = layout2Orders(lua, NOW);
-const { loadSale, available, liveQuantities } = l2;
+const { loadSale, available, liveQuantities } = lua;
 
 let ctx: TestContext;
 let prefix: string;
@@ -37,7 +35,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Places `count` one-unit orders, due `windowMs` from now on the real clock. */
 async function placeDue(saleId: string, count: number, from: number): Promise<string[]> {
-  return Promise.all(Array.from({ length: count }, async (_, i) => (await l2.place(saleId, `u-${from + i}`, 1, 'phone-x', Date.now())).id));
+  return Promise.all(Array.from({ length: count }, async (_, i) => (await lua.place(saleId, `u-${from + i}`, 1, 'phone-x', Date.now())).id));
 }
 
 const shardsOf = (sale: SaleDefinition) => async (): Promise<ShardRef[]> => shardRefsOf(sale);
@@ -46,7 +44,7 @@ it('when 4 sweepers run on one sale, then one holds its shard and expires every 
   const saleId = newSaleId('lease');
   // A 1-second payment window on the real clock: the sweepers' timers expire what falls due.
   const sale = await loadSale(saleId, [item({ stock: 2 * ORDERS, perUserLimit: 1 })], { startsAt: Date.now() - 60_000, paymentWindowSeconds: 1 });
-  const keys = l2.keys(saleId);
+  const keys = lua.shardKeys(saleId);
   const expiredBy: Map<string, number>[] = [];
   const sweepers = pool.map((client) => {
     const mine = new Map<string, number>();
@@ -98,8 +96,8 @@ it('when 4 sweepers run on one sale, then one holds its shard and expires every 
 it('when a due deadline names an order whose record is gone, then the sweeper drops it and still expires the rest of the batch', async () => {
   const saleId = newSaleId('gone');
   const sale = await loadSale(saleId, [item({ stock: 10, perUserLimit: 1 })]);
-  const keys = l2.keys(saleId);
-  const orders = [await l2.place(saleId, 'u-1'), await l2.place(saleId, 'u-2')];
+  const keys = lua.shardKeys(saleId);
+  const orders = [await lua.place(saleId, 'u-1'), await lua.place(saleId, 'u-2')];
   await redis.zadd(keys.deadlines, orders[0]!.expiresAt, 'lost-order');
   const expired: string[] = [];
   const events: LifecycleEvents = { onReleased: ({ orderIds }) => void expired.push(...orderIds), onPaid: () => undefined, onReopened: async () => undefined };
@@ -116,8 +114,8 @@ it('when a sale’s hot item has 4 shards, then one round expires the due orders
   const saleId = newSaleId('shards');
   const sale = await loadSale(saleId, [item({ sku: 'hot', stock: 40, perUserLimit: 2, stockShards: 4 }), item({ sku: 'cold', stock: 5 })]);
   const orders = [];
-  for (let i = 0; i < 24; i++) orders.push(await l2.place(saleId, `u-${i}`, 1, 'hot'));
-  orders.push(await l2.place(saleId, 'u-cold', 2, 'cold'));
+  for (let i = 0; i < 24; i++) orders.push(await lua.place(saleId, `u-${i}`, 1, 'hot'));
+  orders.push(await lua.place(saleId, 'u-cold', 2, 'cold'));
   expect(new Set(orders.map((order) => `${order.sku}/${order.shard}`)).size).toBe(5);
   const expired: string[] = [];
   const events: LifecycleEvents = { onReleased: ({ orderIds }) => void expired.push(...orderIds), onPaid: () => undefined, onReopened: async () => undefined };
@@ -126,7 +124,7 @@ it('when a sale’s hot item has 4 shards, then one round expires the due orders
   expect(await sweeper.runOnce(orders[0]!.expiresAt)).toBe(25);
 
   expect(expired.sort()).toEqual(orders.map((order) => order.id).sort());
-  for (let k = 0; k < 4; k++) expect(await redis.hget(l2.keys(saleId, 'hot', k).item, 'available')).toBe('10');
+  for (let k = 0; k < 4; k++) expect(await redis.hget(lua.shardKeys(saleId, 'hot', k).item, 'available')).toBe('10');
   expect(await available(saleId, 'cold')).toBe(5);
   expect(await liveQuantities(saleId, 'hot')).toEqual({});
 });
@@ -147,13 +145,13 @@ it('when 200 shards are live and only one has an order falling due, then timer r
   sweeper.start();
   try {
     await sleep(300);
-    const order = await l2.place(sales[7]!.id, 'late-payer', 1, 'phone-x', Date.now());
+    const order = await lua.place(sales[7]!.id, 'late-payer', 1, 'phone-x', Date.now());
     const startedAt = Date.now();
     await sleep(1_400);
     const ranMs = Date.now() - startedAt + 300;
 
     expect(expired).toEqual([order.id]);
-    expect(await redis.hget(l2.orderKey(order.id), 'status')).toBe('expired');
+    expect(await redis.hget(lua.keys(sales[7]!.id).order(order.id), 'status')).toBe('expired');
     // ~1.7 s of 50 ms rounds is ~30 rounds; looking at every shard each round would be ~6,000 looks.
     const rounds = ranMs / 50;
     expect(sweeper.stats.looks).toBeLessThan(200 * (ranMs / 1_000 + 2) + 20);
@@ -178,14 +176,14 @@ it('when 4 sweepers run on a 4-shard item at once, then every order of every sha
   );
   try {
     for (const sweeper of sweepers) sweeper.start();
-    const ids = await Promise.all(Array.from({ length: 200 }, async (_, i) => (await l2.place(saleId, `sh-${i}`, 1, 'hot', Date.now())).id));
+    const ids = await Promise.all(Array.from({ length: 200 }, async (_, i) => (await lua.place(saleId, `sh-${i}`, 1, 'hot', Date.now())).id));
     const until = Date.now() + 10_000;
     while (Date.now() < until && counts.size < 200) await sleep(50);
     await sleep(200);
 
     expect(counts.size).toBe(200);
     expect(ids.every((id) => counts.get(id) === 1)).toBe(true);
-    for (let k = 0; k < 4; k++) expect(await redis.hget(l2.keys(saleId, 'hot', k).item, 'available')).toBe('100');
+    for (let k = 0; k < 4; k++) expect(await redis.hget(lua.shardKeys(saleId, 'hot', k).item, 'available')).toBe('100');
     expect(await liveQuantities(saleId, 'hot')).toEqual({});
   } finally {
     await Promise.all(sweepers.map((sweeper) => sweeper.stop()));

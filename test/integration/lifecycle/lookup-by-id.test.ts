@@ -1,7 +1,7 @@
 // Key layout 2: reading, paying and cancelling an order go straight to its shard's slot, found
 // from the order id alone (its last 8 hex digits are the shard's tag) — no scan of the live sales,
 // shown with MONITOR while several other sales are live. Units go back to the shard the order's
-// record names. An order Redis no longer holds is answered from Postgres.
+// record names. Sales are loaded by the catalog and orders made by the reserve, as in production. An order Redis no longer holds is answered from Postgres.
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Pool } from '../../../src/db/pool.ts';
@@ -13,7 +13,7 @@ import { SaleRepository } from '../../../src/sales/repository.ts';
 import { homeShard, orderKeyOf, shardKeys, tagHex, userOrdersKey } from '../../../src/stock/keys.ts';
 import { mintOrderId } from '../../../src/stock/order-id.ts';
 import type { TestContext } from '../../support/context.ts';
-import { layout2Available, luaFixture, saleDefinition, saleItem as item, seedLayout2Order, seedLayout2Sale } from '../../support/lua-fixtures.ts';
+import { luaFixture, saleDefinition, saleItem as item } from '../../support/lua-fixtures.ts';
 import { monitorRedis } from '../../support/monitor.ts';
 
 const NOW = Math.floor(Date.now() / 1000) * 1000;
@@ -41,15 +41,14 @@ beforeAll(async () => {
 
 afterAll(() => lua.close());
 
-/** A live sale with a 4-shard hot item and a 1-shard one, in layout 2, plus `others` other live sales. */
+/** A live sale with a 4-shard hot item and a 1-shard one, loaded by the catalog, plus `others` other live sales with an order each. */
 async function liveSales(label: string, others = 5) {
   const saleId = lua.newSaleId(label);
-  const sale = saleDefinition(saleId, [item({ sku: 'hot', stock: 40, perUserLimit: 3, stockShards: K }), item({ sku: 'cold', stock: 10 })], NOW);
-  await seedLayout2Sale(redis, prefix, sale);
+  await lua.loadSale(saleId, [item({ sku: 'hot', stock: 40, perUserLimit: 3, stockShards: K }), item({ sku: 'cold', stock: 10 })]);
   for (let i = 0; i < others; i++) {
     const other = lua.newSaleId(`${label}-other`);
-    await seedLayout2Sale(redis, prefix, saleDefinition(other, [item({ sku: 'hot', stock: 8, stockShards: 2 })], NOW));
-    await seedLayout2Order(redis, prefix, { saleId: other, sku: 'hot', userId: 'bystander', shards: 2, now: NOW });
+    await lua.loadSale(other, [item({ sku: 'hot', stock: 8, stockShards: 2 })]);
+    await lua.place(other, 'bystander', 1, 'hot');
   }
   return saleId;
 }
@@ -64,7 +63,8 @@ describe('lookups by id', () => {
     const saleId = await liveSales('every-shard');
     for (let shard = 0; shard < K; shard++) {
       const userId = userOnShard(shard, `s${shard}`);
-      const order = await seedLayout2Order(redis, prefix, { saleId, sku: 'hot', userId, shards: K, now: NOW });
+      const order = await lua.place(saleId, userId, 1, 'hot');
+      expect(order.shard).toBe(shard);
       expect(order.id.slice(-8)).toBe(tagHex(shardKeys(prefix, saleId, 'hot', shard).tag));
       expect(await store.locate(order.id)).toEqual({ order, inRedis: true });
     }
@@ -77,10 +77,9 @@ describe('lookups by id', () => {
 
   it('when Redis no longer holds a persisted order, then Postgres answers, and pay or cancel decide on its final state', async () => {
     const saleId = lua.newSaleId('postgres');
-    const sale = saleDefinition(saleId, [item({ sku: 'cold', stock: 10 })], NOW);
+    const sale = await lua.loadSale(saleId, [item({ sku: 'cold', stock: 10 })]);
     expect(await new SaleRepository(pg).insert(sale)).toBe(true);
-    await seedLayout2Sale(redis, prefix, sale);
-    const order = await seedLayout2Order(redis, prefix, { saleId, sku: 'cold', userId: 'u-pg', now: NOW });
+    const order = await lua.place(saleId, 'u-pg', 1, 'cold');
     expect(await lifecycle.cancel(order.id, 'u-pg', NOW + 1)).toMatchObject({ kind: 'done', changed: true });
     const cancelled = await store.fromRedis(order.id);
     await new OrderWriter(pg).write(saleId, [cancelled!]);
@@ -98,7 +97,7 @@ describe('pay and cancel on the order’s own shard', () => {
   it('when an order is paid, then its shard’s deadlines and outbox change and no other shard’s state does', async () => {
     const saleId = await liveSales('pay');
     const userId = userOnShard(2, 'payer');
-    const order = await seedLayout2Order(redis, prefix, { saleId, sku: 'hot', userId, quantity: 2, shards: K, now: NOW });
+    const order = await lua.place(saleId, userId, 2, 'hot');
     const keys = shardKeys(prefix, saleId, 'hot', 2);
 
     expect(await lifecycle.pay(order.id, userId, 'ref-1', NOW + 1)).toMatchObject({ kind: 'done', changed: true, order: { status: 'paid', paymentRef: 'ref-1' } });
@@ -106,27 +105,31 @@ describe('pay and cancel on the order’s own shard', () => {
     expect(await redis.zscore(keys.deadlines, order.id)).toBeNull();
     expect(await redis.xlen(keys.outbox)).toBe(2);
     expect(await redis.hget(keys.users, userId)).toBe('2');
-    expect(await layout2Available(redis, prefix, saleId, 'hot', K)).toBe(38);
+    expect(await lua.available(saleId, 'hot')).toBe(38);
   });
 
-  it('when an order’s record names a shard other than its user’s home, then cancelling gives the units back to that shard, not the home one', async () => {
+  it('when an order is cancelled, then its units go back to the shard its record names, and no other shard of the item changes', async () => {
     const saleId = await liveSales('own-shard', 0);
-    const userId = userOnShard(0, 'mover');
-    const order = await seedLayout2Order(redis, prefix, { saleId, sku: 'hot', userId, quantity: 3, shards: K, shard: 3, now: NOW });
-    const [home, own] = [shardKeys(prefix, saleId, 'hot', 0), shardKeys(prefix, saleId, 'hot', 3)];
+    const userId = userOnShard(3, 'mover');
+    const order = await lua.place(saleId, userId, 3, 'hot');
+    const shards = Array.from({ length: K }, (_, k) => shardKeys(prefix, saleId, 'hot', k));
+    const own = shards[3]!;
+    expect(order.shard).toBe(3);
     expect(await redis.hget(own.item, 'available')).toBe('7');
+    const others = async () => Promise.all(shards.filter((keys) => keys !== own).map(async (keys) => [await redis.hget(keys.item, 'available'), await redis.hgetall(keys.users)]));
+    const othersBefore = await others();
 
     expect(await lifecycle.cancel(order.id, userId, NOW + 1)).toMatchObject({ kind: 'done', changed: true, order: { status: 'cancelled' } });
 
     expect(await redis.hmget(own.item, 'available')).toEqual(['10']);
-    expect(await redis.hmget(home.item, 'available')).toEqual(['10']);
     expect(await redis.hgetall(own.users)).toEqual({});
+    expect(await others()).toEqual(othersBefore);
     expect(released.at(-1)).toEqual({ saleId, sku: 'hot', units: 3, orderIds: [order.id] });
   });
 
   it('when another user pays or cancels an order, then it is not found and nothing changes', async () => {
     const saleId = await liveSales('not-yours', 0);
-    const order = await seedLayout2Order(redis, prefix, { saleId, sku: 'cold', userId: 'owner', now: NOW });
+    const order = await lua.place(saleId, 'owner', 1, 'cold');
     expect(await lifecycle.pay(order.id, 'thief', 'ref', NOW + 1)).toEqual({ kind: 'refused', code: 'ORDER_NOT_FOUND' });
     expect(await lifecycle.cancel(order.id, 'thief', NOW + 1)).toEqual({ kind: 'refused', code: 'ORDER_NOT_FOUND' });
     expect(await store.fromRedis(order.id)).toEqual(order);
@@ -137,8 +140,8 @@ describe('no scan', () => {
   it('when several other sales are live, then a lookup, a payment and a cancel send commands only to the order’s own slot', async () => {
     const saleId = await liveSales('monitored', 6);
     const [payer, canceller] = [userOnShard(1, 'mon-pay'), userOnShard(3, 'mon-cancel')];
-    const toPay = await seedLayout2Order(redis, prefix, { saleId, sku: 'hot', userId: payer, shards: K, now: NOW });
-    const toCancel = await seedLayout2Order(redis, prefix, { saleId, sku: 'hot', userId: canceller, shards: K, now: NOW });
+    const toPay = await lua.place(saleId, payer, 1, 'hot');
+    const toCancel = await lua.place(saleId, canceller, 1, 'hot');
     const monitor = await monitorRedis(ctx.redisUrl, prefix);
     try {
       const slotOf = (id: string) => `${prefix}:{s${id.slice(-8)}}`;
@@ -172,19 +175,18 @@ describe('the shopper’s list', () => {
     const [saleA, saleB] = [await liveSales('list-a', 3), await liveSales('list-b', 0)];
     const userId = 'lister';
     const inA = [
-      await seedLayout2Order(redis, prefix, { saleId: saleA, sku: 'hot', userId, shards: K, now: NOW - 3_000 }),
-      await seedLayout2Order(redis, prefix, { saleId: saleA, sku: 'cold', userId, now: NOW - 2_000 }),
+      await lua.place(saleA, userId, 1, 'hot', NOW - 3_000),
+      await lua.place(saleA, userId, 1, 'cold', NOW - 2_000),
     ];
-    const inB = await seedLayout2Order(redis, prefix, { saleId: saleB, sku: 'hot', userId, shards: K, now: NOW - 1_000 });
+    const inB = await lua.place(saleB, userId, 1, 'hot', NOW - 1_000);
     // Someone else's order, named in this shopper's index by mistake: never listed.
-    const foreign = await seedLayout2Order(redis, prefix, { saleId: saleA, sku: 'cold', userId: 'other', now: NOW });
+    const foreign = await lua.place(saleA, 'other', 1, 'cold');
     await redis.zadd(userOrdersKey(prefix, userId), NOW, foreign.id);
     // An old order: persisted, gone from Redis and from the index.
     const oldSale = lua.newSaleId('list-old');
-    const old = saleDefinition(oldSale, [item({ sku: 'cold', stock: 5 })], NOW - 86_400_000);
-    expect(await new SaleRepository(pg).insert(old)).toBe(true);
-    await seedLayout2Sale(redis, prefix, old);
-    const oldOrder = await seedLayout2Order(redis, prefix, { saleId: oldSale, sku: 'cold', userId, now: NOW - 86_400_000 });
+    const { startsAt, endsAt } = saleDefinition(oldSale, [], NOW - 86_400_000);
+    expect(await new SaleRepository(pg).insert(await lua.loadSale(oldSale, [item({ sku: 'cold', stock: 5 })], { startsAt, endsAt }))).toBe(true);
+    const oldOrder = await lua.place(oldSale, userId, 1, 'cold', NOW - 86_400_000);
     await new OrderWriter(pg).write(oldSale, [oldOrder]);
     await redis.del(orderKeyOf(prefix, oldOrder.id)!);
     await redis.zrem(userOrdersKey(prefix, userId), oldOrder.id);

@@ -1,11 +1,9 @@
 // Payment, cancellation and expiry through the HTTP routes and the worker: each transition and
 // each 409, status changes reaching Postgres, and unpaid stock returning to be sold again.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import type { RunningService } from '../../../src/service.ts';
 import { testApi, tokens, type SaleItemInput } from '../../support/api.ts';
-import { layout2Available, seedLayout2Order, seedLayout2Sale } from '../../support/lua-fixtures.ts';
 import type { TestContext } from '../../support/context.ts';
 
 const api = testApi({ role: 'all', db: true });
@@ -13,11 +11,10 @@ const api = testApi({ role: 'all', db: true });
 let ctx: TestContext;
 let service: RunningService;
 let db: pg.Client;
-let redis: Redis;
 const auth = () => tokens(ctx.config.jwtSecret);
 
 beforeAll(async () => {
-  ({ ctx, service, db, redis } = await api.open());
+  ({ ctx, service, db } = await api.open());
 });
 
 afterAll(() => api.close());
@@ -156,25 +153,28 @@ describe('expiry', () => {
   });
 });
 
-// Key layout 2, with sales and orders seeded as the layout-2 loader and reserve write them (the
-// rest of this file orders through the reserve): the routes find an order from its id alone, pay
-// and cancel it on its own shard, list it from the shopper index, and the worker's sweeper
-// expires it on its shard.
-describe('key layout 2 (seeded orders)', () => {
-  async function seededSale(sku: string, paymentWindowSeconds = 900): Promise<string> {
-    const body = await api.createSale([{ sku, stock: 6, perUserLimit: 3 }], { paymentWindowSeconds });
-    const items = body.items.map((item) => ({ sku: item.sku, name: item.name, unitPrice: item.unitPrice, stock: item.stock, perUserLimit: item.perUserLimit }));
-    await seedLayout2Sale(redis, ctx.prefix, { ...body, startsAt: Date.parse(body.startsAt), endsAt: Date.parse(body.endsAt), items });
-    return body.id;
+// Key layout 2, end to end: the routes find an order from its id alone, pay and cancel it on its
+// own shard, list it from the shopper index, and the worker's sweeper expires it on its shard.
+describe('key layout 2', () => {
+  async function layout2Sale(sku: string, paymentWindowSeconds = 900): Promise<string> {
+    return (await api.createSale([{ sku, stock: 6, perUserLimit: 3 }], { paymentWindowSeconds })).id;
   }
-  const place = (saleId: string, userId: string, sku: string, quantity = 1) =>
-    seedLayout2Order(redis, ctx.prefix, { saleId, sku, userId, quantity, now: Date.now() });
+  /** Stock left on the item's shards in Redis (Σ available), read directly rather than through the report. */
+  const shardStock = (saleId: string, sku: string) => api.available(saleId, sku);
+  async function place(saleId: string, userId: string, sku: string, quantity = 1): Promise<{ id: string; expiresAt: number }> {
+    const response = await order(saleId, userId, sku, quantity);
+    expect(response.statusCode, response.body).toBe(201);
+    const body = response.json() as { orderId: string; expiresAt: string };
+    return { id: body.orderId, expiresAt: Date.parse(body.expiresAt) };
+  }
 
-  it('when a shopper reads, pays, cancels and lists seeded layout-2 orders, then every route answers from the order’s own shard', async () => {
-    const saleId = await seededSale('l2');
+  it('when a shopper reads, pays, cancels and lists layout-2 orders, then every route answers from the order’s own shard', async () => {
+    const saleId = await layout2Sale('l2');
     const toPay = await place(saleId, 'l2-shopper', 'l2', 1);
+    // The list is newest first: the second order must not share the first one's millisecond.
+    await new Promise((resolve) => setTimeout(resolve, 5));
     const toCancel = await place(saleId, 'l2-shopper', 'l2', 2);
-    expect(await layout2Available(redis, ctx.prefix, saleId, 'l2')).toBe(3);
+    expect(await shardStock(saleId, 'l2')).toBe(3);
 
     const read = await inject('GET', `/v1/orders/${toPay.id}`, auth().shopper('l2-shopper'));
     expect(read.statusCode, read.body).toBe(200);
@@ -186,7 +186,7 @@ describe('key layout 2 (seeded orders)', () => {
     expect(paid.json()).toMatchObject({ orderId: toPay.id, status: 'paid' });
     const cancelled = await inject('POST', `/v1/orders/${toCancel.id}/cancel`, auth().shopper('l2-shopper'));
     expect(cancelled.json()).toMatchObject({ orderId: toCancel.id, status: 'cancelled' });
-    expect(await layout2Available(redis, ctx.prefix, saleId, 'l2')).toBe(5);
+    expect(await shardStock(saleId, 'l2')).toBe(5);
 
     const listed = await inject('GET', `/v1/users/me/orders?saleId=${saleId}`, auth().shopper('l2-shopper'));
     expect((listed.json() as { orders: { orderId: string; status: string }[] }).orders.map((o) => [o.orderId, o.status])).toEqual([
@@ -195,8 +195,8 @@ describe('key layout 2 (seeded orders)', () => {
     ]);
   });
 
-  it('when a seeded layout-2 order is left unpaid past its window, then the worker’s sweeper expires it on its shard within seconds', async () => {
-    const saleId = await seededSale('l2e', 1);
+  it('when a layout-2 order is left unpaid past its window, then the worker’s sweeper expires it on its shard within seconds', async () => {
+    const saleId = await layout2Sale('l2e', 1);
     const unpaid = await place(saleId, 'l2-forgetful', 'l2e', 2);
 
     const expired = await eventually(
@@ -205,6 +205,6 @@ describe('key layout 2 (seeded orders)', () => {
     );
     expect(expired.status).toBe('expired');
     expect(Date.parse(expired.expiredAt!) - unpaid.expiresAt).toBeLessThan(3_000);
-    expect(await layout2Available(redis, ctx.prefix, saleId, 'l2e')).toBe(6);
+    expect(await shardStock(saleId, 'l2e')).toBe(6);
   });
 });

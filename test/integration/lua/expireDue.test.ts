@@ -8,7 +8,7 @@ import type { Order } from '../../../src/orders/order.ts';
 import { parseStreamEntries } from '../../../src/orders/outbox.ts';
 import { expireDue, type ExpireDueReply } from '../../../src/stock/scripts/expire-due.ts';
 import { UnexpectedScriptReply } from '../../../src/stock/scripts/unexpected-reply.ts';
-import { layout2Orders, luaFixture, saleItem as item } from '../../support/lua-fixtures.ts';
+import { luaFixture, saleItem as item } from '../../support/lua-fixtures.ts';
 
 // Near the real clock: order records expire at an absolute time derived from `now`.
 const NOW = Math.floor(Date.now() / 1000) * 1000;
@@ -16,9 +16,7 @@ const DEADLINE = NOW + 900_000;
 
 const lua = luaFixture({ now: NOW, salePrefix: 'expire-due', connections: 8 });
 const { pool, newSaleId, pay, release, expire } = lua;
-// Key layout 2: sales and orders seeded as the layout-2 loader and reserve write them.
-const l2 = layout2Orders(lua, NOW);
-const { loadSale, place, snapshot, available, liveQuantities: live } = l2;
+const { loadSale, place, snapshot, available, liveQuantities: live } = lua;
 
 let redis: Redis;
 
@@ -35,7 +33,7 @@ describe('expireDue: expiring', () => {
   it('when due orders of one shard are expired in one call, then each gives its units back once, leaves the deadlines, and its expired state is in the outbox', async () => {
     const saleId = newSaleId('one-shard');
     await loadSale(saleId);
-    const keys = l2.keys(saleId);
+    const keys = lua.shardKeys(saleId);
     const orders = [await place(saleId, 'u-1', 2), await place(saleId, 'u-2', 1), await place(saleId, 'u-1', 3)];
 
     const reply = await expire(orders, DEADLINE);
@@ -64,7 +62,7 @@ describe('expireDue: expiring', () => {
       const order = await place(saleId, `u-${i}`, 1 + (i % 2));
       byShard[order.shard]!.push(order);
     }
-    const availableOf = async (shard: number) => Number(await redis.hget(l2.keys(saleId, 'phone-x', shard).item, 'available'));
+    const availableOf = async (shard: number) => Number(await redis.hget(lua.shardKeys(saleId, 'phone-x', shard).item, 'available'));
     const before = [await availableOf(0), await availableOf(1)];
 
     const reply = await expire(byShard[1]!, DEADLINE);
@@ -72,8 +70,8 @@ describe('expireDue: expiring', () => {
     const units = byShard[1]!.reduce((total, order) => total + order.quantity, 0);
     expect(reply).toMatchObject({ units, orderIds: byShard[1]!.map((order) => order.id) });
     expect([await availableOf(0), await availableOf(1)]).toEqual([before[0], before[1]! + units]);
-    expect(await redis.zcard(l2.keys(saleId, 'phone-x', 0).deadlines)).toBe(byShard[0]!.length);
-    expect(await redis.zcard(l2.keys(saleId, 'phone-x', 1).deadlines)).toBe(0);
+    expect(await redis.zcard(lua.shardKeys(saleId, 'phone-x', 0).deadlines)).toBe(byShard[0]!.length);
+    expect(await redis.zcard(lua.shardKeys(saleId, 'phone-x', 1).deadlines)).toBe(0);
   });
 
   it('when a shard with no units gets units back from several orders of one batch, then it is reported reopened once, and is listed with them', async () => {
@@ -84,21 +82,21 @@ describe('expireDue: expiring', () => {
 
     expect(await expire(orders, DEADLINE)).toEqual({ code: 'EXPIRED', units: 3, reopened: true, orderIds: orders.map((order) => order.id), gone: [] });
 
-    expect(await redis.hmget(l2.keys(saleId).item, 'available', 'delisted')).toEqual(['3', '']);
+    expect(await redis.hmget(lua.shardKeys(saleId).item, 'available', 'delisted')).toEqual(['3', '']);
   });
 
   it.each([
     { when: 'the low-stock rule delisted the item', reason: 'low_stock' },
     { when: 'an operator delisted the item', reason: 'operator' },
-  ])('when $when, then expired units are not reported reopened and the item stays delisted', async ({ reason }) => {
+  ] as const)('when $when, then expired units are not reported reopened and the item stays delisted', async ({ reason }) => {
     const saleId = newSaleId('stays-delisted');
     await loadSale(saleId, [item({ stock: 2, perUserLimit: 1 })]);
     const orders = [await place(saleId, 'u-1'), await place(saleId, 'u-2')];
-    await redis.hset(l2.keys(saleId).item, 'delisted', reason, 'delistedAt', NOW);
+    await lua.delist(saleId, reason);
 
     expect(await expire(orders, DEADLINE)).toMatchObject({ units: 2, reopened: false });
 
-    expect(await redis.hmget(l2.keys(saleId).item, 'available', 'delisted')).toEqual(['2', reason]);
+    expect(await redis.hmget(lua.shardKeys(saleId).item, 'available', 'delisted')).toEqual(['2', reason]);
   });
 });
 
@@ -106,7 +104,7 @@ describe('expireDue: orders that are not due and pending are left alone', () => 
   it('when the batch holds orders not yet due, paid, cancelled, expired and gone, then only the due pending one expires and nothing else is written', async () => {
     const saleId = newSaleId('mixed');
     await loadSale(saleId);
-    const keys = l2.keys(saleId);
+    const keys = lua.shardKeys(saleId);
     const [dueOne, paid, cancelled, expired, later] = [
       await place(saleId, 'u-1'),
       await place(saleId, 'u-2'),
@@ -150,7 +148,7 @@ describe('expireDue: orders that are not due and pending are left alone', () => 
     const first = await place(saleId, 'u-1');
     const misnamed = await place(saleId, 'u-2');
     // Only a bug (or a tag collision) could put such a record in this slot.
-    await redis.hset(l2.keys(saleId).order(misnamed.id), 'shard', '1');
+    await redis.hset(lua.shardKeys(saleId).order(misnamed.id), 'shard', '1');
     const before = await snapshot(saleId);
 
     const call = expireDue(lua.scriptsFor(), { saleId, sku: 'phone-x', shard: 0 }, [first.id, misnamed.id], DEADLINE);
@@ -166,7 +164,7 @@ describe('expireDue: exactly once under concurrency', () => {
   it('when 8 sweepers expire the same 300 orders of a sold-out shard at once, then each order expires once, the shard reopens once, and all stock is back', async () => {
     const saleId = newSaleId('sweepers');
     await loadSale(saleId, [item({ stock: 300, perUserLimit: 1 })]);
-    const keys = l2.keys(saleId);
+    const keys = lua.shardKeys(saleId);
     const orders: Order[] = [];
     for (let i = 0; i < 300; i++) orders.push(await place(saleId, `u-${i}`));
     expect(await available(saleId)).toBe(0);
@@ -198,7 +196,7 @@ describe('expireDue: exactly once under concurrency', () => {
   it('when payments and cancels race a batch expiry at the deadline over 8 connections, then each order has one winner and only unpaid ones give their units back, once', async () => {
     const saleId = newSaleId('pay-cancel-vs-batch');
     await loadSale(saleId, [item({ stock: 120, perUserLimit: 1 })]);
-    const keys = l2.keys(saleId);
+    const keys = lua.shardKeys(saleId);
     const orders: Order[] = [];
     for (let i = 0; i < 120; i++) orders.push(await place(saleId, `u-${i}`));
 

@@ -9,9 +9,10 @@ import type { LifecycleEvents } from '../../../src/orders/lifecycle.ts';
 import type { Order } from '../../../src/orders/order.ts';
 import { parseStreamEntries } from '../../../src/orders/outbox.ts';
 import { shardRefsOf } from '../../../src/sales/sale.ts';
+import { payOrder } from '../../../src/stock/scripts/pay-order.ts';
 import type { ReleaseOrderReply } from '../../../src/stock/scripts/release-order.ts';
 import type { TestContext } from '../../support/context.ts';
-import { layout2Orders, luaFixture, saleItem as item } from '../../support/lua-fixtures.ts';
+import { luaFixture, saleItem as item } from '../../support/lua-fixtures.ts';
 
 // Near the real clock: order records expire at an absolute time derived from `now`.
 const NOW = Math.floor(Date.now() / 1000) * 1000;
@@ -20,9 +21,7 @@ const DEADLINE = NOW + PAYMENT_WINDOW_MS;
 
 const lua = luaFixture({ now: NOW, salePrefix: 'pay', connections: 8, postgres: true });
 const { pool, newSaleId, pay } = lua;
-// Key layout 2: sales and orders seeded as the layout-2 loader and reserve write them.
-const l2 = layout2Orders(lua, NOW);
-const { loadSale, place, snapshot, available } = l2;
+const { loadSale, place, snapshot, available } = lua;
 
 let ctx: TestContext;
 let prefix: string;
@@ -53,7 +52,7 @@ describe('payOrder: paying', () => {
     const saleId = newSaleId('paid');
     await loadSale(saleId);
     const order = await place(saleId, 'u-1', 2);
-    const keys = l2.keys(saleId);
+    const keys = lua.shardKeys(saleId);
 
     expect(await pay(order, 'u-1', 'alipay-123', DEADLINE - 1)).toEqual({ code: 'PAID' });
 
@@ -76,14 +75,14 @@ describe('payOrder: paying', () => {
     const order = await place(saleId);
 
     expect(await pay(order, '', 'manual-1', NOW)).toEqual({ code: 'PAID' });
-    expect(await redis.hget(l2.keys(saleId).order(order.id), 'status')).toBe('paid');
+    expect(await redis.hget(lua.shardKeys(saleId).order(order.id), 'status')).toBe('paid');
   });
 
   it('when the payment arrives at the deadline, then the order expires instead, its stock and limit come back, and paying again says expired', async () => {
     const saleId = newSaleId('late');
     await loadSale(saleId);
     const order = await place(saleId, 'u-1', 2);
-    const keys = l2.keys(saleId);
+    const keys = lua.shardKeys(saleId);
 
     expect(await pay(order, 'u-1', 'alipay-123', DEADLINE)).toEqual({ code: 'EXPIRED_NOW', reopened: false });
 
@@ -109,9 +108,9 @@ describe('payOrder: paying', () => {
     const delistedSale = newSaleId('late-delisted');
     await loadSale(delistedSale, [item({ stock: 2 })]);
     const delisted = await place(delistedSale, 'u-1', 2);
-    await redis.hset(l2.keys(delistedSale).item, 'delisted', 'operator', 'delistedAt', NOW);
+    await lua.delist(delistedSale, 'operator');
     expect(await pay(delisted, 'u-1', 'ref', DEADLINE)).toEqual({ code: 'EXPIRED_NOW', reopened: false });
-    expect(await redis.hmget(l2.keys(delistedSale).item, 'available', 'delisted')).toEqual(['2', 'operator']);
+    expect(await redis.hmget(lua.shardKeys(delistedSale).item, 'available', 'delisted')).toEqual(['2', 'operator']);
   });
 });
 
@@ -196,8 +195,8 @@ describe('payOrder: one winner under concurrency', () => {
     expect(replies.filter((r) => same(r, { code: 'PAID' }))).toHaveLength(1);
     expect(replies.filter((r) => same(r, { code: 'ORDER_ALREADY_PAID' }))).toHaveLength(19);
     const winner = replies.findIndex((r) => same(r, { code: 'PAID' }));
-    expect(await redis.hget(l2.keys(saleId).order(order.id), 'paymentRef')).toBe(`ref-${winner}`);
-    expect(await redis.xlen(l2.keys(saleId).outbox)).toBe(2);
+    expect(await redis.hget(lua.shardKeys(saleId).order(order.id), 'paymentRef')).toBe(`ref-${winner}`);
+    expect(await redis.xlen(lua.shardKeys(saleId).outbox)).toBe(2);
   });
 
   it('when payments and cancels of one order race over 8 connections, then one of them wins and the stock matches the winner', async () => {
@@ -215,10 +214,10 @@ describe('payOrder: one winner under concurrency', () => {
     const paid = replies.filter((r) => same(r, { code: 'PAID' })).length;
     const cancelled = replies.filter((r) => same(r, { code: 'RELEASED', status: 'cancelled', reopened: false })).length;
     expect(paid + cancelled).toBe(1);
-    const status = await redis.hget(l2.keys(saleId).order(order.id), 'status');
+    const status = await redis.hget(lua.shardKeys(saleId).order(order.id), 'status');
     expect(status).toBe(paid === 1 ? 'paid' : 'cancelled');
     expect(await available(saleId)).toBe(paid === 1 ? 7 : 10);
-    expect(await redis.xlen(l2.keys(saleId).outbox)).toBe(2);
+    expect(await redis.xlen(lua.shardKeys(saleId).outbox)).toBe(2);
   });
 
   it('when late payments race the sweeper over 8 connections, then the order expires once and its units come back once', async () => {
@@ -236,8 +235,8 @@ describe('payOrder: one winner under concurrency', () => {
     const releases = replies.filter((r) => ('code' in r ? r.code === 'EXPIRED_NOW' : r.swept));
     expect(releases).toHaveLength(1);
     expect(await available(saleId)).toBe(10);
-    expect(await redis.hgetall(l2.keys(saleId).users)).toEqual({});
-    expect(await redis.xlen(l2.keys(saleId).outbox)).toBe(2);
+    expect(await redis.hgetall(lua.shardKeys(saleId).users)).toEqual({});
+    expect(await redis.xlen(lua.shardKeys(saleId).outbox)).toBe(2);
   });
 });
 
@@ -250,7 +249,7 @@ describe('payOrder: payment against expiry at the deadline', () => {
   it('when pay and expire race for 50 orders over 8 connections, paying just before, at and just after the deadline, then each order has one winner and only expired ones give their units back, once', async () => {
     const saleId = newSaleId('pay-vs-expire');
     await loadSale(saleId, [item({ stock: 200, perUserLimit: 15 })]);
-    const keys = l2.keys(saleId);
+    const keys = lua.shardKeys(saleId);
     const orders: Order[] = [];
     for (let i = 0; i < ORDERS; i++) orders.push(await place(saleId, `u-${i % USERS}`, 1 + (Math.floor(i / 3) % 3)));
     const reserved = orders.reduce((total, order) => total + order.quantity, 0);
@@ -310,7 +309,7 @@ describe('payOrder: payment against expiry at the deadline', () => {
   it('when OrderLifecycle.pay races two expiry sweepers for 30 orders around the deadline, then each expired order is reported released once and no paid one ever is', async () => {
     const saleId = newSaleId('lifecycle-vs-sweepers');
     const sale = await loadSale(saleId, [item({ stock: 30, perUserLimit: 3 })]);
-    const keys = l2.keys(saleId);
+    const keys = lua.shardKeys(saleId);
     const orders: Order[] = [];
     for (let i = 0; i < 30; i++) orders.push(await place(saleId, `u-${i % USERS}`, 1));
     expect(await available(saleId)).toBe(0);
@@ -355,5 +354,28 @@ describe('payOrder: payment against expiry at the deadline', () => {
     // The sold-out item became available again once, if anything expired at all.
     expect(reopenings).toBe(paid === 30 ? 0 : 1);
     expect(await redis.zcard(keys.deadlines)).toBe(0);
+  });
+});
+
+describe('payOrder: payment outages and oversell rejections', () => {
+  it('when a payment outage holds deadlines, then a payment past the deadline pays the order instead of expiring it', async () => {
+    const saleId = newSaleId('outage');
+    await loadSale(saleId);
+    const order = await place(saleId, 'u-1', 2);
+    const keys = lua.shardKeys(saleId);
+    const reply = await payOrder(lua.scripts, { saleId, orderId: order.id, sku: order.sku, shard: 0 }, { userId: 'u-1', paymentRef: 'psp-late', now: DEADLINE + 5_000, outage: true });
+    expect(reply).toEqual({ code: 'PAID' });
+    expect(await redis.hmget(keys.order(order.id), 'status', 'paymentRef')).toEqual(['paid', 'psp-late']);
+    expect(await available(saleId)).toBe(8);
+  });
+
+  it('when the order was rejected by the oversell guard, then a payment is refused ORDER_REJECTED and writes nothing', async () => {
+    const saleId = newSaleId('rejected');
+    await loadSale(saleId);
+    const order = await place(saleId);
+    await redis.hset(lua.shardKeys(saleId).order(order.id), 'status', 'rejected_oversell');
+    const before = await snapshot(saleId);
+    expect(await pay(order, 'u-1', 'psp-1', NOW)).toEqual({ code: 'ORDER_REJECTED' });
+    expect(await snapshot(saleId)).toEqual(before);
   });
 });

@@ -7,7 +7,8 @@ import type { LifecycleEvents, OrderLifecycle } from '../../../src/orders/lifecy
 import type { Order } from '../../../src/orders/order.ts';
 import { parseStreamEntries } from '../../../src/orders/outbox.ts';
 import type { PayOrderReply } from '../../../src/stock/scripts/pay-order.ts';
-import { layout2Orders, luaFixture, saleItem as item } from '../../support/lua-fixtures.ts';
+import { releaseOrder } from '../../../src/stock/scripts/release-order.ts';
+import { luaFixture, saleItem as item } from '../../support/lua-fixtures.ts';
 
 // Near the real clock: order records expire at an absolute time derived from `now`.
 const NOW = Math.floor(Date.now() / 1000) * 1000;
@@ -16,9 +17,7 @@ const DEADLINE = NOW + PAYMENT_WINDOW_MS;
 
 const lua = luaFixture({ now: NOW, salePrefix: 'release', connections: 8, postgres: true });
 const { pool, newSaleId, release } = lua;
-// Key layout 2: sales and orders seeded as the layout-2 loader and reserve write them.
-const l2 = layout2Orders(lua, NOW);
-const { loadSale, place, snapshot, available, liveQuantities: live } = l2;
+const { loadSale, place, snapshot, available, liveQuantities: live } = lua;
 
 let redis: Redis;
 
@@ -38,7 +37,7 @@ describe('releaseOrder: releasing', () => {
     const saleId = newSaleId('cancel');
     await loadSale(saleId);
     const order = await place(saleId, 'u-1', 2);
-    const keys = l2.keys(saleId);
+    const keys = lua.shardKeys(saleId);
 
     expect(await release(order, 'u-1', NOW + 1_000)).toEqual({ code: 'RELEASED', status: 'cancelled', reopened: false });
 
@@ -72,7 +71,7 @@ describe('releaseOrder: releasing', () => {
 
     expect(await release(order, '', NOW)).toEqual({ code: 'RELEASED', status: 'cancelled', reopened: false });
 
-    expect(await redis.hmget(l2.keys(saleId).order(order.id), 'status', 'cancelledAt', 'expiredAt')).toEqual(['cancelled', String(NOW), null]);
+    expect(await redis.hmget(lua.shardKeys(saleId).order(order.id), 'status', 'cancelledAt', 'expiredAt')).toEqual(['cancelled', String(NOW), null]);
     expect(await available(saleId)).toBe(10);
   });
 
@@ -93,23 +92,22 @@ describe('releaseOrder: releasing', () => {
     expect(await release(order, 'u-1', NOW)).toEqual({ code: 'RELEASED', status: 'cancelled', reopened: true });
 
     // Listed with its units back: the reserve sells them again (its own tests show it).
-    expect(await redis.hmget(l2.keys(saleId).item, 'available', 'delisted')).toEqual(['2', '']);
+    expect(await redis.hmget(lua.shardKeys(saleId).item, 'available', 'delisted')).toEqual(['2', '']);
   });
 
   it.each([
     { when: 'the low-stock rule delisted the item', reason: 'low_stock' },
     { when: 'an operator delisted the item', reason: 'operator' },
-  ])('when $when, then released stock is not reported reopened and the item stays delisted', async ({ reason }) => {
+  ] as const)('when $when, then released stock is not reported reopened and the item stays delisted', async ({ reason }) => {
     const saleId = newSaleId('stays-delisted');
     await loadSale(saleId, [item({ stock: 2 })]);
     const order = await place(saleId, 'u-1', 2);
-    // As the reserve's low-stock rule or an operator's delist leave the shard.
-    await redis.hset(l2.keys(saleId).item, 'delisted', reason, 'delistedAt', NOW);
-    expect(await redis.hget(l2.keys(saleId).item, 'delisted')).toBe(reason);
+    await lua.delist(saleId, reason);
+    expect(await redis.hget(lua.shardKeys(saleId).item, 'delisted')).toBe(reason);
 
     expect(await release(order, 'u-1', NOW)).toEqual({ code: 'RELEASED', status: 'cancelled', reopened: false });
 
-    expect(await redis.hmget(l2.keys(saleId).item, 'available', 'delisted')).toEqual(['2', reason]);
+    expect(await redis.hmget(lua.shardKeys(saleId).item, 'available', 'delisted')).toEqual(['2', reason]);
   });
 });
 
@@ -206,7 +204,7 @@ describe('releaseOrder: exactly once under concurrency', () => {
     expect(replies.filter((r) => JSON.stringify(r) === JSON.stringify({ code: 'ALREADY', status: 'cancelled' }))).toHaveLength(19);
     expect(await available(saleId)).toBe(10);
     expect(await live(saleId)).toEqual({});
-    expect(await redis.xlen(l2.keys(saleId).outbox)).toBe(2);
+    expect(await redis.xlen(lua.shardKeys(saleId).outbox)).toBe(2);
   });
 
   it('when 8 operators cancel the same 137 orders at their deadline at once, then each order expires once and all stock is back', async () => {
@@ -214,7 +212,7 @@ describe('releaseOrder: exactly once under concurrency', () => {
     await loadSale(saleId, [item({ stock: 137, perUserLimit: 1 })]);
     const orders: Order[] = [];
     for (let i = 0; i < 137; i++) orders.push(await place(saleId, `u-${i}`));
-    const keys = l2.keys(saleId);
+    const keys = lua.shardKeys(saleId);
     expect(await available(saleId)).toBe(0);
 
     const replies = await Promise.all(pool.flatMap((client) => orders.map((order) => release(order, '', DEADLINE, client))));
@@ -233,7 +231,7 @@ describe('releaseOrder: exactly once under concurrency', () => {
   it('when orders and cancels interleave over 8 connections, then at rest available = stock − live quantity', async () => {
     const saleId = newSaleId('storm');
     await loadSale(saleId, [item({ stock: 200, perUserLimit: 3 })]);
-    const keys = l2.keys(saleId);
+    const keys = lua.shardKeys(saleId);
 
     // Every user orders; every third cancels (on its own connection) while the others keep
     // ordering, then orders again.
@@ -262,7 +260,7 @@ describe('releaseOrder: cancel against payment', () => {
   it('when cancel and pay race for 40 orders over 8 connections, then each order has exactly one winner and only cancelled orders give their units back', async () => {
     const saleId = newSaleId('cancel-vs-pay');
     await loadSale(saleId, [item({ stock: 100, perUserLimit: 12 })]);
-    const keys = l2.keys(saleId);
+    const keys = lua.shardKeys(saleId);
     const orders: Order[] = [];
     for (let i = 0; i < 40; i++) orders.push(await place(saleId, `u-${i % 8}`, 1 + (Math.floor(i / 8) % 3)));
     expect(await available(saleId)).toBe(100 - orders.reduce((total, order) => total + order.quantity, 0));
@@ -305,12 +303,13 @@ describe('releaseOrder: cancel against payment', () => {
 });
 
 describe('releaseOrder: delisted items stay delisted (invariant 6)', () => {
-  it.each(['low_stock', 'operator'])('when released stock lifts an item delisted (%s) far above its level, then it stays delisted: only an operator relists or restocks', async (reason) => {
+  it.each(['low_stock', 'operator'] as const)('when released stock lifts an item delisted (%s) far above its level, then it stays delisted: only an operator relists or restocks', async (reason) => {
     const saleId = newSaleId('delisted-holds');
-    await loadSale(saleId, [item({ stock: 10, perUserLimit: 3 })]);
-    const keys = l2.keys(saleId);
+    // low_stock: the third order takes the item down to its level (3 units), and the rule delists it.
+    await loadSale(saleId, [item({ stock: 10, perUserLimit: 3, ...(reason === 'low_stock' && { lowStock: { units: 3 } }) })]);
+    const keys = lua.shardKeys(saleId);
     const orders = [await place(saleId, 'u-1', 3), await place(saleId, 'u-2', 3), await place(saleId, 'u-3', 1)];
-    await redis.hset(keys.item, 'delisted', reason, 'delistedAt', NOW);
+    if (reason === 'operator') await lua.delist(saleId, reason);
 
     expect(await release(orders[0]!, 'u-1', NOW)).toEqual({ code: 'RELEASED', status: 'cancelled', reopened: false });
     expect(await release(orders[1]!, 'u-2', DEADLINE)).toEqual({ code: 'RELEASED', status: 'expired', reopened: false });
@@ -390,5 +389,27 @@ describe('releaseOrder: through OrderLifecycle', () => {
 
     expect(released).toEqual([`${order.id}:cancelled`]);
     expect(await available(saleId)).toBe(10);
+  });
+});
+
+describe('releaseOrder: payment outages and oversell rejections', () => {
+  it('when a payment outage holds deadlines, then a cancel past the deadline cancels (not expires) and gives the units back once', async () => {
+    const saleId = newSaleId('outage');
+    await loadSale(saleId);
+    const order = await place(saleId, 'u-1', 2);
+    const reply = await releaseOrder(lua.scripts, { saleId, orderId: order.id, sku: order.sku, shard: 0 }, { userId: 'u-1', now: DEADLINE + 5_000, outage: true });
+    expect(reply).toEqual({ code: 'RELEASED', status: 'cancelled', reopened: false });
+    expect(await redis.hget(lua.shardKeys(saleId).order(order.id), 'status')).toBe('cancelled');
+    expect(await available(saleId)).toBe(10);
+  });
+
+  it('when the order was rejected by the oversell guard, then a cancel is refused ORDER_REJECTED and writes nothing', async () => {
+    const saleId = newSaleId('rejected');
+    await loadSale(saleId);
+    const order = await place(saleId);
+    await redis.hset(lua.shardKeys(saleId).order(order.id), 'status', 'rejected_oversell');
+    const before = await snapshot(saleId);
+    expect(await release(order, 'u-1', NOW)).toEqual({ code: 'ORDER_REJECTED' });
+    expect(await snapshot(saleId)).toEqual(before);
   });
 });

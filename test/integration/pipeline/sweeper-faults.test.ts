@@ -7,14 +7,12 @@ import { ExpirySweeper } from '../../../src/orders/expiry-sweeper.ts';
 import type { LifecycleEvents } from '../../../src/orders/lifecycle.ts';
 import { shardRefsOf, type SaleDefinition } from '../../../src/sales/sale.ts';
 import type { TestContext } from '../../support/context.ts';
-import { layout2Orders, luaFixture, saleItem as item } from '../../support/lua-fixtures.ts';
+import { luaFixture, saleItem as item } from '../../support/lua-fixtures.ts';
 
 const NOW = Math.floor(Date.now() / 1000) * 1000;
 const lua = luaFixture({ now: NOW, salePrefix: 'sweepfault', postgres: true });
 const { newSaleId } = lua;
-// Key layout 2: sales and orders seeded as the layout-2 loader and reserve write them.
-const l2 = layout2Orders(lua, NOW);
-const { loadSale, available } = l2;
+const { loadSale, available } = lua;
 
 let ctx: TestContext;
 let prefix: string;
@@ -35,15 +33,15 @@ it('when one shard’s deadlines key is of the wrong type, then the shards after
   const live = async () => sales.flatMap((sale) => shardRefsOf(sale));
   const sweeper = new ExpirySweeper(redis, lua.lifecycleOn(redis, events), prefix, live, createLogger(ctx.config));
 
-  const goodOrder = await l2.place(good, 'u-1');
-  const badDeadlines = l2.keys(bad).deadlines;
+  const goodOrder = await lua.place(good, 'u-1');
+  const badDeadlines = lua.shardKeys(bad).deadlines;
   await redis.set(badDeadlines, 'not a sorted set');
   expect(await sweeper.runOnce(goodOrder.expiresAt)).toBe(1);
   expect(expired).toEqual([goodOrder.id]);
   expect(await available(good)).toBe(10);
 
   await redis.del(badDeadlines);
-  const badOrder = await l2.place(bad, 'u-2');
+  const badOrder = await lua.place(bad, 'u-2');
   expect(await sweeper.runOnce(badOrder.expiresAt)).toBe(1);
   expect(expired).toEqual([goodOrder.id, badOrder.id]);
   expect(await available(bad)).toBe(10);

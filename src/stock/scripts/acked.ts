@@ -1,11 +1,17 @@
-// One transfer step followed by WAIT on the same connection (replica durability): WAIT cannot
-// run inside a script, and on a Cluster a keyless WAIT alone would go to a random node. In one
-// pipeline ioredis writes both to the node that owns the step's keys, in order, so WAIT counts
-// the replicas that have the step's write.
+// A script followed by WAIT on the same connection (replica durability), for reserveOrder and
+// the transfer steps: WAIT cannot run inside a script, and on a Cluster a keyless WAIT alone would
+// go to a random node. In one pipeline ioredis writes both to the node that owns the script's
+// keys (the pipeline's first keyed command picks it), in order, so WAIT counts the replicas that
+// have the script's write.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Cluster, type ChainableCommander } from 'ioredis';
 import type { RedisClient } from '../../redis/connection.ts';
-import type { ReplicaAck } from './reserve-order.ts';
+
+/** What Redis WAIT asks for: this many replicas to acknowledge the write, waiting at most timeoutMs. */
+export interface ReplicaAck {
+  readonly replicas: number;
+  readonly timeoutMs: number;
+}
 
 export interface Acked {
   readonly reply: unknown;
@@ -13,9 +19,12 @@ export interface Acked {
   readonly acknowledgedBy: number;
 }
 
-// Replies that say the script did not run on this node (ioredis leaves them to a pipeline holding
-// a write): it is safe to send the step again; every transfer step is idempotent on its id anyway.
+// Replies that say the script did not run on this node: wrong node, or the cluster mid-failover.
+// ioredis follows a pipeline's redirections only when its other commands are read-only, and WAIT
+// is not, so they come back here. The script was refused, so sending it again is safe (a reserve's
+// order id would make it a REPLAY; every transfer step is idempotent on its id).
 const REDIRECTED = /^(MOVED|ASK|TRYAGAIN|CLUSTERDOWN)\b/;
+// About a failover's worth (2–3 s with a 1 s node timeout); after it the error goes up (a 503).
 const REDIRECT_BUDGET_MS = 5_000;
 const REDIRECT_RETRY_DELAY_MS = 100;
 
@@ -24,7 +33,7 @@ export async function runAcked(client: RedisClient, step: (pipeline: ChainableCo
   for (;;) {
     const results = await step(client.pipeline()).wait(ack.replicas, ack.timeoutMs).exec();
     const [ran, waited] = results ?? [];
-    if (!ran || !waited) throw new Error('transfer pipeline came back without its replies');
+    if (!ran || !waited) throw new Error('a script and WAIT pipeline came back without its replies');
     const [error, reply] = ran;
     if (error && REDIRECTED.test(error.message) && Date.now() < deadline) {
       if (client instanceof Cluster && error.message.startsWith('MOVED')) client.refreshSlotsCache();

@@ -1,0 +1,96 @@
+// Detection (src/recovery/recovery.ts): a live sale whose Redis state is gone is found by the
+// periodic check, marked lost (readiness, gauge, event) and rebuilt (counter); a storefront
+// "not found" for it is answered as recovering; sales Postgres does not have live are not.
+import { Redis } from 'ioredis';
+import { Registry } from 'prom-client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../../../src/logger.ts';
+import { SaleRecovery, createRecoveryMetrics } from '../../../src/recovery/recovery.ts';
+import { anchorKey } from '../../../src/stock/keys.ts';
+import { deleteServiceKeys } from '../../../tools/redis-keys.ts';
+import { createTestContext, type TestContext } from '../../support/context.ts';
+import { recoveryFixture, saleDefinition, shardOf, type RecoveryFixture } from './fixture.ts';
+
+let ctx: TestContext;
+let redis: Redis;
+let fx: RecoveryFixture;
+
+beforeAll(async () => {
+  ctx = await createTestContext();
+  redis = new Redis(ctx.redisUrl);
+  fx = recoveryFixture(ctx, redis);
+});
+
+afterAll(async () => {
+  await fx.close();
+  redis.disconnect();
+  await ctx.cleanup();
+});
+
+async function metricValue(registry: Registry, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const metric = (await registry.getMetricsAsJSON()).find((candidate) => candidate.name === name);
+  const value = (metric?.values ?? []).find((candidate) => Object.entries(labels).every(([key, wanted]) => candidate.labels[key] === wanted));
+  return Number(value?.value ?? 0);
+}
+
+describe('the lost-state detector', () => {
+  it('notices a lost sale, reports it, rebuilds it once, and clears it', async () => {
+    const sale = saleDefinition([{ sku: 'phone', stock: 10 }]);
+    const ended = saleDefinition([{ sku: 'phone' }], { startsAt: Date.now() - 7_200_000, endsAt: Date.now() - 3_600_000, paymentWindowSeconds: 60 });
+    await fx.record(sale, [{ sku: 'phone', userId: 'u1', quantity: 2 }]);
+    await fx.record(ended);
+    await fx.rebuilder.rebuild(sale.id);
+
+    const registry = new Registry();
+    const lines: Record<string, unknown>[] = [];
+    const logger = createLogger({ logLevel: 'silent' }).child({});
+    // Capture the operator events the detector logs.
+    for (const level of ['error', 'warn'] as const) {
+      logger[level] = ((fields: Record<string, unknown>) => {
+        lines.push(fields);
+      }) as typeof logger.error;
+    }
+    const recovery = new SaleRecovery(redis, ctx.prefix, fx.pool, fx.rebuilder, createRecoveryMetrics(registry), logger, { loadingGraceMs: 0 });
+
+    await recovery.tick();
+    expect(recovery.degraded()).toEqual([]);
+    expect(lines).toEqual([]);
+
+    await deleteServiceKeys(ctx.redisUrl, ctx.prefix);
+    // A storefront "not found" now: recovering, for the live sale and its item only.
+    expect(await recovery.recovering(sale.id, 'phone')).toBe(true);
+    expect(await recovery.recovering(sale.id, 'no-such-sku')).toBe(false);
+    expect(await recovery.recovering('no-such-sale')).toBe(false);
+    expect(await recovery.recovering(ended.id)).toBe(false);
+    await recovery.tick();
+    await recovery.stop();
+    expect(lines.map((line) => line.event)).toEqual(['sale_state_lost', 'sale_rebuilt']);
+    expect(lines[0]).toMatchObject({ saleId: sale.id, anchorMissing: true, shardsMissing: 1 });
+    expect(await metricValue(registry, 'flashsale_sale_rebuilds_total', { outcome: 'rebuilt' })).toBe(1);
+    expect(await metricValue(registry, 'flashsale_sales_recovering')).toBe(0);
+    expect(recovery.degraded()).toEqual([]);
+    expect(await shardOf(redis, ctx.prefix, sale.id, 'phone').item()).toMatchObject({ available: '8' });
+    // The ended sale (past its payment window) is not Redis's to hold: never rebuilt.
+    expect(await redis.exists(anchorKey(ctx.prefix, ended.id))).toBe(0);
+  });
+
+  it('leaves a sale still being created alone, and reports a lost one while its rebuild fails', async () => {
+    const sale = saleDefinition([{ sku: 'phone' }]);
+    await fx.record(sale);
+    const registry = new Registry();
+    const failing = { recorded: fx.rebuilder.recorded.bind(fx.rebuilder), rebuild: () => Promise.reject(new Error('Postgres went away')) };
+    const logger = createLogger({ logLevel: 'silent' });
+    const young = new SaleRecovery(redis, ctx.prefix, fx.pool, fx.rebuilder, createRecoveryMetrics(new Registry()), logger);
+    await young.tick();
+    expect(young.degraded()).toEqual([]);
+    expect(await redis.exists(anchorKey(ctx.prefix, sale.id))).toBe(0);
+
+    const broken = new SaleRecovery(redis, ctx.prefix, fx.pool, failing as never, createRecoveryMetrics(registry), logger, { loadingGraceMs: 0 });
+    await broken.tick();
+    expect(broken.degraded().map((entry) => entry.saleId)).toEqual([sale.id]);
+    expect(await metricValue(registry, 'flashsale_sales_recovering')).toBe(1);
+    expect(await metricValue(registry, 'flashsale_sale_rebuilds_total', { outcome: 'failed' })).toBe(1);
+    expect(await broken.recovering(sale.id)).toBe(true);
+    await broken.stop();
+  });
+});
