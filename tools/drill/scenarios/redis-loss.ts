@@ -160,8 +160,10 @@ async function checkExpiry(drill: Drill, s: DrillStack, ids: readonly string[]):
 async function checkStorefront(drill: Drill, s: DrillStack): Promise<void> {
   let shown = '';
   let truth = '';
-  // Orders keep expiring (stock coming back) after the rush: compare a fresh pair until they agree.
-  for (let attempt = 0; attempt < 10; attempt++) {
+  // Orders keep expiring (stock coming back) for up to a payment window after the rush, and the
+  // view is cached for a second: compare a fresh pair until they agree, for up to a window and more.
+  const deadline = Date.now() + WINDOW_SECONDS * 1000 + 5_000;
+  while (Date.now() < deadline) {
     const rows = await withDb(s.stack.databaseUrl, (db) =>
       db.query<{ sku: string; available: number }>('SELECT sku, initial_stock + restocked - sold AS available FROM sale_items WHERE sale_id = $1 ORDER BY sku', [s.saleId]),
     );
