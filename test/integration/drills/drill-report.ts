@@ -11,7 +11,8 @@ export async function expectDrillPassed(report: DrillReport): Promise<void> {
   expect(report.error).toBeUndefined();
   expect(report.checks.filter((check) => !check.ok)).toEqual([]);
   expect(report.checks.length).toBeGreaterThanOrEqual(7);
-  expect(report.lost).toBe(0);
+  // Only redis-loss has a loss window: the 201s Redis lost before they were persisted.
+  expect(report.lost).toBeLessThanOrEqual(report.lossWindow ?? 0);
   expect(report.accepted).toBeGreaterThan(0);
   expect(report.recoveryMs).not.toBeNull();
   expect(report.status).toBe('passed');
