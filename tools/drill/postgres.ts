@@ -19,3 +19,14 @@ export async function waitPersisted(databaseUrl: string, ids: readonly string[],
     await sleep(200);
   }
 }
+
+/** Runs `work` on a connection of its own to the drill's database, closed after. */
+export async function withDb<T>(databaseUrl: string, work: (db: pg.Client) => Promise<T>): Promise<T> {
+  const db = new pg.Client({ connectionString: databaseUrl });
+  await db.connect();
+  try {
+    return await work(db);
+  } finally {
+    await db.end().catch(() => undefined);
+  }
+}

@@ -6,10 +6,9 @@
 // watches the other half expire (exactly once, their stock back) at their stretched deadline.
 // Pending until the switch exists (the service answers 404 for the route).
 import { setTimeout as sleep } from 'node:timers/promises';
-import pg from 'pg';
 import { tokens } from '../../tokens.ts';
 import { finish, runDrill, startDrillStack, startRush, type DrillOptions, type Scenario } from '../drill.ts';
-import { waitPersisted } from '../postgres.ts';
+import { waitPersisted, withDb } from '../postgres.ts';
 
 const WINDOW_SECONDS = 4;
 const OUTAGE_MS = 8_000;
@@ -92,16 +91,6 @@ export const paymentOutage: Scenario = {
       await finish(drill, s);
     }),
 };
-
-async function withDb<T>(databaseUrl: string, work: (db: pg.Client) => Promise<T>): Promise<T> {
-  const db = new pg.Client({ connectionString: databaseUrl });
-  await db.connect();
-  try {
-    return await work(db);
-  } finally {
-    await db.end().catch(() => undefined);
-  }
-}
 
 async function statuses(databaseUrl: string, ids: readonly string[]): Promise<Map<string, number>> {
   return withDb(databaseUrl, async (db) => {

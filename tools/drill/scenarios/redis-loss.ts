@@ -7,9 +7,9 @@
 // Pending while the service has no lost-state detection (it answers 404 SALE_NOT_FOUND after the flush).
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
-import pg from 'pg';
 import { placeOrder, type OrderOutcome } from '../../../test/integration/faults/harness.ts';
 import { tokens } from '../../tokens.ts';
+import { withDb } from '../postgres.ts';
 import { finish, runDrill, startDrillStack, startRush, type Drill, type DrillOptions, type DrillStack, type Scenario } from '../drill.ts';
 
 const WINDOW_SECONDS = 15;
@@ -83,16 +83,6 @@ async function waitRecovered(drill: Drill): Promise<number | undefined | 'pendin
     await sleep(50);
   }
   return undefined;
-}
-
-async function withDb<T>(databaseUrl: string, work: (db: pg.Client) => Promise<T>): Promise<T> {
-  const db = new pg.Client({ connectionString: databaseUrl });
-  await db.connect();
-  try {
-    return await work(db);
-  } finally {
-    await db.end().catch(() => undefined);
-  }
 }
 
 /** Waits (bounded) until at least one of these orders is in Postgres. */
