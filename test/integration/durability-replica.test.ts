@@ -48,7 +48,8 @@ it(
   'when no replica acknowledges, then replica mode answers 503 NOT_DURABLE with Retry-After, async mode 201, ' +
     'and once a replica has joined the keyed retry replays the same order as a 201',
   async () => {
-    const durable = await serve({ REDIS_DURABILITY: 'replica', REDIS_WAIT_REPLICAS: '1', REDIS_WAIT_TIMEOUT_MS: '50' });
+    // 1 s: once the replica is online its acknowledgement must arrive in time on a loaded CI machine too (50 ms did not).
+    const durable = await serve({ REDIS_DURABILITY: 'replica', REDIS_WAIT_REPLICAS: '1', REDIS_WAIT_TIMEOUT_MS: '1000' });
     const auth = tokens(ctx.config.jwtSecret);
     const body = saleBody([{ sku: 'r1', stock: 10, perUserLimit: 1 }]);
     expect((await durable.app!.inject({ method: 'POST', url: '/v1/admin/sales', headers: { authorization: auth.admin() }, payload: body })).statusCode).toBe(201);
