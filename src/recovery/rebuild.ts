@@ -65,6 +65,17 @@ function layout1Keys(prefix: string, saleId: string, skus: readonly string[]): {
   };
 }
 
+// KEYS[1] the anchor, then a migrated sale's layout-1 keys; ARGV[1] '1' to overwrite a layout-2
+// anchor (reconcile --fix), then the anchor's fields and values.
+const WRITE_ANCHOR = `
+if ARGV[1] ~= '1' and redis.call('HGET', KEYS[1], 'layout') == '2' then
+  return 0
+end
+redis.call('DEL', unpack(KEYS))
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+return 1
+`;
+
 /** The advisory lock a rebuild of the sale holds (pg_advisory_xact_lock(hashtextextended(name, 0))). */
 export function rebuildLockName(prefix: string, saleId: string): string {
   return `flashsale:rebuild:${prefix}:${saleId}`;
@@ -169,23 +180,29 @@ export class SaleRebuilder {
         const id = shardId({ saleId, sku: order.sku, shard: shardOfOrder(order, item.shards), shards: item.shards });
         moved.set(id, [...(moved.get(id) ?? []), order]);
       }
-      for (const plan of plans) await this.writeShard(plan, moved.get(shardId(plan.ref)) ?? []);
-      if (writeAnchor) await this.writeAnchor(saleId, planAnchor(sale, closedAt), legacy ? [legacy.outbox, ...legacy.others] : []);
+      // Each write looks again, atomically, and leaves a shard or anchor it finds whole alone: the
+      // read above may have been stale (a Cluster master restarted empty, answering for a moment).
+      const written: ShardPlan[] = [];
+      for (const plan of plans) if (await this.writeShard(plan, moved.get(shardId(plan.ref)) ?? [])) written.push(plan);
+      const anchorWritten = writeAnchor && (await this.writeAnchor(saleId, planAnchor(sale, closedAt), legacy ? [legacy.outbox, ...legacy.others] : [], options.force === true));
       await client.query('COMMIT');
+      if (written.length === 0 && !anchorWritten) return { kind: 'intact' };
+      const foundWhole = plans.length - written.length;
+      if (foundWhole > 0) this.logger.warn({ saleId, foundWhole }, 'shards read as missing were whole when rebuilt (a stale read): left as they were');
       // The sale serves again from here: that is the time its storefront was refused for.
       const ms = Date.now() - started;
       // The shoppers' index is no part of the sale's state (idempotent, best effort): written after.
-      await this.writeShopperIndex(plans.flatMap((plan) => plan.live)).catch((err: unknown) =>
+      await this.writeShopperIndex(written.flatMap((plan) => plan.live)).catch((err: unknown) =>
         this.logger.warn({ err, saleId }, 'could not restore the shoppers\' order index of a rebuilt sale; their lists fall back to Postgres'),
       );
       // Sold-out marks API processes took while the sale was missing (or before) are forgotten.
       await Promise.all(sale.items.map((item) => this.redis.publish(stockEventsChannel(this.prefix), JSON.stringify({ saleId, sku: item.sku }))));
       return {
         kind: 'rebuilt',
-        shards: plans.length,
-        anchor: writeAnchor,
-        liveOrders: plans.reduce((sum, plan) => sum + plan.live.length, 0),
-        pendingOrders: plans.reduce((sum, plan) => sum + plan.pending.length, 0),
+        shards: written.length,
+        anchor: anchorWritten,
+        liveOrders: written.reduce((sum, plan) => sum + plan.live.length, 0),
+        pendingOrders: written.reduce((sum, plan) => sum + plan.pending.length, 0),
         migrated,
         ms,
       };
@@ -249,14 +266,15 @@ export class SaleRebuilder {
     return counts;
   }
 
-  /** One script per shard (writeShard), then the outbox's consumer group. */
-  private async writeShard(plan: ShardPlan, moved: readonly Order[]): Promise<void> {
+  /** One script per shard (writeShard), then the outbox's consumer group; false when the shard was found whole. */
+  private async writeShard(plan: ShardPlan, moved: readonly Order[]): Promise<boolean> {
     const { ref } = plan;
-    await writeShard(this.redis, this.prefix, plan, moved);
+    if (!(await writeShard(this.redis, this.prefix, plan, moved))) return false;
     // The persister reads each shard's outbox through its group; it makes it when missing, and so do we.
     await this.redis.xgroup('CREATE', shardKeys(this.prefix, ref.saleId, ref.sku, ref.shard).outbox, OUTBOX_GROUP, '0', 'MKSTREAM').catch((error: unknown) => {
       if (!String((error as Error).message).includes('BUSYGROUP')) throw error;
     });
+    return true;
   }
 
   /** The shoppers' index of recent orders (each in the shopper's own slot), so GET /v1/users/me/orders still lists them. */
@@ -272,15 +290,13 @@ export class SaleRebuilder {
     );
   }
 
-
-  /** The anchor, last: from now on the sale counts as loaded. A migrated sale's layout-1 keys go with it (same slot). */
-  private async writeAnchor(saleId: string, anchor: Record<string, string | number>, legacy: readonly string[]): Promise<void> {
+  /**
+   * The anchor, last: from now on the sale counts as loaded. A migrated sale's layout-1 keys go with
+   * it (same slot). A layout-2 anchor found there is left alone unless forced (see writeShard).
+   */
+  private async writeAnchor(saleId: string, anchor: Record<string, string | number>, legacy: readonly string[], force: boolean): Promise<boolean> {
     const key = anchorKey(this.prefix, saleId);
-    const multi = this.redis.multi();
-    multi.del(key, ...legacy);
-    multi.hset(key, anchor);
-    const results = await multi.exec();
-    const failed = results?.find(([error]) => error);
-    if (!results || failed) throw new Error(`writing the anchor of sale ${saleId} failed: ${String(failed?.[0] ?? 'aborted')}`);
+    const fields = Object.entries(anchor).flatMap(([field, value]) => [field, String(value)]);
+    return (await this.redis.eval(WRITE_ANCHOR, 1 + legacy.length, key, ...legacy, force ? '1' : '0', ...fields)) === 1;
   }
 }

@@ -2,6 +2,13 @@
 // tag), so the shard appears whole or not at all, and tens of thousands of orders cost one round
 // trip and a few milliseconds of Redis instead of one command each. The shard's `sale` hash is
 // written last: until it exists a reserve on the shard is refused (SALE_NOT_FOUND).
+//
+// The script writes nothing to a shard it finds whole (`sale` and `item` hashes both there): the
+// rebuild decided from an earlier read, and that read may have come from a Cluster master that
+// restarted empty and still answered for its slots for a moment while its promoted replica held
+// the real shard, with orders not yet in Postgres. Only the atomic look at write time is trusted
+// not to overwrite live decisions. (reconcile --fix fences a shard by deleting its `sale` hash
+// first, so a forced rewrite passes.)
 import type { Order } from '../orders/order.ts';
 import type { RedisClient } from '../redis/connection.ts';
 import { shardKeys } from '../stock/keys.ts';
@@ -16,6 +23,9 @@ import type { ShardPlan } from './plan.ts';
 //               13-digit numbers into 1.7e+12).
 // Arguments go to HSET/ZADD in chunks: unpack() has a stack limit of a few thousand values.
 const WRITE_SHARD = `
+if redis.call('EXISTS', KEYS[1]) == 1 and redis.call('EXISTS', KEYS[2]) == 1 then
+  return -1
+end
 local p = cjson.decode(ARGV[1])
 local function chunked(command, key, flat, width)
   local step = 1000 * width
@@ -73,8 +83,11 @@ export function orderRecord(order: Order, shard: number): Record<string, string 
   return record;
 }
 
-/** Writes the planned shard (and, for a migrated sale, its unpersisted layout-1 outbox entries) in one script. */
-export async function writeShard(redis: RedisClient, prefix: string, plan: ShardPlan, moved: readonly Order[]): Promise<void> {
+/**
+ * Writes the planned shard (and, for a migrated sale, its unpersisted layout-1 outbox entries) in
+ * one script; false when the shard was found whole and left as it was.
+ */
+export async function writeShard(redis: RedisClient, prefix: string, plan: ShardPlan, moved: readonly Order[]): Promise<boolean> {
   const { ref } = plan;
   const keys = shardKeys(prefix, ref.saleId, ref.sku, ref.shard);
   const payload = {
@@ -91,5 +104,6 @@ export async function writeShard(redis: RedisClient, prefix: string, plan: Shard
     moved: moved.map((order) => flat(orderRecord(order, ref.shard))),
   };
   const dynamic = [...plan.pending.map((order) => keys.order(order.id)), ...plan.idempotency.map(({ userId, key }) => keys.idempotency(userId, key))];
-  await redis.eval(WRITE_SHARD, 5 + dynamic.length, keys.sale, keys.item, keys.users, keys.deadlines, keys.outbox, ...dynamic, JSON.stringify(payload));
+  const written = await redis.eval(WRITE_SHARD, 5 + dynamic.length, keys.sale, keys.item, keys.users, keys.deadlines, keys.outbox, ...dynamic, JSON.stringify(payload));
+  return written !== -1;
 }

@@ -1,6 +1,7 @@
 // The rebuild from Postgres (src/recovery/rebuild.ts) against real Redis and Postgres: what a lost
 // sale's shards, records, deadlines, keys and anchor are rebuilt with; a partial loss; orders still
-// in an outbox; two racing rebuilds; a layout-1 sale migrated.
+// in an outbox; two racing rebuilds; a stale read that must not overwrite a whole shard; a layout-1
+// sale migrated.
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../../src/logger.ts';
@@ -8,7 +9,7 @@ import { OUTBOX_GROUP } from '../../../src/orders/outbox-persister.ts';
 import { SaleRebuilder } from '../../../src/recovery/rebuild.ts';
 import { SaleRepository } from '../../../src/sales/repository.ts';
 import { anchorKey, encodeKeyPart, orderKeyOf, userOrdersKey } from '../../../src/stock/keys.ts';
-import { deleteServiceKeys } from '../../../tools/redis-keys.ts';
+import { deleteServiceKeys, scanKeys } from '../../../tools/redis-keys.ts';
 import { createTestContext, type TestContext } from '../../support/context.ts';
 import pg from 'pg';
 import { order, recoveryFixture, saleDefinition, shardOf, type RecoveryFixture } from './fixture.ts';
@@ -166,6 +167,43 @@ describe('two processes racing', () => {
       clients.forEach((client) => client.disconnect());
       await Promise.all(others.map((pool) => pool.end()));
     }
+  });
+});
+
+describe('a stale read', () => {
+  // A Cluster failover: the rebuild read the sale from a master that restarted empty, and writes
+  // after the slots have moved to the promoted replica, which holds the sale whole — with a
+  // decision Postgres does not have yet. Here: the rebuild reads Redis with the sale gone, is held
+  // on Postgres (the orders table locked) while the sale comes back whole, then goes on.
+  it('writes nothing over a shard or an anchor it finds whole when it writes', async () => {
+    const { sale } = await midRush();
+    await fx.rebuilder.rebuild(sale.id);
+    const phone = shardOf(redis, ctx.prefix, sale.id, 'phone');
+    await redis.hincrby(phone.keys.item, 'available', -1);
+    await redis.hset(anchorKey(ctx.prefix, sale.id), 'closedAt', '1');
+    const keys = await scanKeys(redis, `${ctx.prefix}:*`);
+    const dumps = await Promise.all(keys.map(async (key) => ({ key, dump: await redis.dumpBuffer(key), ttl: await redis.pttl(key) })));
+    const live = async () => ({ item: await phone.item(), users: await phone.users(), anchor: await redis.hgetall(anchorKey(ctx.prefix, sale.id)) });
+    const before = await live();
+
+    const locker = await fx.pool.connect();
+    try {
+      await locker.query('BEGIN');
+      await locker.query('LOCK TABLE orders IN ACCESS EXCLUSIVE MODE');
+      await redis.unlink(...keys);
+      const rebuilding = fx.rebuilder.rebuild(sale.id);
+      // Held reading the orders: it has looked at Redis (and found the sale missing) by now.
+      await expect
+        .poll(async () => (await fx.pool.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'SELECT * FROM orders%'`)).rows[0].n, { timeout: 5_000 })
+        .toBe(1);
+      for (const { key, dump, ttl } of dumps) await redis.restore(key, ttl > 0 ? ttl : 0, dump);
+      await locker.query('COMMIT');
+      expect(await rebuilding).toEqual({ kind: 'intact' });
+    } finally {
+      locker.release();
+    }
+    expect(await live()).toEqual(before);
+    expect(before.item.available).toBe('6');
   });
 });
 
