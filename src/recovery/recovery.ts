@@ -1,8 +1,15 @@
 // Detecting lost Redis state and rebuilding it, in every process. A sale Postgres says is live
 // (not past its payment windows) whose anchor or any shard is missing in Redis is "lost": it is
-// rebuilt from Postgres at once (rebuild.ts; racing processes are serialised there), and until
-// then its storefront answers 503 SALE_RECOVERING, readiness lists it, the gauge counts it and
-// the operator sees `sale_state_lost`, then `sale_rebuilt`. Detection runs on a timer in the
+// rebuilt from Postgres (rebuild.ts; racing processes are serialised there), and until then its
+// storefront answers 503 SALE_RECOVERING, readiness lists it, the gauge counts it and the
+// operator sees `sale_state_lost`, then `sale_rebuilt`.
+//
+// One read finding the sale missing is only a suspicion, confirmed by a second look `confirmMs`
+// later: during a Cluster failover a master that restarted without its data answers for its old
+// slots (with nothing) until it learns it was replaced, and a read that reaches it sees a sale
+// that its promoted replica still holds whole. The second look waits that out; the rebuild's
+// writes leave alone whatever they find whole (write-shard.ts), so even a stale pair of reads
+// cannot overwrite a live shard. Detection runs on a timer in the
 // worker role (so an idle sale is noticed too) and on demand in every process, when a storefront
 // route is about to answer SALE_NOT_FOUND or ITEM_NOT_FOUND for a sale Postgres knows.
 import { Counter, Gauge, type Registry } from 'prom-client';
@@ -41,6 +48,8 @@ export interface RecoveryOptions {
   readonly intervalMs?: number;
   /** A sale created this recently may still be loading: it is never called lost. */
   readonly loadingGraceMs?: number;
+  /** A sale read as missing is called lost only if it is still missing this much later. */
+  readonly confirmMs?: number;
 }
 
 export interface LiveSale {
@@ -65,6 +74,8 @@ export async function liveSales(pool: Pool, now = Date.now()): Promise<LiveSale[
 
 export class SaleRecovery {
   private readonly lost = new Map<string, { since: number }>();
+  /** Sales read as missing once, awaiting their second look (its timer). */
+  private readonly suspects = new Map<string, { since: number; timer: NodeJS.Timeout }>();
   private readonly inFlight = new Map<string, Promise<void>>();
   private readonly shapes = new Map<string, SaleShape>();
   private live: { sales: Map<string, LiveSale>; until: number } | undefined;
@@ -73,6 +84,7 @@ export class SaleRecovery {
   private ticking: Promise<void> | undefined;
   private readonly intervalMs: number;
   private readonly loadingGraceMs: number;
+  private readonly confirmMs: number;
 
   constructor(
     private readonly redis: RedisClient,
@@ -85,6 +97,7 @@ export class SaleRecovery {
   ) {
     this.intervalMs = options.intervalMs ?? 1_000;
     this.loadingGraceMs = options.loadingGraceMs ?? 2_000;
+    this.confirmMs = options.confirmMs ?? 1_000;
   }
 
   start(): void {
@@ -111,6 +124,8 @@ export class SaleRecovery {
   async stop(): Promise<void> {
     clearInterval(this.timer);
     this.timer = undefined;
+    for (const { timer } of this.suspects.values()) clearTimeout(timer);
+    this.suspects.clear();
     const pending = Promise.allSettled([this.ticking, ...this.inFlight.values()]);
     let timeout: NodeJS.Timeout | undefined;
     await Promise.race([pending, new Promise((resolve) => (timeout = setTimeout(resolve, STOP_WAIT_MS)))]);
@@ -167,13 +182,25 @@ export class SaleRecovery {
     return rows[0]?.sale_id;
   }
 
-  /** Looks at the sale in Redis; marks it lost (once) when something is missing. */
+  /**
+   * Looks at the sale in Redis; true when it is lost. Found missing for the first time, it is a
+   * suspect, looked at again `confirmMs` later (by a timer, so a sale no one asks for again is
+   * still settled); found missing again by then, it is marked lost (once). Found whole, it is
+   * neither.
+   */
   private async check(saleId: string, now: number): Promise<boolean> {
     const shape = await this.shape(saleId);
     if (!shape) return false;
     const found = damage(await inspectSale(this.redis, this.prefix, shape));
     const missing = found.anchor || found.shards.length > 0;
+    const suspect = this.suspects.get(saleId);
+    if (!missing || this.lost.has(saleId)) this.clearSuspect(saleId);
     if (missing && !this.lost.has(saleId)) {
+      if (now - (suspect?.since ?? now) < this.confirmMs) {
+        if (!suspect) this.suspect(saleId, now);
+        return false;
+      }
+      this.clearSuspect(saleId);
       this.lost.set(saleId, { since: now });
       this.metrics.recovering.set(this.lost.size);
       this.logger.error(
@@ -183,6 +210,23 @@ export class SaleRecovery {
     }
     if (!missing && this.lost.has(saleId) && !this.inFlight.has(saleId)) this.lost.delete(saleId);
     return missing;
+  }
+
+  /** The second look at a sale read as missing: lost then, it is rebuilt; whole, forgotten. */
+  private suspect(saleId: string, now: number): void {
+    const timer = setTimeout(() => {
+      this.check(saleId, Math.max(Date.now(), now + this.confirmMs))
+        .then((lost) => (lost ? this.kick(saleId) : undefined))
+        // Redis or Postgres away: the suspicion goes, and the next check starts a new one.
+        .catch(() => this.clearSuspect(saleId));
+    }, this.confirmMs);
+    timer.unref();
+    this.suspects.set(saleId, { since: now, timer });
+  }
+
+  private clearSuspect(saleId: string): void {
+    clearTimeout(this.suspects.get(saleId)?.timer);
+    this.suspects.delete(saleId);
   }
 
   /** Rebuilds the sale, once at a time in this process (rebuild.ts serialises processes). */
