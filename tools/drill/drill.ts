@@ -193,9 +193,11 @@ export async function finish(
   drill.checks.push(...result.checks);
   drill.accepted = rush.ledger.accepted.size;
   drill.lost = result.lost;
-  const errors = errorLines(stack.api.output());
-  drill.figures['API error log lines (of its last 200)'] = errors.length;
-  if (errors.length > 0) drill.figures['API errors, first'] = errors.slice(0, 3).join(' | ');
+  for (const [role, process] of [['API', stack.api], ['worker', stack.worker]] as const) {
+    const errors = errorLines(process.output());
+    drill.figures[`${role} error log lines (of its last 200)`] = errors.length;
+    if (errors.length > 0) drill.figures[`${role} errors, first`] = errors.slice(0, 3).join(' | ');
+  }
   drill.figures['replayed 201s (retries of cut requests)'] = rush.ledger.replayed;
   for (const [phase, ms] of Object.entries(rush.slowestByPhase())) drill.figures[`slowest answer, ${phase} (ms)`] = ms;
   drill.figures['Postgres settled after the rush (ms)'] = result.settledMs;

@@ -33,6 +33,8 @@ interface Snapshot {
   readonly items: readonly ItemRow[];
   /** From the admin report (Redis): per SKU. */
   readonly redis: ReadonlyMap<string, { available: number; reserved: number }>;
+  /** The report's answer when it was not a 200 (status and code, or the error), for the verdict's detail. */
+  readonly redisRefusal: string | undefined;
 }
 
 export interface InvariantResult {
@@ -97,26 +99,29 @@ async function readSnapshot(db: pg.Client, input: InvariantInput): Promise<Snaps
     [...input.accepted].map(([id, order]) => ({ id, ...order })),
     orders.rows,
   );
-  return { comparison, rows: orders.rows, items: items.rows, redis: await redisView(input) };
+  return { comparison, rows: orders.rows, items: items.rows, ...(await redisView(input)) };
 }
 
-/** available / reserved per SKU as the service (Redis) reports them; empty when it does not answer. */
-async function redisView(input: InvariantInput): Promise<Map<string, { available: number; reserved: number }>> {
+/** available / reserved per SKU as the service (Redis) reports them; empty, with why, when it does not answer. */
+async function redisView(input: InvariantInput): Promise<Pick<Snapshot, 'redis' | 'redisRefusal'>> {
   try {
     const response = await fetch(`${input.apiBaseUrl}/v1/admin/sales/${encodeURIComponent(input.saleId)}/report`, {
       headers: { authorization: tokens(input.secret).admin() },
       signal: AbortSignal.timeout(5_000),
     });
-    if (response.status !== 200) return new Map();
+    if (response.status !== 200) {
+      const code = ((await response.json().catch(() => ({}))) as { code?: unknown }).code;
+      return { redis: new Map(), redisRefusal: `${response.status}${typeof code === 'string' ? ` ${code}` : ''}` };
+    }
     const body = (await response.json()) as { items: { sku: string; available: number; reserved: number }[] };
-    return new Map(body.items.map((item) => [item.sku, { available: item.available, reserved: item.reserved }]));
-  } catch {
-    return new Map();
+    return { redis: new Map(body.items.map((item) => [item.sku, { available: item.available, reserved: item.reserved }])), redisRefusal: undefined };
+  } catch (error) {
+    return { redis: new Map(), redisRefusal: error instanceof Error ? error.message : String(error) };
   }
 }
 
 function judge(snapshot: Snapshot, input: InvariantInput): Check[] {
-  const { comparison, rows, items, redis } = snapshot;
+  const { comparison, rows, items, redis, redisRefusal } = snapshot;
   const unexpectedMissing = comparison.missing.filter((id) => !(input.mayBeMissing?.has(id) ?? false));
   const sample = (list: readonly string[]) => (list.length === 0 ? '' : ` (e.g. ${list.slice(0, 3).join(', ')})`);
   const live = rows.filter((row) => LIVE.has(row.status));
@@ -166,7 +171,7 @@ function judge(snapshot: Snapshot, input: InvariantInput): Check[] {
       detail: items
         .map((item) => {
           const view = redis.get(item.sku);
-          return `${item.sku}: Redis ${view === undefined ? 'no answer' : `available ${view.available}, reserved ${view.reserved}`}, Postgres stock ${item.stock} sold ${item.sold}`;
+          return `${item.sku}: Redis ${view === undefined ? `no answer (${redisRefusal ?? 'no such item'})` : `available ${view.available}, reserved ${view.reserved}`}, Postgres stock ${item.stock} sold ${item.sold}`;
         })
         .join('; '),
     },
