@@ -36,6 +36,17 @@ const FAILOVER_RETRIES = {
   maxRedirections: 18,
 } as const;
 
+/**
+ * How often a Cluster client re-reads the slot map on its own. ioredis re-reads it on a MOVED
+ * reply, except in one case: an auto-pipeline mixing writes with reads (or failing in more than
+ * one way) hands the MOVED to its callers and keeps the old map (redis/ioredis#2075). After a
+ * failover or a reshard, a slot whose old master now answers MOVED then fails every such batch
+ * for as long as no single command happens to repair the map: the failover drill saw the admin
+ * report answer 503 REDIS_UNAVAILABLE for 30 s while orders flowed. Re-reading the map each
+ * second bounds that to a second (one CLUSTER SLOTS a second per connection: nothing).
+ */
+const SLOTS_REFRESH_INTERVAL_MS = 1_000;
+
 export function createRedis(config: Pick<Config, 'redis'>, options: ConnectionOptions): RedisClient {
   const redisOptions: RedisOptions = {
     connectionName: options.name,
@@ -53,6 +64,7 @@ export function createRedis(config: Pick<Config, 'redis'>, options: ConnectionOp
       enableOfflineQueue: redisOptions.enableOfflineQueue,
       enableAutoPipelining: redisOptions.enableAutoPipelining,
       clusterRetryStrategy: (attempt) => Math.min(100 * attempt, 2_000),
+      slotsRefreshInterval: SLOTS_REFRESH_INTERVAL_MS,
       ...FAILOVER_RETRIES,
     });
   }
@@ -103,4 +115,13 @@ export function isRedisUnavailable(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
   if (UNAVAILABLE_NAMES.has(error.name)) return true;
   return UNAVAILABLE_REPLIES.test(error.message) || UNAVAILABLE_MESSAGES.some((text) => error.message.startsWith(text));
+}
+
+/**
+ * The level a background round (sweeper, persister, transfer recovery) logs its failure at: warn
+ * when Redis was only out of reach or moving (a failover, a reshard: the next round retries and
+ * readiness tells the rest), error when it is something to look at.
+ */
+export function roundFailureLevel(error: unknown): 'warn' | 'error' {
+  return isRedisUnavailable(error) ? 'warn' : 'error';
 }
