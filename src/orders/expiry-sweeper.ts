@@ -16,7 +16,7 @@
 // keeps them from reading the same batch.
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../logger.ts';
-import type { RedisClient } from '../redis/connection.ts';
+import { roundFailureLevel, type RedisClient } from '../redis/connection.ts';
 import { shardKeys, type ShardRef } from '../stock/keys.ts';
 import type { OrderLifecycle } from './lifecycle.ts';
 
@@ -138,7 +138,7 @@ export class ExpirySweeper {
         await this.look(ref, now);
       } catch (err) {
         this.quietUntil.delete(shardId(ref));
-        this.logger.error({ ...ref, err: (err as Error).message }, 'sweeping a shard failed; going on with the next shard');
+        this.logger[roundFailureLevel(err)]({ ...ref, err: (err as Error).message }, 'sweeping a shard failed; going on with the next shard');
       }
     }
     return expired;
@@ -152,7 +152,7 @@ export class ExpirySweeper {
       first = await this.redis.zrange(shardKeys(this.prefix, ref.saleId, ref.sku, ref.shard).deadlines, 0, 0, 'WITHSCORES');
     } catch (err) {
       this.quietUntil.delete(shardId(ref));
-      this.logger.error({ ...ref, err: (err as Error).message }, 'reading a shard’s deadlines failed; trying again next round');
+      this.logger[roundFailureLevel(err)]({ ...ref, err: (err as Error).message }, 'reading a shard’s deadlines failed; trying again next round');
       return false;
     }
     const next = first[1] === undefined ? Infinity : Number(first[1]);

@@ -17,7 +17,7 @@ import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
-import type { RedisClient } from '../redis/connection.ts';
+import { roundFailureLevel, type RedisClient } from '../redis/connection.ts';
 import { tagHex } from '../stock/keys.ts';
 import { ackOutbox } from '../stock/scripts/ack-outbox.ts';
 import type { Scripts } from '../stock/scripts/registry.ts';
@@ -195,7 +195,7 @@ export class OutboxPersister {
         // The stream was deleted and made again without the group: create it next round.
         if (String((err as Error).message).includes('NOGROUP')) this.forgetStream(stream.key);
         this.metrics.outboxSaleFailures.inc();
-        this.logger.error({ saleId: stream.saleId, stream: stream.key, err: (err as Error).message }, 'persisting an outbox stream failed; going on with the next');
+        this.logger[roundFailureLevel(err)]({ saleId: stream.saleId, stream: stream.key, err: (err as Error).message }, 'persisting an outbox stream failed; going on with the next');
       }
     }
     return { persisted, full };

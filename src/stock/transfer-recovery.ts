@@ -4,7 +4,7 @@
 // sweepers may run, beside API processes recovering on their own: every step is idempotent on
 // the transfer id, so the worst case is a repeated ALREADY.
 import type { Logger } from '../logger.ts';
-import type { RedisClient } from '../redis/connection.ts';
+import { roundFailureLevel, type RedisClient } from '../redis/connection.ts';
 import { anchorKey } from './keys.ts';
 import { itemsOfAnchor } from './scripts/load-sale.ts';
 import type { StockTransfers } from './transfers.ts';
@@ -67,7 +67,7 @@ export class TransferRecovery {
         if (closed > 0) this.logger.info({ ...item, units: closed }, 'recovered stock transfers left by a dead driver');
         units += closed;
       } catch (err) {
-        this.logger.error({ ...item, err: (err as Error).message }, 'recovering transfers failed; going on with the next item');
+        this.logger[roundFailureLevel(err)]({ ...item, err: (err as Error).message }, 'recovering transfers failed; going on with the next item');
       }
     }
     return units;

@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 import { ReplyError } from 'ioredis';
 import { MaxRetriesPerRequestError } from 'ioredis/built/errors/index.js';
 import { describe, expect, it } from 'vitest';
-import { isRedisUnavailable } from '../../src/redis/connection.ts';
+import { isRedisUnavailable, roundFailureLevel } from '../../src/redis/connection.ts';
 
 // ioredis does not re-export it; its CommonJS default export is the class.
 const { default: ClusterAllFailedError } = createRequire(import.meta.url)('ioredis/built/errors/ClusterAllFailedError.js') as {
@@ -48,5 +48,14 @@ describe('isRedisUnavailable', () => {
       undefined,
     ];
     expect(errors.filter((error) => isRedisUnavailable(error))).toEqual([]);
+  });
+});
+
+describe('roundFailureLevel', () => {
+  it('when a background round met a failover or reshard, then it warns; otherwise it is an error', () => {
+    expect(roundFailureLevel(new ReplyError('MOVED 7203 127.0.0.1:37685'))).toBe('warn');
+    expect(roundFailureLevel(new Error('Connection is closed.'))).toBe('warn');
+    expect(roundFailureLevel(new ReplyError('WRONGTYPE Operation against a key holding the wrong kind of value'))).toBe('error');
+    expect(roundFailureLevel(new Error('boom'))).toBe('error');
   });
 });
