@@ -121,7 +121,26 @@ export interface ShardKeys {
   attempts(userId: string, second: number): string;
 }
 
+// A shard's names never change, and every order asks for its shard's twice: FNV-1a and the
+// encodings cost about 4 % of the API's CPU per order in a profile of the in-stock bench. Each
+// shard's are built once and kept (frozen) in a bounded map, emptied whole when full: sale ids and
+// SKUs in requests are callers', so the map must not grow with them.
+const SHARD_KEYS_KEPT = 10_000;
+const shardKeysKept = new Map<string, ShardKeys>();
+
 export function shardKeys(prefix: string, saleId: string, sku: string, shard: number): ShardKeys {
+  // JSON, not a separator: no caller string can make two shards' ids equal.
+  const id = JSON.stringify([prefix, saleId, sku, shard]);
+  let keys = shardKeysKept.get(id);
+  if (keys === undefined) {
+    if (shardKeysKept.size >= SHARD_KEYS_KEPT) shardKeysKept.clear();
+    keys = Object.freeze(buildShardKeys(prefix, saleId, sku, shard));
+    shardKeysKept.set(id, keys);
+  }
+  return keys;
+}
+
+function buildShardKeys(prefix: string, saleId: string, sku: string, shard: number): ShardKeys {
   const tag = shardTag(saleId, sku, shard);
   const slot = `${prefix}:{s${tagHex(tag)}}`;
   const base = `${slot}:${encodeKeyPart(saleId)}:${encodeKeyPart(sku)}:${shard}`;

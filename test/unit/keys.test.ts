@@ -63,6 +63,13 @@ describe('shardKeys', () => {
     }
   });
 
+  it('when a shard is asked for again, then the same frozen names come back, and parts that would join alike never share them', () => {
+    expect(shardKeys('fs', 'd11', 'phone-x', 0)).toBe(keys);
+    expect(Object.isFrozen(keys)).toBe(true);
+    expect(shardKeys('fs', 'a\u0000b', 'c', 0).item).not.toBe(shardKeys('fs', 'a', 'b\u0000c', 0).item);
+    expect(shardKeys('fs', 'a', 'b', 1).item).not.toBe(shardKeys('fs', 'a', 'b', 0).item);
+  });
+
   it('when every pair of awkward users and seconds is keyed, then no two share an attempt counter', () => {
     const names = AWKWARD.flatMap((user) => [keys.attempts(user, 1), keys.attempts(user, 2)]);
     expect(new Set(names).size).toBe(AWKWARD.length * 2);
