@@ -51,7 +51,7 @@ describe('the lost-state detector', () => {
         lines.push(fields);
       }) as typeof logger.error;
     }
-    const recovery = new SaleRecovery(redis, ctx.prefix, fx.pool, fx.rebuilder, createRecoveryMetrics(registry), logger, { loadingGraceMs: 0, confirmMs: 300 });
+    const recovery = new SaleRecovery(redis, ctx.prefix, fx.pool, fx.rebuilder, createRecoveryMetrics(registry), logger, { loadingGraceMs: 0, confirmMs: 2_000 });
 
     await recovery.tick();
     expect(recovery.degraded()).toEqual([]);
@@ -63,7 +63,7 @@ describe('the lost-state detector', () => {
     expect(await recovery.recovering(sale.id, 'no-such-sku')).toBe(false);
     expect(await recovery.recovering('no-such-sale')).toBe(false);
     expect(await recovery.recovering(ended.id)).toBe(false);
-    // One look is a suspicion: nothing is reported or rebuilt before the second.
+    // One look is a suspicion: nothing is reported or rebuilt before the second (2 s: room for a loaded machine).
     await recovery.tick();
     expect(recovery.degraded()).toEqual([]);
     expect(lines).toEqual([]);
@@ -114,7 +114,7 @@ describe('the lost-state detector', () => {
     logger.error = ((fields: Record<string, unknown>) => {
       events.push(fields.event);
     }) as typeof logger.error;
-    const recovery = new SaleRecovery(redis, ctx.prefix, fx.pool, fx.rebuilder, createRecoveryMetrics(registry), logger, { loadingGraceMs: 0, confirmMs: 500 });
+    const recovery = new SaleRecovery(redis, ctx.prefix, fx.pool, fx.rebuilder, createRecoveryMetrics(registry), logger, { loadingGraceMs: 0, confirmMs: 2_000 });
 
     const keys = await scanKeys(redis, `${ctx.prefix}:*`);
     const dumps = await Promise.all(keys.map(async (key) => ({ key, dump: await redis.dumpBuffer(key), ttl: await redis.pttl(key) })));
@@ -123,7 +123,8 @@ describe('the lost-state detector', () => {
     expect(await recovery.recovering(sale.id, 'phone')).toBe(true);
     await recovery.tick();
     for (const { key, dump, ttl } of dumps) await redis.restore(key, ttl > 0 ? ttl : 0, dump);
-    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    // Past the second look (2 s after the first, which found the sale back).
+    await new Promise((resolve) => setTimeout(resolve, 3_000));
     await recovery.tick();
     await recovery.stop();
 

@@ -194,7 +194,7 @@ describe('a stale read', () => {
       const rebuilding = fx.rebuilder.rebuild(sale.id);
       // Held reading the orders: it has looked at Redis (and found the sale missing) by now.
       await expect
-        .poll(async () => (await fx.pool.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'SELECT * FROM orders%'`)).rows[0].n, { timeout: 5_000 })
+        .poll(async () => (await fx.pool.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'SELECT * FROM orders%'`)).rows[0].n, { timeout: 5_000 })
         .toBe(1);
       for (const { key, dump, ttl } of dumps) await redis.restore(key, ttl > 0 ? ttl : 0, dump);
       await locker.query('COMMIT');
