@@ -662,7 +662,16 @@ describe('reserveOrder: the attempt limit (RATE_LIMITED)', () => {
     await loadSale(saleId, [item({ stock: 100, perUserLimit: 100 })]);
     const keys = shardZeroKeys(prefix, saleId);
 
-    for (let i = 0; i < 3; i++) expect((await limited(saleId, 'eager', NOW + i, 3)).code).toBe('OK');
+    const counter = keys.attempts('eager', SECOND);
+    expect((await limited(saleId, 'eager', NOW, 3)).code).toBe('OK');
+    // Opened at the start of its second: it outlives the second by one more, no longer.
+    const ttl = await redis.pttl(counter);
+    expect(ttl).toBeGreaterThan(1_000);
+    expect(ttl).toBeLessThanOrEqual(2_000);
+    // Those 2 s are real time; the snapshots below SCAN a Redis shared with every other test file
+    // and once took longer on a loaded CI machine. The counter is kept alive for the rest of the test.
+    await redis.pexpire(counter, 60_000);
+    for (let i = 1; i < 3; i++) expect((await limited(saleId, 'eager', NOW + i, 3)).code).toBe('OK');
     const before = await withoutCounters(saleId);
     expect(await limited(saleId, 'eager', NOW + 500, 3)).toEqual({ code: 'RATE_LIMITED' });
     expect(await limited(saleId, 'eager', NOW + 999, 3)).toEqual({ code: 'RATE_LIMITED' });
@@ -670,12 +679,7 @@ describe('reserveOrder: the attempt limit (RATE_LIMITED)', () => {
     expect(await withoutCounters(saleId)).toEqual(before);
     expect(await available(saleId)).toBe(97);
     expect(await redis.xlen(keys.outbox)).toBe(3);
-    const counter = keys.attempts('eager', SECOND);
     expect(await redis.get(counter)).toBe('5');
-    // Opened at the start of its second: it outlives the second by one more, no longer.
-    const ttl = await redis.pttl(counter);
-    expect(ttl).toBeGreaterThan(1_000);
-    expect(ttl).toBeLessThanOrEqual(2_000);
   });
 
   it('when the next second starts, then the user may attempt again; another user or another item has a count of its own', async () => {
