@@ -54,7 +54,7 @@ try {
   process.exitCode = results.some((result) => result.drift) ? 1 : 0;
 } catch (error) {
   if (error instanceof UnknownSale) {
-    process.stderr.write(`no sale ${error.message} in Postgres\n`);
+    process.stderr.write(`no sale ${JSON.stringify(error.message)} in Postgres\n`);
     process.exitCode = 2;
   } else {
     logger.fatal({ err: error }, 'reconcile failed');

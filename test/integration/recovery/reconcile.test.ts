@@ -70,7 +70,11 @@ describe('npm run reconcile', () => {
     expect(fixed.out.split('after --fix:')[1]).toMatch(new RegExp(`${sale.id}\\s+phone\\s+7\\s+7\\s+3\\s+3\\s+0\\s+0\\s+ok`));
   });
 
-  it('answers 2 for an unknown sale', async () => {
+  it('answers 2 for an unknown sale, and names it encoded (an operator may paste anything)', async () => {
     expect((await reconcile('--sale', 'no-such-sale')).code).toBe(2);
+    const odd = await reconcile('--sale', 'x\u001b[2Jy');
+    expect(odd.code).toBe(2);
+    expect(odd.out).toContain('no sale "x\\u001b[2Jy" in Postgres');
+    expect(odd.out).not.toContain('\u001b');
   });
 });
