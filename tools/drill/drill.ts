@@ -43,7 +43,6 @@ export class Drill {
   fault = '';
   recoveryMs: number | null = null;
   recoveryMeaning = '';
-  pendingReason: string | undefined;
   rush: Rush | undefined;
   accepted = 0;
   lost = 0;
@@ -85,7 +84,6 @@ export class Drill {
   report(error?: unknown): DrillReport {
     const base = {
       scenario: this.scenario,
-      ...(this.pendingReason === undefined ? {} : { pendingReason: this.pendingReason }),
       startedAt: this.startedAt.toISOString(),
       durationMs: this.now(),
       fault: this.fault,

@@ -16,13 +16,11 @@ export interface TimelineEvent {
   readonly event: string;
 }
 
-export type DrillStatus = 'passed' | 'failed' | 'pending';
+export type DrillStatus = 'passed' | 'failed';
 
 export interface DrillReport {
   readonly scenario: string;
   readonly status: DrillStatus;
-  /** Why a scenario could not run yet (a piece of the service it rehearses is not merged). */
-  readonly pendingReason?: string;
   readonly startedAt: string;
   readonly durationMs: number;
   /** What broke, in one sentence. */
@@ -58,14 +56,12 @@ export interface DrillRun {
 
 /** passed iff every check passed, nothing was lost, the service recovered and nothing threw. */
 export function verdict(report: Omit<DrillReport, 'status'>): DrillStatus {
-  if (report.pendingReason !== undefined) return 'pending';
   const ok = report.error === undefined && report.lost <= (report.lossWindow ?? 0) && report.recoveryMs !== null && report.checks.every((c) => c.ok);
   return ok ? 'passed' : 'failed';
 }
 
 export function renderText(report: DrillReport): string {
   const lines = [`=== drill ${report.scenario}: ${report.status.toUpperCase()} (${(report.durationMs / 1000).toFixed(1)} s) ===`];
-  if (report.pendingReason !== undefined) lines.push(`pending: ${report.pendingReason}`);
   lines.push(`what broke: ${report.fault}`);
   lines.push(`recovery: ${report.recoveryMs === null ? 'NEVER' : `${report.recoveryMs} ms`} (${report.recoveryMeaning})`);
   lines.push(`accepted (201): ${report.accepted}; lost: ${report.lost}${lossWindowText(report)}`);
@@ -95,7 +91,6 @@ export function renderHtml(run: DrillRun): string {
   const section = (r: DrillReport) => `
 <section class="${r.status}">
   <h2>${escapeHtml(r.scenario)} — ${r.status.toUpperCase()}</h2>
-  ${r.pendingReason === undefined ? '' : `<p><b>Pending:</b> ${escapeHtml(r.pendingReason)}</p>`}
   <table>
     <tr><th>What broke</th><td>${escapeHtml(r.fault)}</td></tr>
     <tr><th>Recovery</th><td>${r.recoveryMs === null ? 'never' : `${r.recoveryMs} ms`} — ${escapeHtml(r.recoveryMeaning)}</td></tr>
@@ -124,7 +119,7 @@ export function renderHtml(run: DrillRun): string {
 body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; max-width: 70em; }
 table { border-collapse: collapse; margin: .5em 0 1em; } th, td { border: 1px solid #ccc; padding: .25em .6em; text-align: left; vertical-align: top; }
 section { border-left: 6px solid #999; padding-left: 1em; margin-bottom: 2em; }
-section.passed { border-color: #2a2; } section.failed { border-color: #c22; } section.pending { border-color: #d90; }
+section.passed { border-color: #2a2; } section.failed { border-color: #c22; }
 tr.fail td { background: #fdd; } pre { white-space: pre-wrap; margin: 0; }
 </style></head><body>
 <h1>Disaster drill report</h1>

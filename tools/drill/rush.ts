@@ -56,8 +56,8 @@ export class Rush {
   readonly #firstAcceptedIn = new Map<string, number>();
   /** Order id → when the attempt that made it was sent. */
   readonly #madeAt = new Map<string, number>();
-  /** sentMs of each attempt awaiting its answer. */
-  readonly #inFlight = new Set<number>();
+  /** Each attempt awaiting its answer, with when it was sent (an entry per attempt: two can share a millisecond). */
+  readonly #inFlight = new Set<{ readonly sentMs: number }>();
 
   constructor(
     private readonly baseUrl: () => string,
@@ -101,7 +101,7 @@ export class Rush {
   /** Resolves once every attempt sent before `ms` has its answer (or the time is up). */
   async waitAnswered(ms: number, timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    while ([...this.#inFlight].some((sentMs) => sentMs < ms) && Date.now() < deadline) await sleep(10);
+    while ([...this.#inFlight].some((attempt) => attempt.sentMs < ms) && Date.now() < deadline) await sleep(10);
   }
 
   /** Orders whose making attempt was sent before `ms`: decided before then. */
@@ -171,10 +171,9 @@ export class Rush {
   async #attempt(request: OrderRequest): Promise<OrderOutcome> {
     const phase = this.phase;
     const sentMs = this.now();
-    // Two attempts sent in the same millisecond share the entry; the later answer removes it.
-    this.#inFlight.add(sentMs);
-    const outcome = await placeOrder(this.baseUrl(), this.saleId, request, 10_000);
-    this.#inFlight.delete(sentMs);
+    const inFlight = { sentMs };
+    this.#inFlight.add(inFlight);
+    const outcome = await placeOrder(this.baseUrl(), this.saleId, request, 10_000).finally(() => this.#inFlight.delete(inFlight));
     const answeredMs = this.now();
     this.attempts.push({ sentMs, phase, answeredMs, label: answerLabel(outcome) });
     if (outcome.kind === 'accepted' && !outcome.replayed) {

@@ -4,7 +4,6 @@
 // inside the outage gets it moved by the outage's length. The drill orders, turns the switch on,
 // lets the deadlines pass, turns it off, pays half of those orders in their stretched window and
 // watches the other half expire (exactly once, their stock back) at their stretched deadline.
-// Pending until the switch exists (the service answers 404 for the route).
 import { setTimeout as sleep } from 'node:timers/promises';
 import { tokens } from '../../tokens.ts';
 import { finish, runDrill, startDrillStack, startRush, type DrillOptions, type Scenario } from '../drill.ts';
@@ -36,11 +35,7 @@ export const paymentOutage: Scenario = {
       await rush.waitForAccepted(40, 30_000);
       const switchingAt = drill.now();
       const switchedOn = await outage(true);
-      if (switchedOn === 404) {
-        drill.pendingReason = 'the service has no payment-outage switch yet (POST /v1/admin/payments/outage answers 404): needs OPS MERGED';
-        await finish(drill, s);
-        return;
-      }
+      if (switchedOn !== 200) throw new Error(`turning the payment-outage switch on answered ${switchedOn}`);
       const startedAt = drill.event(`payments down; outage switch on (answered ${switchedOn})`);
       rush.phase = 'payments down';
       // Orders whose deadline falls inside the outage: made before it, less than a window (with a
