@@ -4,6 +4,7 @@
 // or cancel; when the outage ends, those due during it get their deadline moved on by its
 // length exactly, a payment in the stretched window succeeds, and an unpaid one expires at its
 // stretched time, once, its stock back once — and Postgres's expires_at follows.
+import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../../../src/http/app.ts';
@@ -23,7 +24,6 @@ beforeAll(async () => {
 
 afterAll(() => api.close());
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 interface OrderBody {
   orderId: string;

@@ -4,6 +4,7 @@
 // in `sold`, listed by the report for compensation, shown by GET /v1/orders/:id and counted by
 // flashsale_orders_rejected_oversell_total; its Redis record stops acting live. Every 201 stays
 // exactly one row (tools/exactly-once.ts), also when several writers race over the same orders.
+import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import { Redis } from 'ioredis';
 import { uuidv7 } from 'uuidv7';
@@ -37,7 +38,6 @@ beforeAll(async () => {
 
 afterAll(() => fixture.close());
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 interface Accepted {
   orderId: string;
