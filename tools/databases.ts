@@ -15,13 +15,18 @@ export function databaseName(databaseUrl: string): string {
 }
 
 /** Runs statements on the server's maintenance database (CREATE / DROP DATABASE cannot run inside the target). */
-export async function onServer<T>(serverUrl: string, work: (admin: pg.Client) => Promise<T>): Promise<T> {
-  const admin = new pg.Client({ connectionString: withDatabase(serverUrl, 'postgres') });
-  await admin.connect();
+export function onServer<T>(serverUrl: string, work: (admin: pg.Client) => Promise<T>): Promise<T> {
+  return onDatabase(withDatabase(serverUrl, 'postgres'), work);
+}
+
+/** Runs `work` on a connection of its own to the database the URL names, closed after. */
+export async function onDatabase<T>(databaseUrl: string, work: (db: pg.Client) => Promise<T>): Promise<T> {
+  const db = new pg.Client({ connectionString: databaseUrl });
+  await db.connect();
   try {
-    return await work(admin);
+    return await work(db);
   } finally {
-    await admin.end();
+    await db.end().catch(() => undefined);
   }
 }
 

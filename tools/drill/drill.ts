@@ -10,7 +10,6 @@ import {
   type Stack,
   type StackOptions,
 } from '../../test/integration/faults/harness.ts';
-import type { SaleItemInput } from '../sale-body.ts';
 import { checkInvariants, type InvariantResult } from './invariants.ts';
 import { verdict, type Check, type DrillReport, type TimelineEvent } from './report.ts';
 import { Rush, type RushOptions } from './rush.ts';
@@ -30,8 +29,10 @@ export interface Scenario {
 
 export const SKUS = ['phone', 'tablet'] as const;
 /** Large enough that a rush never sells out: refusals in the report are the fault's, not the stock's. */
-export const STOCK_PER_SKU = 100_000;
-export const PER_USER_LIMIT = 2;
+const STOCK_PER_SKU = 100_000;
+const PER_USER_LIMIT = 2;
+/** The items of every drill's sale. */
+export const DRILL_ITEMS = SKUS.map((sku) => ({ sku, stock: STOCK_PER_SKU, perUserLimit: PER_USER_LIMIT }));
 /** A role process may take long to boot (tsx) on a busy two-core machine; the harness's 30 s is too tight there. */
 export const ROLE_READY_MS = 90_000;
 
@@ -130,7 +131,6 @@ export async function startDrillStack(
   drill: Drill,
   options: StackOptions & {
     readonly roleEnv?: Readonly<Record<string, string>>;
-    readonly items?: readonly SaleItemInput[];
     /** Fields of the sale's body (tools/sale-body.ts), e.g. a short paymentWindowSeconds. */
     readonly sale?: Record<string, unknown>;
   } = {},
@@ -144,8 +144,7 @@ export async function startDrillStack(
     startRole(stack, 'api', { env, readyTimeoutMs: ROLE_READY_MS }),
     startRole(stack, 'worker', { env, readyTimeoutMs: ROLE_READY_MS }),
   ]);
-  const items = options.items ?? SKUS.map((sku) => ({ sku, stock: STOCK_PER_SKU, perUserLimit: PER_USER_LIMIT }));
-  const saleId = await createSale(api.baseUrl, stack.secret, [...items], options.sale);
+  const saleId = await createSale(api.baseUrl, stack.secret, [...DRILL_ITEMS], options.sale);
   drill.event(`private redis-server :${stack.redis.port} and postgres :${stack.postgres.port}, api pid ${api.pid}, worker pid ${worker.pid}; sale ${saleId}`);
   return { stack, api, worker, saleId };
 }

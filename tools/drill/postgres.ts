@@ -1,4 +1,4 @@
-// Small Postgres reads the drills time recovery with.
+// Polling Postgres for the orders a drill waits on.
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 
@@ -17,16 +17,5 @@ export async function waitPersisted(databaseUrl: string, ids: readonly string[],
     if (found === ids.length) return Date.now() - started;
     if (Date.now() - started > timeoutMs) return undefined;
     await sleep(200);
-  }
-}
-
-/** Runs `work` on a connection of its own to the drill's database, closed after. */
-export async function withDb<T>(databaseUrl: string, work: (db: pg.Client) => Promise<T>): Promise<T> {
-  const db = new pg.Client({ connectionString: databaseUrl });
-  await db.connect();
-  try {
-    return await work(db);
-  } finally {
-    await db.end().catch(() => undefined);
   }
 }

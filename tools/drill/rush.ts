@@ -8,14 +8,15 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Ledger, needsRetry, placeOrder, type OrderOutcome, type OrderRequest } from '../../test/integration/faults/harness.ts';
 import { tokens } from '../tokens.ts';
 
+/** How long a request keeps being retried (with its key) without a final answer. */
+const RETRY_FOR_MS = 45_000;
+
 export interface RushOptions {
   readonly skus: readonly string[];
   /** Parallel shoppers. Default 8. */
   readonly concurrency?: number;
   /** Pause after each final answer per lane. Default 5 ms. */
   readonly pauseMs?: number;
-  /** How long a request keeps being retried without a final answer. Default 45 s. */
-  readonly retryForMs?: number;
   /**
    * Every n-th request comes from one of a few "greedy" shoppers who keep ordering one unit, so
    * the per-user limit is exercised (and checked through Postgres). Default 4; 0 = none.
@@ -153,12 +154,11 @@ export class Rush {
   }
 
   async #lane(): Promise<void> {
-    const retryForMs = this.options.retryForMs ?? 45_000;
     while (!this.#stopping) {
       const request = this.#nextRequest();
       const firstTry = Date.now();
       let outcome = await this.#attempt(request);
-      while (needsRetry(outcome) && Date.now() - firstTry < retryForMs) {
+      while (needsRetry(outcome) && Date.now() - firstTry < RETRY_FOR_MS) {
         await sleep(RETRY_PAUSE_MS);
         outcome = await this.#attempt(request);
       }

@@ -7,7 +7,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { tokens } from '../../tokens.ts';
 import { finish, runDrill, startDrillStack, startRush, type DrillOptions, type Scenario } from '../drill.ts';
-import { waitPersisted, withDb } from '../postgres.ts';
+import { onDatabase } from '../../databases.ts';
+import { waitPersisted } from '../postgres.ts';
 
 const WINDOW_SECONDS = 4;
 const OUTAGE_MS = 8_000;
@@ -88,7 +89,7 @@ export const paymentOutage: Scenario = {
 };
 
 async function statuses(databaseUrl: string, ids: readonly string[]): Promise<Map<string, number>> {
-  return withDb(databaseUrl, async (db) => {
+  return onDatabase(databaseUrl, async (db) => {
     const result = await db.query<{ status: string; n: string }>('SELECT status, count(*) AS n FROM orders WHERE id::text = ANY($1) GROUP BY status', [ids]);
     return new Map(result.rows.map((row) => [row.status, Number(row.n)]));
   });
@@ -105,7 +106,7 @@ async function waitStatus(databaseUrl: string, ids: readonly string[], status: s
 
 /** Expired orders among ids, and how many expired before created_at + window + stretchMs. */
 async function expiredEarly(databaseUrl: string, ids: readonly string[], stretchMs: number): Promise<{ expired: number; early: number }> {
-  return withDb(databaseUrl, async (db) => {
+  return onDatabase(databaseUrl, async (db) => {
     const result = await db.query<{ expired: string; early: string }>(
       `SELECT count(*) AS expired,
               count(*) FILTER (WHERE expired_at < created_at + make_interval(secs => $2::double precision / 1000)) AS early

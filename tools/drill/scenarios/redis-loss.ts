@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { placeOrder, type OrderOutcome } from '../../../test/integration/faults/harness.ts';
 import { tokens } from '../../tokens.ts';
-import { withDb } from '../postgres.ts';
+import { onDatabase } from '../../databases.ts';
 import { finish, runDrill, startDrillStack, startRush, type Drill, type DrillOptions, type DrillStack, type Scenario } from '../drill.ts';
 
 const WINDOW_SECONDS = 15;
@@ -83,7 +83,7 @@ async function untilSomePersisted(databaseUrl: string, ids: readonly string[], t
 }
 
 async function notPersisted(databaseUrl: string, ids: readonly string[]): Promise<Set<string>> {
-  const found = await withDb(databaseUrl, (db) => db.query<{ id: string }>('SELECT id::text AS id FROM orders WHERE id::text = ANY($1)', [ids]));
+  const found = await onDatabase(databaseUrl, (db) => db.query<{ id: string }>('SELECT id::text AS id FROM orders WHERE id::text = ANY($1)', [ids]));
   const persisted = new Set(found.rows.map((row) => row.id));
   return new Set(ids.filter((id) => !persisted.has(id)));
 }
@@ -107,7 +107,7 @@ async function checkReplays(drill: Drill, s: DrillStack, ids: readonly string[])
 
 /** Shoppers Postgres has at their limit (orders not about to expire) are refused a new unit. */
 async function checkLimits(drill: Drill, s: DrillStack): Promise<void> {
-  const atLimit = await withDb(s.stack.databaseUrl, (db) =>
+  const atLimit = await onDatabase(s.stack.databaseUrl, (db) =>
     db.query<{ userId: string; sku: string }>(
       `SELECT o.user_id AS "userId", o.sku FROM orders o JOIN sale_items i USING (sale_id, sku)
         WHERE o.sale_id = $1 AND o.status IN ('pending_payment', 'paid')
@@ -135,7 +135,7 @@ async function checkExpiry(drill: Drill, s: DrillStack, ids: readonly string[]):
   const deadline = Date.now() + WINDOW_SECONDS * 1000 + 10_000;
   let expired = 0;
   for (;;) {
-    const result = await withDb(s.stack.databaseUrl, (db) =>
+    const result = await onDatabase(s.stack.databaseUrl, (db) =>
       db.query<{ n: string }>("SELECT count(*) AS n FROM orders WHERE id::text = ANY($1) AND status = 'expired'", [ids]),
     );
     expired = Number(result.rows[0]?.n ?? 0);
@@ -154,7 +154,7 @@ async function checkStorefront(drill: Drill, s: DrillStack): Promise<void> {
   // view is cached for a second: compare a fresh pair until they agree, for up to a window and more.
   const deadline = Date.now() + WINDOW_SECONDS * 1000 + 5_000;
   while (Date.now() < deadline) {
-    const rows = await withDb(s.stack.databaseUrl, (db) =>
+    const rows = await onDatabase(s.stack.databaseUrl, (db) =>
       db.query<{ sku: string; available: number }>('SELECT sku, initial_stock + restocked - sold AS available FROM sale_items WHERE sale_id = $1 ORDER BY sku', [s.saleId]),
     );
     const response = await fetch(`${s.api.baseUrl}/v1/sales/${s.saleId}`);

@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import { createSale } from '../../../test/integration/faults/harness.ts';
-import { finish, PER_USER_LIMIT, runDrill, SKUS, STOCK_PER_SKU, startDrillStack, startRush, type Drill, type DrillOptions, type DrillStack, type Scenario } from '../drill.ts';
+import { DRILL_ITEMS, finish, runDrill, SKUS, startDrillStack, startRush, type Drill, type DrillOptions, type DrillStack, type Scenario } from '../drill.ts';
 import { resolveBinary } from '../../local-servers.ts';
 import { Rush } from '../rush.ts';
 
@@ -55,7 +55,7 @@ export const redisRestart: Scenario = {
  */
 async function measureFsyncCost(drill: Drill, s: DrillStack, restore: string): Promise<void> {
   const admin = new Redis(s.stack.redisUrl, { maxRetriesPerRequest: 1 });
-  const saleId = await createSale(s.api.baseUrl, s.stack.secret, SKUS.map((sku) => ({ sku, stock: STOCK_PER_SKU, perUserLimit: PER_USER_LIMIT })));
+  const saleId = await createSale(s.api.baseUrl, s.stack.secret, [...DRILL_ITEMS]);
   const serviceRush = async (ms: number): Promise<number> => {
     const rush = new Rush(() => s.api.baseUrl, saleId, s.stack.secret, () => drill.now(), { skus: SKUS, concurrency: 32, pauseMs: 0, greedyEvery: 0 });
     const started = performance.now();
