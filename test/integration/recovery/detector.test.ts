@@ -2,34 +2,18 @@
 // periodic check, confirmed by a second look, marked lost (readiness, gauge, event) and rebuilt
 // (counter); a storefront "not found" for it is answered as recovering; sales Postgres does not
 // have live are not; a sale missing at one look and back at the next is never called lost.
-import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createLogger } from '../../../src/logger.ts';
 import { SaleRecovery, createRecoveryMetrics } from '../../../src/recovery/recovery.ts';
 import { anchorKey } from '../../../src/stock/keys.ts';
-import { deleteServiceKeys, scanKeys } from '../../../tools/redis-keys.ts';
-import { createTestContext, type TestContext } from '../../support/context.ts';
-import { recoveryFixture, saleDefinition, shardOf, type RecoveryFixture } from './fixture.ts';
+import { deleteServiceKeys } from '../../../tools/redis-keys.ts';
+import { saleDefinition, shardOf, takeAwayKeys, useRecoveryFixture } from './fixture.ts';
 
 /** Long enough that the detector's own timer never fires during a test: the tests take the second look by its clock. */
 const SECOND_LOOK_MS = 60_000;
 
-let ctx: TestContext;
-let redis: Redis;
-let fx: RecoveryFixture;
-
-beforeAll(async () => {
-  ctx = await createTestContext();
-  redis = new Redis(ctx.redisUrl);
-  fx = recoveryFixture(ctx, redis);
-});
-
-afterAll(async () => {
-  await fx.close();
-  redis.disconnect();
-  await ctx.cleanup();
-});
+const env = useRecoveryFixture();
 
 async function metricValue(registry: Registry, name: string, labels: Record<string, string> = {}): Promise<number> {
   const metric = (await registry.getMetricsAsJSON()).find((candidate) => candidate.name === name);
@@ -41,9 +25,9 @@ describe('the lost-state detector', () => {
   it('notices a lost sale, reports it, rebuilds it once, and clears it', async () => {
     const sale = saleDefinition([{ sku: 'phone', stock: 10 }]);
     const ended = saleDefinition([{ sku: 'phone' }], { startsAt: Date.now() - 7_200_000, endsAt: Date.now() - 3_600_000, paymentWindowSeconds: 60 });
-    await fx.record(sale, [{ sku: 'phone', userId: 'u1', quantity: 2 }]);
-    await fx.record(ended);
-    await fx.rebuilder.rebuild(sale.id);
+    await env.fx.record(sale, [{ sku: 'phone', userId: 'u1', quantity: 2 }]);
+    await env.fx.record(ended);
+    await env.fx.rebuilder.rebuild(sale.id);
 
     const registry = new Registry();
     const lines: Record<string, unknown>[] = [];
@@ -54,13 +38,13 @@ describe('the lost-state detector', () => {
         lines.push(fields);
       }) as typeof logger.error;
     }
-    const recovery = new SaleRecovery(redis, ctx.prefix, fx.pool, fx.rebuilder, createRecoveryMetrics(registry), logger, { loadingGraceMs: 0, confirmMs: SECOND_LOOK_MS });
+    const recovery = new SaleRecovery(env.redis, env.ctx.prefix, env.fx.pool, env.fx.rebuilder, createRecoveryMetrics(registry), logger, { loadingGraceMs: 0, confirmMs: SECOND_LOOK_MS });
 
     await recovery.tick();
     expect(recovery.degraded()).toEqual([]);
     expect(lines).toEqual([]);
 
-    await deleteServiceKeys(ctx.redisUrl, ctx.prefix);
+    await deleteServiceKeys(env.ctx.redisUrl, env.ctx.prefix);
     // A storefront "not found" now: recovering, for the live sale and its item only.
     expect(await recovery.recovering(sale.id, 'phone')).toBe(true);
     expect(await recovery.recovering(sale.id, 'no-such-sku')).toBe(false);
@@ -78,23 +62,23 @@ describe('the lost-state detector', () => {
     expect(await metricValue(registry, 'flashsale_sale_rebuilds_total', { outcome: 'rebuilt' })).toBe(1);
     expect(await metricValue(registry, 'flashsale_sales_recovering')).toBe(0);
     expect(recovery.degraded()).toEqual([]);
-    expect(await shardOf(redis, ctx.prefix, sale.id, 'phone').item()).toMatchObject({ available: '8' });
+    expect(await shardOf(env.redis, env.ctx.prefix, sale.id, 'phone').item()).toMatchObject({ available: '8' });
     // The ended sale (past its payment window) is not Redis's to hold: never rebuilt.
-    expect(await redis.exists(anchorKey(ctx.prefix, ended.id))).toBe(0);
+    expect(await env.redis.exists(anchorKey(env.ctx.prefix, ended.id))).toBe(0);
   });
 
   it('leaves a sale still being created alone, and reports a lost one while its rebuild fails', async () => {
     const sale = saleDefinition([{ sku: 'phone' }]);
-    await fx.record(sale);
+    await env.fx.record(sale);
     const registry = new Registry();
-    const failing = { recorded: fx.rebuilder.recorded.bind(fx.rebuilder), rebuild: () => Promise.reject(new Error('Postgres went away')) };
+    const failing = { recorded: env.fx.rebuilder.recorded.bind(env.fx.rebuilder), rebuild: () => Promise.reject(new Error('Postgres went away')) };
     const logger = createLogger({ logLevel: 'silent' });
-    const young = new SaleRecovery(redis, ctx.prefix, fx.pool, fx.rebuilder, createRecoveryMetrics(new Registry()), logger);
+    const young = new SaleRecovery(env.redis, env.ctx.prefix, env.fx.pool, env.fx.rebuilder, createRecoveryMetrics(new Registry()), logger);
     await young.tick();
     expect(young.degraded()).toEqual([]);
-    expect(await redis.exists(anchorKey(ctx.prefix, sale.id))).toBe(0);
+    expect(await env.redis.exists(anchorKey(env.ctx.prefix, sale.id))).toBe(0);
 
-    const broken = new SaleRecovery(redis, ctx.prefix, fx.pool, failing as never, createRecoveryMetrics(registry), logger, { loadingGraceMs: 0, confirmMs: 0 });
+    const broken = new SaleRecovery(env.redis, env.ctx.prefix, env.fx.pool, failing as never, createRecoveryMetrics(registry), logger, { loadingGraceMs: 0, confirmMs: 0 });
     await broken.tick();
     expect(broken.degraded().map((entry) => entry.saleId)).toEqual([sale.id]);
     expect(await metricValue(registry, 'flashsale_sales_recovering')).toBe(1);
@@ -107,27 +91,25 @@ describe('the lost-state detector', () => {
   // for a moment, while its promoted replica holds the sale whole — with decisions not yet in Postgres.
   it('never calls lost, nor rebuilds, a sale missing at one look and whole at the next', async () => {
     // The only live sale (the earlier tests' sales end here), so the checks look at it alone.
-    await fx.pool.query(`UPDATE sales SET closed_at = now() - interval '1 day'`);
+    await env.fx.pool.query(`UPDATE sales SET closed_at = now() - interval '1 day'`);
     const sale = saleDefinition([{ sku: 'phone', stock: 10 }]);
-    await fx.record(sale);
-    await fx.rebuilder.rebuild(sale.id);
-    const phone = shardOf(redis, ctx.prefix, sale.id, 'phone');
-    await redis.hincrby(phone.keys.item, 'available', -1);
+    await env.fx.record(sale);
+    await env.fx.rebuilder.rebuild(sale.id);
+    const phone = shardOf(env.redis, env.ctx.prefix, sale.id, 'phone');
+    await env.redis.hincrby(phone.keys.item, 'available', -1);
     const registry = new Registry();
     const events: unknown[] = [];
     const logger = createLogger({ logLevel: 'silent' }).child({});
     logger.error = ((fields: Record<string, unknown>) => {
       events.push(fields.event);
     }) as typeof logger.error;
-    const recovery = new SaleRecovery(redis, ctx.prefix, fx.pool, fx.rebuilder, createRecoveryMetrics(registry), logger, { loadingGraceMs: 0, confirmMs: SECOND_LOOK_MS });
+    const recovery = new SaleRecovery(env.redis, env.ctx.prefix, env.fx.pool, env.fx.rebuilder, createRecoveryMetrics(registry), logger, { loadingGraceMs: 0, confirmMs: SECOND_LOOK_MS });
 
-    const keys = await scanKeys(redis, `${ctx.prefix}:*`);
-    const dumps = await Promise.all(keys.map(async (key) => ({ key, dump: await redis.dumpBuffer(key), ttl: await redis.pttl(key) })));
-    await redis.unlink(...keys);
+    const putBack = await takeAwayKeys(env.redis, env.ctx.prefix);
     // Unsure yet: the storefront is told to retry, and the periodic check only suspects.
     expect(await recovery.recovering(sale.id, 'phone')).toBe(true);
     await recovery.tick();
-    for (const { key, dump, ttl } of dumps) await redis.restore(key, ttl > 0 ? ttl : 0, dump);
+    await putBack();
     // The second look, on the detector's clock: the sale is whole again.
     await recovery.tick(Date.now() + SECOND_LOOK_MS);
     await recovery.stop();

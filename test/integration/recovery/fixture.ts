@@ -1,7 +1,8 @@
 // Recovery tests' fixture: a sale and its orders written straight into Postgres (the system of
 // record a rebuild reads), order ids minted on the shard a real reserve would use, and direct
 // reads of the layout-2 keys a rebuild writes.
-import type { Redis } from 'ioredis';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll } from 'vitest';
 import pg from 'pg';
 import { createLogger } from '../../../src/logger.ts';
 import type { Order, OrderStatus } from '../../../src/orders/order.ts';
@@ -11,7 +12,8 @@ import { SaleRepository } from '../../../src/sales/repository.ts';
 import type { SaleDefinition, SaleItemDefinition } from '../../../src/sales/sale.ts';
 import { homeShard, shardKeys, shardTag } from '../../../src/stock/keys.ts';
 import { mintOrderId } from '../../../src/stock/order-id.ts';
-import type { TestContext } from '../../support/context.ts';
+import { scanKeys } from '../../../tools/redis-keys.ts';
+import { createTestContext, type TestContext } from '../../support/context.ts';
 
 let counter = 0;
 
@@ -99,5 +101,41 @@ export function shardOf(redis: Redis, prefix: string, saleId: string, sku: strin
     sale: () => redis.hgetall(keys.sale),
     users: () => redis.hgetall(keys.users),
     deadlines: () => redis.zrange(keys.deadlines, 0, -1),
+  };
+}
+
+export interface RecoveryTestEnv {
+  readonly ctx: TestContext;
+  readonly redis: Redis;
+  readonly fx: RecoveryFixture;
+}
+
+/** A test file's own context (database, key namespace), a Redis connection and the fixture: opened before its tests, closed after. */
+export function useRecoveryFixture(): RecoveryTestEnv {
+  const env = {} as { ctx: TestContext; redis: Redis; fx: RecoveryFixture };
+  beforeAll(async () => {
+    env.ctx = await createTestContext();
+    env.redis = new Redis(env.ctx.redisUrl);
+    env.fx = recoveryFixture(env.ctx, env.redis);
+  });
+  afterAll(async () => {
+    await env.fx.close();
+    env.redis.disconnect();
+    await env.ctx.cleanup();
+  });
+  return env;
+}
+
+/**
+ * Takes every key of the namespace away, as a master restarted empty would show it: DUMPs them,
+ * then UNLINKs them; the function returned puts them back exactly (values and TTLs), as the
+ * promoted replica still holds them.
+ */
+export async function takeAwayKeys(redis: Redis, prefix: string): Promise<() => Promise<void>> {
+  const keys = await scanKeys(redis, `${prefix}:*`);
+  const dumps = await Promise.all(keys.map(async (key) => ({ key, dump: await redis.dumpBuffer(key), ttl: await redis.pttl(key) })));
+  await redis.unlink(...keys);
+  return async () => {
+    for (const { key, dump, ttl } of dumps) await redis.restore(key, ttl > 0 ? ttl : 0, dump);
   };
 }

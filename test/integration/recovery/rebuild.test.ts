@@ -3,32 +3,17 @@
 // in an outbox; two racing rebuilds; a stale read that must not overwrite a whole shard; a layout-1
 // sale migrated.
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createLogger } from '../../../src/logger.ts';
 import { OUTBOX_GROUP } from '../../../src/orders/outbox-persister.ts';
 import { SaleRebuilder } from '../../../src/recovery/rebuild.ts';
 import { SaleRepository } from '../../../src/sales/repository.ts';
 import { anchorKey, encodeKeyPart, orderKeyOf, userOrdersKey } from '../../../src/stock/keys.ts';
-import { deleteServiceKeys, scanKeys } from '../../../tools/redis-keys.ts';
-import { createTestContext, type TestContext } from '../../support/context.ts';
+import { deleteServiceKeys } from '../../../tools/redis-keys.ts';
 import pg from 'pg';
-import { order, recoveryFixture, saleDefinition, shardOf, type RecoveryFixture } from './fixture.ts';
+import { order, saleDefinition, shardOf, takeAwayKeys, useRecoveryFixture } from './fixture.ts';
 
-let ctx: TestContext;
-let redis: Redis;
-let fx: RecoveryFixture;
-
-beforeAll(async () => {
-  ctx = await createTestContext();
-  redis = new Redis(ctx.redisUrl);
-  fx = recoveryFixture(ctx, redis);
-});
-
-afterAll(async () => {
-  await fx.close();
-  redis.disconnect();
-  await ctx.cleanup();
-});
+const env = useRecoveryFixture();
 
 /** A sale mid-rush as Postgres records it: restocked, orders in every status, a key, an overdue pending order. */
 async function midRush() {
@@ -36,7 +21,7 @@ async function midRush() {
     { sku: 'phone', stock: 10, perUserLimit: 3 },
     { sku: 'case', stock: 5, perUserLimit: 2, lowStock: { units: 2 } },
   ]);
-  const orders = await fx.record(sale, [
+  const orders = await env.fx.record(sale, [
     { sku: 'phone', userId: 'u1', quantity: 3 },
     { sku: 'phone', userId: 'u2', quantity: 2, status: 'paid', idempotencyKey: 'k-2' },
     { sku: 'phone', userId: 'u3', quantity: 1, status: 'cancelled' },
@@ -45,17 +30,17 @@ async function midRush() {
     { sku: 'case', userId: 'u1', quantity: 2, status: 'paid' },
     { sku: 'case', userId: 'u2', quantity: 1 },
   ]);
-  expect(await fx.repository.addRestock(sale.id, 'phone', 4)).toBe(true);
+  expect(await env.fx.repository.addRestock(sale.id, 'phone', 4)).toBe(true);
   return { sale, orders };
 }
 
 describe('a sale lost whole', () => {
   it('comes back with its window, stock, allowances, pending orders, deadlines, keys and group, anchor last', async () => {
     const { sale, orders } = await midRush();
-    const outcome = await fx.rebuilder.rebuild(sale.id);
+    const outcome = await env.fx.rebuilder.rebuild(sale.id);
     expect(outcome).toMatchObject({ kind: 'rebuilt', shards: 2, anchor: true, liveOrders: 6, pendingOrders: 4, migrated: false });
 
-    expect(await redis.hgetall(anchorKey(ctx.prefix, sale.id))).toEqual({
+    expect(await env.redis.hgetall(anchorKey(env.ctx.prefix, sale.id))).toEqual({
       startsAt: String(sale.startsAt),
       endsAt: String(sale.endsAt),
       paymentWindowMs: '900000',
@@ -64,48 +49,48 @@ describe('a sale lost whole', () => {
       [`shards:${encodeKeyPart('phone')}`]: '1',
       [`shards:${encodeKeyPart('case')}`]: '1',
     });
-    const phone = shardOf(redis, ctx.prefix, sale.id, 'phone');
+    const phone = shardOf(env.redis, env.ctx.prefix, sale.id, 'phone');
     // 10 + 4 restocked − (3 + 2 + 1 + 1) live; the cancelled unit is back.
     expect(await phone.item()).toMatchObject({ sku: 'phone', shard: '0', shards: '1', available: '7', total: '14', perUserLimit: '3', unitPrice: '1000', delisted: '', outPending: '0' });
     expect(await phone.users()).toEqual({ u1: '3', u2: '2', u4: '1', u5: '1' });
     expect(await phone.sale()).toMatchObject({ startsAt: String(sale.startsAt), closedAt: '', ordersAccepted: '5' });
     // case: 5 − 3 live = 2, at its level of 2 units: the rule delists it, as loading it would.
-    expect(await shardOf(redis, ctx.prefix, sale.id, 'case').item()).toMatchObject({ available: '2', total: '5', lowUnits: '2', delisted: 'low_stock' });
+    expect(await shardOf(env.redis, env.ctx.prefix, sale.id, 'case').item()).toMatchObject({ available: '2', total: '5', lowUnits: '2', delisted: 'low_stock' });
 
     const pending = orders.filter((o) => o.status === 'pending_payment');
     expect((await phone.deadlines()).sort()).toEqual(pending.filter((o) => o.sku === 'phone').map((o) => o.id).sort());
     for (const o of pending) {
-      const record = await redis.hgetall(orderKeyOf(ctx.prefix, o.id)!);
+      const record = await env.redis.hgetall(orderKeyOf(env.ctx.prefix, o.id)!);
       expect(record).toMatchObject({ id: o.id, saleId: sale.id, sku: o.sku, shard: '0', userId: o.userId, status: 'pending_payment', quantity: String(o.quantity), expiresAt: String(o.expiresAt) });
-      expect(await redis.pttl(orderKeyOf(ctx.prefix, o.id)!)).toBeGreaterThan(0);
+      expect(await env.redis.pttl(orderKeyOf(env.ctx.prefix, o.id)!)).toBeGreaterThan(0);
     }
     // Paid orders need no record (Postgres answers for them); their keys still replay.
     const paid = orders.find((o) => o.userId === 'u2' && o.sku === 'phone')!;
-    expect(await redis.exists(orderKeyOf(ctx.prefix, paid.id)!)).toBe(0);
-    expect(await redis.get(phone.keys.idempotency('u2', 'k-2'))).toBe(`${paid.id}|phone|2`);
-    expect(await redis.ttl(phone.keys.idempotency('u2', 'k-2'))).toBeGreaterThan(24 * 3600 - 60);
+    expect(await env.redis.exists(orderKeyOf(env.ctx.prefix, paid.id)!)).toBe(0);
+    expect(await env.redis.get(phone.keys.idempotency('u2', 'k-2'))).toBe(`${paid.id}|phone|2`);
+    expect(await env.redis.ttl(phone.keys.idempotency('u2', 'k-2'))).toBeGreaterThan(24 * 3600 - 60);
     const u5 = orders.find((o) => o.userId === 'u5')!;
-    expect(await redis.get(phone.keys.idempotency('u5', 'k-5'))).toBe(`${u5.id}|phone|1`);
-    expect(await redis.zrange(userOrdersKey(ctx.prefix, 'u1'), 0, -1)).toHaveLength(2);
-    const groups = (await redis.xinfo('GROUPS', phone.keys.outbox)) as unknown[][];
+    expect(await env.redis.get(phone.keys.idempotency('u5', 'k-5'))).toBe(`${u5.id}|phone|1`);
+    expect(await env.redis.zrange(userOrdersKey(env.ctx.prefix, 'u1'), 0, -1)).toHaveLength(2);
+    const groups = (await env.redis.xinfo('GROUPS', phone.keys.outbox)) as unknown[][];
     expect(groups.map((group) => group[1])).toEqual([OUTBOX_GROUP]);
 
-    expect(await fx.rebuilder.rebuild(sale.id)).toEqual({ kind: 'intact' });
+    expect(await env.fx.rebuilder.rebuild(sale.id)).toEqual({ kind: 'intact' });
   });
 
   it('keeps an operator delist and a close; an unknown sale is unknown', async () => {
     const sale = saleDefinition([{ sku: 'a' }, { sku: 'b', lowStock: { units: 8 } }]);
-    await fx.record(sale, [{ sku: 'b', userId: 'u1', quantity: 3 }]);
-    await fx.repository.recordListing(sale.id, 'a', 'delisted', 1_700_000_000_000);
-    await fx.repository.recordListing(sale.id, 'b', 'relisted', 1_700_000_000_000);
-    await fx.repository.markClosed(sale.id, 1_700_000_123_456);
-    await fx.rebuilder.rebuild(sale.id);
-    expect(await shardOf(redis, ctx.prefix, sale.id, 'a').item()).toMatchObject({ delisted: 'operator', delistedAt: '1700000000000' });
+    await env.fx.record(sale, [{ sku: 'b', userId: 'u1', quantity: 3 }]);
+    await env.fx.repository.recordListing(sale.id, 'a', 'delisted', 1_700_000_000_000);
+    await env.fx.repository.recordListing(sale.id, 'b', 'relisted', 1_700_000_000_000);
+    await env.fx.repository.markClosed(sale.id, 1_700_000_123_456);
+    await env.fx.rebuilder.rebuild(sale.id);
+    expect(await shardOf(env.redis, env.ctx.prefix, sale.id, 'a').item()).toMatchObject({ delisted: 'operator', delistedAt: '1700000000000' });
     // Relisted below its level by the operator: listed, as the operator left it.
-    expect(await shardOf(redis, ctx.prefix, sale.id, 'b').item()).toMatchObject({ available: '7', delisted: '' });
-    expect(await shardOf(redis, ctx.prefix, sale.id, 'b').sale()).toMatchObject({ closedAt: '1700000123456' });
-    expect(await redis.hget(anchorKey(ctx.prefix, sale.id), 'closedAt')).toBe('1700000123456');
-    expect(await fx.rebuilder.rebuild('no-such-sale')).toEqual({ kind: 'unknown' });
+    expect(await shardOf(env.redis, env.ctx.prefix, sale.id, 'b').item()).toMatchObject({ available: '7', delisted: '' });
+    expect(await shardOf(env.redis, env.ctx.prefix, sale.id, 'b').sale()).toMatchObject({ closedAt: '1700000123456' });
+    expect(await env.redis.hget(anchorKey(env.ctx.prefix, sale.id), 'closedAt')).toBe('1700000123456');
+    expect(await env.fx.rebuilder.rebuild('no-such-sale')).toEqual({ kind: 'unknown' });
   });
 });
 
@@ -113,38 +98,38 @@ describe('a large sale', () => {
   it('is written whole: thousands of shoppers, pending orders and keys (more than one chunk of each)', async () => {
     const sale = saleDefinition([{ sku: 'phone', stock: 10_000, perUserLimit: 2 }]);
     const shoppers = Array.from({ length: 2_500 }, (_, i) => ({ sku: 'phone', userId: `s${i}`, quantity: 1 + (i % 2), idempotencyKey: `key-${i}` }));
-    await fx.record(sale, shoppers);
-    const outcome = await fx.rebuilder.rebuild(sale.id);
+    await env.fx.record(sale, shoppers);
+    const outcome = await env.fx.rebuilder.rebuild(sale.id);
     expect(outcome).toMatchObject({ kind: 'rebuilt', liveOrders: 2_500, pendingOrders: 2_500 });
-    const phone = shardOf(redis, ctx.prefix, sale.id, 'phone');
+    const phone = shardOf(env.redis, env.ctx.prefix, sale.id, 'phone');
     expect(await phone.item()).toMatchObject({ available: String(10_000 - 3_750) });
-    expect(await redis.hlen(phone.keys.users)).toBe(2_500);
-    expect(await redis.hget(phone.keys.users, 's2499')).toBe('2');
-    expect(await redis.zcard(phone.keys.deadlines)).toBe(2_500);
-    expect(await redis.exists(phone.keys.idempotency('s1234', 'key-1234'))).toBe(1);
+    expect(await env.redis.hlen(phone.keys.users)).toBe(2_500);
+    expect(await env.redis.hget(phone.keys.users, 's2499')).toBe('2');
+    expect(await env.redis.zcard(phone.keys.deadlines)).toBe(2_500);
+    expect(await env.redis.exists(phone.keys.idempotency('s1234', 'key-1234'))).toBe(1);
   });
 });
 
 describe('a sale lost in part', () => {
   it('rewrites only the missing shard, counting the orders its surviving outbox still holds', async () => {
     const { sale } = await midRush();
-    await fx.rebuilder.rebuild(sale.id);
-    const phone = shardOf(redis, ctx.prefix, sale.id, 'phone');
-    const kase = shardOf(redis, ctx.prefix, sale.id, 'case');
+    await env.fx.rebuilder.rebuild(sale.id);
+    const phone = shardOf(env.redis, env.ctx.prefix, sale.id, 'phone');
+    const kase = shardOf(env.redis, env.ctx.prefix, sale.id, 'case');
     // An order Redis accepted that has not reached Postgres yet: in the outbox, stock already taken.
     const waiting = order(sale, { sku: 'phone', userId: 'u9', quantity: 2 });
-    await redis.xadd(phone.keys.outbox, '*', ...Object.entries({ ...waiting, idempotencyKey: '' }).flatMap(([field, value]) => [field, String(value)]));
-    await redis.hset(kase.keys.item, 'available', '1');
-    await redis.del(phone.keys.item);
+    await env.redis.xadd(phone.keys.outbox, '*', ...Object.entries({ ...waiting, idempotencyKey: '' }).flatMap(([field, value]) => [field, String(value)]));
+    await env.redis.hset(kase.keys.item, 'available', '1');
+    await env.redis.del(phone.keys.item);
 
-    const outcome = await fx.rebuilder.rebuild(sale.id);
+    const outcome = await env.fx.rebuilder.rebuild(sale.id);
     expect(outcome).toMatchObject({ kind: 'rebuilt', shards: 1, anchor: false });
     expect(await phone.item()).toMatchObject({ available: '5' });
     expect(await phone.users()).toMatchObject({ u9: '2', u1: '3' });
     expect(await phone.deadlines()).toContain(waiting.id);
     // The surviving shard is the truth: left as it was.
     expect(await kase.item()).toMatchObject({ available: '1' });
-    expect(await redis.xlen(phone.keys.outbox)).toBe(1);
+    expect(await env.redis.xlen(phone.keys.outbox)).toBe(1);
   });
 });
 
@@ -152,16 +137,16 @@ describe('two processes racing', () => {
   it('rebuild once: the second finds the sale whole and writes nothing', async () => {
     const { sale } = await midRush();
     const logger = createLogger({ logLevel: 'silent' });
-    const others = [new pg.Pool({ connectionString: ctx.databaseUrl, max: 2 }), new pg.Pool({ connectionString: ctx.databaseUrl, max: 2 })];
-    const clients = [new Redis(ctx.redisUrl), new Redis(ctx.redisUrl)];
+    const others = [new pg.Pool({ connectionString: env.ctx.databaseUrl, max: 2 }), new pg.Pool({ connectionString: env.ctx.databaseUrl, max: 2 })];
+    const clients = [new Redis(env.ctx.redisUrl), new Redis(env.ctx.redisUrl)];
     try {
-      const rebuilders = others.map((pool, i) => new SaleRebuilder(clients[i]!, ctx.prefix, pool, new SaleRepository(pool), logger));
+      const rebuilders = others.map((pool, i) => new SaleRebuilder(clients[i]!, env.ctx.prefix, pool, new SaleRepository(pool), logger));
       for (let round = 0; round < 3; round++) {
-        await deleteServiceKeys(ctx.redisUrl, `${ctx.prefix}`);
+        await deleteServiceKeys(env.ctx.redisUrl, `${env.ctx.prefix}`);
         const outcomes = await Promise.all(rebuilders.map((rebuilder) => rebuilder.rebuild(sale.id)));
         expect(outcomes.map((outcome) => outcome.kind).sort()).toEqual(['intact', 'rebuilt']);
-        expect(await shardOf(redis, ctx.prefix, sale.id, 'phone').item()).toMatchObject({ available: '7' });
-        expect(await shardOf(redis, ctx.prefix, sale.id, 'phone').users()).toEqual({ u1: '3', u2: '2', u4: '1', u5: '1' });
+        expect(await shardOf(env.redis, env.ctx.prefix, sale.id, 'phone').item()).toMatchObject({ available: '7' });
+        expect(await shardOf(env.redis, env.ctx.prefix, sale.id, 'phone').users()).toEqual({ u1: '3', u2: '2', u4: '1', u5: '1' });
       }
     } finally {
       clients.forEach((client) => client.disconnect());
@@ -177,26 +162,25 @@ describe('a stale read', () => {
   // on Postgres (the orders table locked) while the sale comes back whole, then goes on.
   it('writes nothing over a shard or an anchor it finds whole when it writes', async () => {
     const { sale } = await midRush();
-    await fx.rebuilder.rebuild(sale.id);
-    const phone = shardOf(redis, ctx.prefix, sale.id, 'phone');
-    await redis.hincrby(phone.keys.item, 'available', -1);
-    await redis.hset(anchorKey(ctx.prefix, sale.id), 'closedAt', '1');
-    const keys = await scanKeys(redis, `${ctx.prefix}:*`);
-    const dumps = await Promise.all(keys.map(async (key) => ({ key, dump: await redis.dumpBuffer(key), ttl: await redis.pttl(key) })));
-    const live = async () => ({ item: await phone.item(), users: await phone.users(), anchor: await redis.hgetall(anchorKey(ctx.prefix, sale.id)) });
+    await env.fx.rebuilder.rebuild(sale.id);
+    const phone = shardOf(env.redis, env.ctx.prefix, sale.id, 'phone');
+    await env.redis.hincrby(phone.keys.item, 'available', -1);
+    await env.redis.hset(anchorKey(env.ctx.prefix, sale.id), 'closedAt', '1');
+    const live = async () => ({ item: await phone.item(), users: await phone.users(), anchor: await env.redis.hgetall(anchorKey(env.ctx.prefix, sale.id)) });
     const before = await live();
 
-    const locker = await fx.pool.connect();
+    const locker = await env.fx.pool.connect();
     try {
       await locker.query('BEGIN');
       await locker.query('LOCK TABLE orders IN ACCESS EXCLUSIVE MODE');
-      await redis.unlink(...keys);
-      const rebuilding = fx.rebuilder.rebuild(sale.id);
-      // Held reading the orders: it has looked at Redis (and found the sale missing) by now.
+      const lockerPid = (await locker.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+      const putBack = await takeAwayKeys(env.redis, env.ctx.prefix);
+      const rebuilding = env.fx.rebuilder.rebuild(sale.id);
+      // Held reading the orders (blocked by the locker): it has looked at Redis, and found the sale missing, by now.
       await expect
-        .poll(async () => (await fx.pool.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'SELECT * FROM orders%'`)).rows[0].n, { timeout: 5_000 })
+        .poll(async () => (await env.fx.pool.query('SELECT count(*)::int AS n FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))', [lockerPid])).rows[0].n, { timeout: 5_000 })
         .toBe(1);
-      for (const { key, dump, ttl } of dumps) await redis.restore(key, ttl > 0 ? ttl : 0, dump);
+      await putBack();
       await locker.query('COMMIT');
       expect(await rebuilding).toEqual({ kind: 'intact' });
     } finally {
@@ -210,21 +194,21 @@ describe('a stale read', () => {
 describe('a layout-1 sale', () => {
   it('is migrated: rebuilt on layout 2, its unpersisted outbox entries moved to their shard, its old keys gone', async () => {
     const sale = saleDefinition([{ sku: 'phone', stock: 10 }]);
-    await fx.record(sale, [{ sku: 'phone', userId: 'u1', quantity: 2 }]);
-    const base = `${ctx.prefix}:{${sale.id}}`;
-    await redis.hset(`${base}:sale`, { startsAt: sale.startsAt, endsAt: sale.endsAt, paymentWindowMs: 900000, closedAt: '' });
-    await redis.hset(`${base}:item:phone`, { available: 7, total: 10 });
-    await redis.hset(`${base}:users:phone`, { u1: 2, u2: 1 });
+    await env.fx.record(sale, [{ sku: 'phone', userId: 'u1', quantity: 2 }]);
+    const base = `${env.ctx.prefix}:{${sale.id}}`;
+    await env.redis.hset(`${base}:sale`, { startsAt: sale.startsAt, endsAt: sale.endsAt, paymentWindowMs: 900000, closedAt: '' });
+    await env.redis.hset(`${base}:item:phone`, { available: 7, total: 10 });
+    await env.redis.hset(`${base}:users:phone`, { u1: 2, u2: 1 });
     const unpersisted = { ...order(sale, { sku: 'phone', userId: 'u2', quantity: 1 }), idempotencyKey: '' };
-    await redis.xadd(`${base}:outbox`, '*', ...Object.entries(unpersisted).flatMap(([field, value]) => [field, String(value)]));
+    await env.redis.xadd(`${base}:outbox`, '*', ...Object.entries(unpersisted).flatMap(([field, value]) => [field, String(value)]));
 
-    expect(await fx.rebuilder.rebuild(sale.id)).toMatchObject({ kind: 'rebuilt', migrated: true });
-    const phone = shardOf(redis, ctx.prefix, sale.id, 'phone');
+    expect(await env.fx.rebuilder.rebuild(sale.id)).toMatchObject({ kind: 'rebuilt', migrated: true });
+    const phone = shardOf(env.redis, env.ctx.prefix, sale.id, 'phone');
     expect(await phone.item()).toMatchObject({ available: '7' });
     expect(await phone.users()).toEqual({ u1: '2', u2: '1' });
-    const moved = await redis.xrange(phone.keys.outbox, '-', '+');
+    const moved = await env.redis.xrange(phone.keys.outbox, '-', '+');
     expect(moved.map(([, fields]) => fields[fields.indexOf('id') + 1])).toEqual([unpersisted.id]);
-    expect(await redis.exists(`${base}:item:phone`, `${base}:users:phone`, `${base}:outbox`)).toBe(0);
-    expect(await redis.hget(anchorKey(ctx.prefix, sale.id), 'layout')).toBe('2');
+    expect(await env.redis.exists(`${base}:item:phone`, `${base}:users:phone`, `${base}:outbox`)).toBe(0);
+    expect(await env.redis.hget(anchorKey(env.ctx.prefix, sale.id), 'layout')).toBe('2');
   });
 });

@@ -3,34 +3,18 @@
 // from Postgres and its second look is clean. Each run is a process (~5 s on a busy machine).
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestContext, type TestContext } from '../../support/context.ts';
+import { describe, expect, it } from 'vitest';
 import { serviceEnvironment } from '../../support/service-process.ts';
-import { recoveryFixture, saleDefinition, shardOf, type RecoveryFixture } from './fixture.ts';
+import { saleDefinition, shardOf, useRecoveryFixture } from './fixture.ts';
 
 const run = promisify(execFile);
 
-let ctx: TestContext;
-let redis: Redis;
-let fx: RecoveryFixture;
-
-beforeAll(async () => {
-  ctx = await createTestContext();
-  redis = new Redis(ctx.redisUrl);
-  fx = recoveryFixture(ctx, redis);
-});
-
-afterAll(async () => {
-  await fx.close();
-  redis.disconnect();
-  await ctx.cleanup();
-});
+const env = useRecoveryFixture();
 
 /** Runs the CLI; its exit code and output. */
 async function reconcile(...args: string[]): Promise<{ code: number; out: string }> {
   try {
-    const { stdout } = await run(process.execPath, ['--import', 'tsx', 'src/cli/reconcile.ts', ...args], { env: serviceEnvironment(ctx) });
+    const { stdout } = await run(process.execPath, ['--import', 'tsx', 'src/cli/reconcile.ts', ...args], { env: serviceEnvironment(env.ctx) });
     return { code: 0, out: stdout };
   } catch (error) {
     const failed = error as { code?: number; stdout?: string; stderr?: string };
@@ -41,12 +25,12 @@ async function reconcile(...args: string[]): Promise<{ code: number; out: string
 describe('npm run reconcile', () => {
   it('finds no drift on a healthy sale, finds injected drift, and --fix repairs it', async () => {
     const sale = saleDefinition([{ sku: 'phone', stock: 10 }, { sku: 'case', stock: 4 }]);
-    await fx.record(sale, [
+    await env.fx.record(sale, [
       { sku: 'phone', userId: 'u1', quantity: 2 },
       { sku: 'phone', userId: 'u2', quantity: 1, status: 'paid' },
       { sku: 'case', userId: 'u1', quantity: 1, status: 'expired' },
     ]);
-    await fx.rebuilder.rebuild(sale.id);
+    await env.fx.rebuilder.rebuild(sale.id);
 
     // Every live sale (this file's database holds only this one).
     const healthy = await reconcile();
@@ -54,9 +38,9 @@ describe('npm run reconcile', () => {
     expect(healthy.out).toMatch(new RegExp(`${sale.id}\\s+phone\\s+7\\s+7\\s+3\\s+3\\s+0\\s+0\\s+ok`));
 
     // Drift: three units appear from nowhere, and a shopper's count is lost.
-    const phone = shardOf(redis, ctx.prefix, sale.id, 'phone');
-    await redis.hincrby(phone.keys.item, 'available', 3);
-    await redis.hdel(phone.keys.users, 'u2');
+    const phone = shardOf(env.redis, env.ctx.prefix, sale.id, 'phone');
+    await env.redis.hincrby(phone.keys.item, 'available', 3);
+    await env.redis.hdel(phone.keys.users, 'u2');
     const drifted = await reconcile('--sale', sale.id);
     expect(drifted.code, drifted.out).toBe(1);
     expect(drifted.out).toMatch(new RegExp(`${sale.id}\\s+phone\\s+10\\s+7\\s+2\\s+3\\s+1\\s+0\\s+DRIFT`));
